@@ -1,0 +1,1 @@
+"""Model build pipelines of this SageMaker project."""

@@ -1,0 +1,74 @@
+//! `cargo xtask bench`: the speed targets, as medians against a baseline from the same run.
+
+use std::time::{Duration, Instant};
+
+use xshell::{Shell, cmd};
+
+use crate::{flags, project};
+
+pub fn run(sh: &Shell, args: &flags::Bench) -> anyhow::Result<()> {
+    anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
+    package_rerun(sh, args.runs)
+}
+
+/// `cargo xtask package` when nothing changed (the target: at most 2 s), against the same
+/// command after the output folder was deleted, which rebuilds no Lambda but writes every zip.
+fn package_rerun(sh: &Shell, runs: usize) -> anyhow::Result<()> {
+    let out = project::target_dir().join("bench/dist");
+    let package = || {
+        cmd!(sh, "cargo xtask package --out {out}")
+            .quiet()
+            .ignore_stdout()
+            .ignore_stderr()
+            .run()
+    };
+    eprintln!("bench package: warming up (the first run may compile the Lambdas)");
+    package()?;
+
+    let unchanged = measure(runs, || Ok(()), package)?;
+    let rewrite = measure(runs, || Ok(std::fs::remove_dir_all(&out)?), package)?;
+    report(
+        "package, nothing changed",
+        &unchanged,
+        "package, empty output folder",
+        &rewrite,
+    );
+    Ok(())
+}
+
+/// Times `runs` calls of `timed`, each after an untimed `setup`.
+fn measure(
+    runs: usize,
+    mut setup: impl FnMut() -> anyhow::Result<()>,
+    mut timed: impl FnMut() -> xshell::Result<()>,
+) -> anyhow::Result<Vec<Duration>> {
+    let mut samples = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        setup()?;
+        let start = Instant::now();
+        timed()?;
+        samples.push(start.elapsed());
+    }
+    samples.sort();
+    Ok(samples)
+}
+
+fn median(sorted: &[Duration]) -> Duration {
+    sorted[sorted.len() / 2]
+}
+
+fn report(name: &str, samples: &[Duration], baseline_name: &str, baseline: &[Duration]) {
+    let (m, b) = (median(samples), median(baseline));
+    println!(
+        "{name:<40} median {:>8.3} s  (min {:.3}, max {:.3}, n={})",
+        m.as_secs_f64(),
+        samples[0].as_secs_f64(),
+        samples[samples.len() - 1].as_secs_f64(),
+        samples.len()
+    );
+    println!(
+        "{baseline_name:<40} median {:>8.3} s  (baseline)",
+        b.as_secs_f64()
+    );
+    println!("ratio {:.2}", m.as_secs_f64() / b.as_secs_f64());
+}

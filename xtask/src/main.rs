@@ -1,0 +1,35 @@
+//! `cargo xtask`: the build and release tasks of this repository, one module per task.
+
+mod bench;
+mod deterministic_zip;
+mod flags;
+mod package;
+mod project;
+mod test;
+mod tools;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let flags = flags::Xtask::parse();
+    match run(flags.task) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // The cause chain on one line; a backtrace would bury it.
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(task: flags::Task) -> anyhow::Result<()> {
+    let sh = xshell::Shell::new()?;
+    sh.change_dir(project::root());
+    match task {
+        flags::Task::Package(args) => package::run(&sh, &args).map(drop),
+        flags::Task::Test(args) => test::run(&sh, &args),
+        flags::Task::Bench(args) => bench::run(&sh, &args),
+    }
+}

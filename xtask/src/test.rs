@@ -1,0 +1,22 @@
+//! `cargo xtask test`: the one command that installs what the tests need and runs them all.
+
+use xshell::{Shell, cmd};
+
+use crate::flags::{self, Arch};
+use crate::tools;
+
+pub fn run(sh: &Shell, args: &flags::Test) -> anyhow::Result<()> {
+    // The packaging tests cross-compile: install their tools up front, once.
+    tools::ensure_rust_target(sh, Arch::Arm64.rust_target())?;
+    tools::ensure_python_tools(sh, tools::Requirements::Build)?;
+
+    cmd!(sh, "cargo fmt --all --check").run()?;
+    cmd!(
+        sh,
+        "cargo clippy --workspace --all-targets --locked -- --deny warnings"
+    )
+    .run()?;
+    let extra = &args.cargo_test_args;
+    cmd!(sh, "cargo test --workspace --locked -- {extra...}").run()?;
+    Ok(())
+}

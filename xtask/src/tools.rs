@@ -1,0 +1,98 @@
+//! Installs what the tasks need when it is missing, with one line of output per install:
+//! Rust targets through rustup, Python tools into a venv under the target dir.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use xshell::{Shell, cmd};
+
+use crate::{deterministic_zip::sha256_hex, project};
+
+/// Pinned Python tools, one requirements file per purpose.
+#[derive(Debug, Clone, Copy)]
+pub enum Requirements {
+    /// zig and cargo-zigbuild, for `package`.
+    Build,
+}
+
+impl Requirements {
+    fn file_name(self) -> &'static str {
+        match self {
+            Requirements::Build => "build.txt",
+        }
+    }
+}
+
+pub fn ensure_rust_target(sh: &Shell, target: &str) -> anyhow::Result<()> {
+    let installed = cmd!(sh, "rustup target list --installed")
+        .quiet()
+        .read()
+        .context("cannot list Rust targets: is rustup installed? (https://rustup.rs)")?;
+    if installed.lines().any(|line| line.trim() == target) {
+        return Ok(());
+    }
+    eprintln!("installing Rust target {target} (rustup target add {target})");
+    cmd!(sh, "rustup target add {target}")
+        .quiet()
+        .run()
+        .with_context(|| {
+            format!("cannot install the Rust target: run `rustup target add {target}` and retry")
+        })
+}
+
+/// The venv holding the pinned Python tools, installed or brought up to date with `reqs`.
+/// Returns its `bin` folder. A stamp of the requirements file's hash makes the check free.
+pub fn ensure_python_tools(sh: &Shell, reqs: Requirements) -> anyhow::Result<PathBuf> {
+    let venv = project::tools_dir().join("venv");
+    let bin = venv.join("bin");
+    let req_file = project::root()
+        .join("xtask/requirements")
+        .join(reqs.file_name());
+    let wanted = sha256_hex(
+        &std::fs::read(&req_file).with_context(|| format!("cannot read {}", req_file.display()))?,
+    );
+    let stamp = venv.join(format!(".installed-{}", reqs.file_name()));
+    if std::fs::read_to_string(&stamp).is_ok_and(|have| have == wanted) {
+        return Ok(bin);
+    }
+    eprintln!(
+        "installing Python tools from {} into {}",
+        relative(&req_file),
+        venv.display()
+    );
+    if !bin.join("python").exists() {
+        cmd!(sh, "python3 -m venv {venv}").quiet().run().context(
+            "cannot create a Python venv: install Python 3.9 or newer with its venv module (Debian: apt-get install python3-venv)",
+        )?;
+    }
+    let pip = bin.join("pip");
+    cmd!(
+        sh,
+        "{pip} install --quiet --disable-pip-version-check --requirement {req_file}"
+    )
+    .quiet()
+    .run()
+    .with_context(|| {
+        format!(
+            "pip could not install {}: check network access to PyPI",
+            relative(&req_file)
+        )
+    })?;
+    std::fs::write(&stamp, wanted)?;
+    Ok(bin)
+}
+
+/// Prepends `bin` to a PATH value, for commands that must find the venv's tools first.
+pub fn path_with(bin: &Path) -> anyhow::Result<std::ffi::OsString> {
+    let current = std::env::var_os("PATH").unwrap_or_default();
+    let dirs = std::iter::once(bin.to_path_buf()).chain(std::env::split_paths(&current));
+    std::env::join_paths(dirs).context("PATH cannot hold the tools folder")
+}
+
+fn relative(path: &Path) -> String {
+    let root = project::root();
+    path.strip_prefix(&root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
