@@ -88,10 +88,16 @@ pub fn collect_tree(root: &Path) -> anyhow::Result<Vec<Entry>> {
                 .path()
                 .map(|p| p.display().to_string())
                 .unwrap_or_default();
-            anyhow::anyhow!(
-                "cannot read {path} while packaging {}: {err}",
-                root.display()
-            )
+            match err.loop_ancestor() {
+                Some(ancestor) if !ancestor.starts_with(&canonical_root) => anyhow::anyhow!(
+                    "{path} is a symlink to {}, outside the tree: replace it with a copy of what it points to",
+                    ancestor.display()
+                ),
+                Some(ancestor) => {
+                    anyhow::anyhow!("{path} is a symlink loop back to {}: remove it", ancestor.display())
+                }
+                None => anyhow::anyhow!("cannot read {path} while packaging {}: {err}", root.display()),
+            }
         })?;
         let rel = item
             .path()
@@ -206,4 +212,279 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
 /// Lowercase hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     format!("{:x}", Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::os::unix::fs::symlink;
+
+    use super::*;
+
+    fn entry(path: &str, executable: bool, data: &str) -> Entry {
+        Entry {
+            path: path.into(),
+            executable,
+            data: data.as_bytes().to_vec(),
+        }
+    }
+
+    /// (path, unix mode, content, DOS time) of every entry, in archive order.
+    fn read_back(bytes: &[u8]) -> Vec<(String, u32, String, DateTime)> {
+        let mut archive = zip::ZipArchive::new(Cursor::new(bytes)).unwrap();
+        (0..archive.len())
+            .map(|i| {
+                let mut file = archive.by_index(i).unwrap();
+                let mut content = String::new();
+                file.read_to_string(&mut content).unwrap();
+                (
+                    file.name().unwrap().into_owned(),
+                    file.unix_mode().unwrap(),
+                    content,
+                    file.last_modified().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    fn write_file(path: &Path, content: &str) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, content).unwrap();
+    }
+
+    #[test]
+    fn archive_bytes_do_not_depend_on_input_order() {
+        let a = vec![
+            entry("b/c.txt", false, "c"),
+            entry("a.txt", false, "a"),
+            entry("b.txt", true, "b"),
+        ];
+        let mut b = a.clone();
+        b.reverse();
+        let bytes = write(&a, DOS_EPOCH).unwrap();
+        assert_eq!(bytes, write(&b, DOS_EPOCH).unwrap());
+        let names: Vec<String> = read_back(&bytes).into_iter().map(|e| e.0).collect();
+        // Byte order: '.' (0x2e) sorts before '/' (0x2f).
+        assert_eq!(names, ["a.txt", "b.txt", "b/c.txt"]);
+    }
+
+    #[test]
+    fn every_entry_carries_the_given_time() {
+        // 2023-11-14T22:13:20Z
+        let bytes = write(
+            &[entry("x", false, "x"), entry("y", false, "y")],
+            1_700_000_000,
+        )
+        .unwrap();
+        for (_, _, _, time) in read_back(&bytes) {
+            let fields = (
+                time.year(),
+                time.month(),
+                time.day(),
+                time.hour(),
+                time.minute(),
+                time.second(),
+            );
+            assert_eq!(fields, (2023, 11, 14, 22, 13, 20));
+        }
+        assert_ne!(
+            bytes,
+            write(&[entry("x", false, "x"), entry("y", false, "y")], DOS_EPOCH).unwrap()
+        );
+    }
+
+    #[test]
+    fn times_outside_the_zip_range_are_clamped() {
+        let before_1980 = read_back(&write(&[entry("x", false, "")], 0).unwrap())
+            .remove(0)
+            .3;
+        assert_eq!(
+            (before_1980.year(), before_1980.month(), before_1980.day()),
+            (1980, 1, 1)
+        );
+        let far_future = read_back(&write(&[entry("x", false, "")], i64::MAX).unwrap())
+            .remove(0)
+            .3;
+        assert_eq!(far_future.year(), 2107);
+    }
+
+    #[test]
+    fn modes_are_normalised() {
+        let bytes = write(
+            &[
+                entry("run.sh", true, "#!/bin/sh"),
+                entry("data.csv", false, "1,2"),
+            ],
+            DOS_EPOCH,
+        )
+        .unwrap();
+        let modes: Vec<(String, u32)> = read_back(&bytes).into_iter().map(|e| (e.0, e.1)).collect();
+        assert_eq!(
+            modes,
+            [
+                ("data.csv".to_owned(), 0o100644),
+                ("run.sh".to_owned(), 0o100755)
+            ]
+        );
+    }
+
+    #[test]
+    fn duplicate_paths_are_refused() {
+        let err = write(&[entry("a", false, "1"), entry("a", true, "2")], DOS_EPOCH).unwrap_err();
+        assert!(
+            err.to_string().contains("two entries share the path a"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn input_digest_follows_content_mode_and_time() {
+        let base = [entry("a", false, "1")];
+        let digest = input_digest(&base, DOS_EPOCH);
+        assert_eq!(digest, input_digest(&base, DOS_EPOCH));
+        assert_ne!(digest, input_digest(&[entry("a", false, "2")], DOS_EPOCH));
+        assert_ne!(digest, input_digest(&[entry("a", true, "1")], DOS_EPOCH));
+        assert_ne!(digest, input_digest(&[entry("b", false, "1")], DOS_EPOCH));
+        assert_ne!(digest, input_digest(&base, DOS_EPOCH + 2));
+    }
+
+    #[test]
+    fn tree_keeps_dotfiles_and_leaves_out_junk() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for kept in [
+            ".gitlab-ci.yml",
+            ".hidden/config",
+            "pipelines/run.py",
+            "pipelines/build/keep.py",
+            "README.md",
+        ] {
+            write_file(&root.join(kept), kept);
+        }
+        for junk in [
+            ".git/HEAD",
+            ".DS_Store",
+            "pipelines/._run.py",
+            "pipelines/__pycache__/run.cpython-311.pyc",
+            "pipelines/stale.pyc",
+            ".venv/bin/python",
+            "build/lib/x.py",
+            "dist/x.whl",
+            "pipelines.egg-info/PKG-INFO",
+            ".pytest_cache/v/cache",
+        ] {
+            write_file(&root.join(junk), junk);
+        }
+        let mut paths: Vec<String> = collect_tree(root)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.path)
+            .collect();
+        paths.sort();
+        assert_eq!(
+            paths,
+            [
+                ".gitlab-ci.yml",
+                ".hidden/config",
+                "README.md",
+                "pipelines/build/keep.py",
+                "pipelines/run.py"
+            ]
+        );
+    }
+
+    #[test]
+    fn tree_reads_the_executable_bit() {
+        let dir = tempfile::tempdir().unwrap();
+        write_file(&dir.path().join("deploy.sh"), "#!/bin/sh");
+        write_file(&dir.path().join("config.json"), "{}");
+        std::fs::set_permissions(
+            dir.path().join("deploy.sh"),
+            std::fs::Permissions::from_mode(0o700),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            dir.path().join("config.json"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        let mut modes: Vec<(String, bool)> = collect_tree(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.path, e.executable))
+            .collect();
+        modes.sort();
+        assert_eq!(
+            modes,
+            [
+                ("config.json".to_owned(), false),
+                ("deploy.sh".to_owned(), true)
+            ]
+        );
+    }
+
+    #[test]
+    fn symlinks_inside_the_tree_are_stored_as_files() {
+        let dir = tempfile::tempdir().unwrap();
+        write_file(&dir.path().join("shared/params.json"), "{\"a\": 1}");
+        symlink("shared/params.json", dir.path().join("params.json")).unwrap();
+        symlink("shared", dir.path().join("alias")).unwrap();
+        let mut entries = collect_tree(dir.path()).unwrap();
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        let got: Vec<(&str, &[u8])> = entries
+            .iter()
+            .map(|e| (e.path.as_str(), e.data.as_slice()))
+            .collect();
+        let content: &[u8] = b"{\"a\": 1}";
+        assert_eq!(
+            got,
+            [
+                ("alias/params.json", content),
+                ("params.json", content),
+                ("shared/params.json", content)
+            ]
+        );
+    }
+
+    #[test]
+    fn symlinks_leaving_the_tree_are_refused() {
+        let outside = tempfile::tempdir().unwrap();
+        write_file(&outside.path().join("secret.txt"), "credentials");
+        let dir = tempfile::tempdir().unwrap();
+        write_file(&dir.path().join("ok.txt"), "ok");
+        symlink(
+            outside.path().join("secret.txt"),
+            dir.path().join("leak.txt"),
+        )
+        .unwrap();
+        let err = collect_tree(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("leak.txt") && err.contains("outside the tree"),
+            "{err}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        symlink("../..", dir.path().join("up")).unwrap();
+        let err = collect_tree(dir.path()).unwrap_err().to_string();
+        assert!(
+            err.contains("up") && err.contains("outside the tree"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn broken_symlinks_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        symlink("missing.txt", dir.path().join("dangling")).unwrap();
+        let err = collect_tree(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("dangling"), "{err}");
+    }
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        assert_eq!(civil_from_days(19_675), (2023, 11, 14));
+        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+    }
 }

@@ -1,0 +1,3 @@
+//! Local stand-ins for the services the Lambdas talk to, so tests run real binaries offline.
+
+pub mod runtime_api;
