@@ -25,9 +25,13 @@ pub fn target_dir() -> PathBuf {
     }
 }
 
-/// Where xtask installs the tools it needs (a Python venv with zig, the test linters, ...).
+/// Where xtask installs the tools it needs (a Python venv with zig, the test linters, ...):
+/// `XTASK_TOOLS_DIR` when set (tests point clones at the installed tools), else `<target>/tools`.
 pub fn tools_dir() -> PathBuf {
-    target_dir().join("tools")
+    match std::env::var_os("XTASK_TOOLS_DIR") {
+        Some(dir) => std::path::absolute(dir).expect("the current directory exists"),
+        None => target_dir().join("tools"),
+    }
 }
 
 /// The commit the artifacts are built from, and whether the work tree differs from it.

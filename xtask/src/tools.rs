@@ -52,7 +52,15 @@ pub fn ensure_python_tools(sh: &Shell, reqs: Requirements) -> anyhow::Result<Pat
         &std::fs::read(&req_file).with_context(|| format!("cannot read {}", req_file.display()))?,
     );
     let stamp = venv.join(format!(".installed-{}", reqs.file_name()));
-    if std::fs::read_to_string(&stamp).is_ok_and(|have| have == wanted) {
+    let is_current = || std::fs::read_to_string(&stamp).is_ok_and(|have| have == wanted);
+    if is_current() {
+        return Ok(bin);
+    }
+    // Concurrent tasks (parallel tests) wait for one install instead of racing in one venv.
+    std::fs::create_dir_all(&venv)?;
+    let lock = std::fs::File::create(venv.join(".install.lock"))?;
+    lock.lock()?;
+    if is_current() {
         return Ok(bin);
     }
     eprintln!(
