@@ -246,12 +246,12 @@ fn build_lambdas(sh: &Shell, arch: Arch) -> anyhow::Result<Vec<PathBuf>> {
         } else {
             rebuilt_units += 1
         }
-        if let Some(executable) = message.executable {
-            if let Some(i) = LAMBDAS.iter().position(|(krate, _)| {
-                Some(*krate) == message.target.as_ref().map(|t| t.name.as_str())
-            }) {
-                binaries[i] = Some(executable);
-            }
+        let target_name = message.target.as_ref().map(|t| t.name.as_str());
+        let lambda = LAMBDAS
+            .iter()
+            .position(|(krate, _)| Some(*krate) == target_name);
+        if let (Some(executable), Some(i)) = (message.executable, lambda) {
+            binaries[i] = Some(executable);
         }
     }
     if rebuilt_units == 0 {
@@ -321,8 +321,8 @@ fn write_if_changed(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 
 fn print_summary(out: &Path, manifest: &Manifest, reused: &[&str]) {
     println!(
-        "{:<48} {:>10}  {:<12}  {}",
-        "artifact", "bytes", "sha256", ""
+        "{:<48} {:>10}  {:<12}  status",
+        "artifact", "bytes", "sha256"
     );
     for a in &manifest.artifacts {
         let status = if reused.contains(&a.file.as_str()) {

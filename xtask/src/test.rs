@@ -5,7 +5,18 @@ use xshell::{Shell, cmd};
 use crate::flags::{self, Arch};
 use crate::tools;
 
+/// Programs the tests call, with the Debian package that brings each.
+const TEST_PROGRAMS: &[(&str, &str)] = &[
+    ("git", "git"),
+    ("python3", "python3"),
+    ("readelf", "binutils"),
+    ("sha256sum", "coreutils"),
+    ("unzip", "unzip"),
+    ("zipinfo", "unzip"),
+];
+
 pub fn run(sh: &Shell, args: &flags::Test) -> anyhow::Result<()> {
+    tools::ensure_debian_programs(sh, TEST_PROGRAMS)?;
     // The packaging tests cross-compile: install their tools up front, once.
     tools::ensure_rust_target(sh, Arch::Arm64.rust_target())?;
     tools::ensure_python_tools(sh, tools::Requirements::Build)?;

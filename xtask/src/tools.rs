@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 use xshell::{Shell, cmd};
 
 use crate::{deterministic_zip::sha256_hex, project};
@@ -103,4 +103,54 @@ fn relative(path: &Path) -> String {
         .unwrap_or(path)
         .display()
         .to_string()
+}
+
+/// Makes sure each `(program, Debian package)` is on PATH, installing the missing packages
+/// with apt-get when running as root on Debian; otherwise fails naming what to install.
+pub fn ensure_debian_programs(sh: &Shell, needed: &[(&str, &str)]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = needed
+        .iter()
+        .filter(|(program, _)| {
+            cmd!(sh, "sh -c 'command -v \"$0\"' {program}")
+                .quiet()
+                .ignore_stdout()
+                .run()
+                .is_err()
+        })
+        .map(|(_, package)| *package)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let as_root = cmd!(sh, "id -u").quiet().read().is_ok_and(|uid| uid == "0");
+    let has_apt = cmd!(sh, "sh -c 'command -v apt-get'")
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .is_ok();
+    if !(as_root && has_apt) {
+        bail!(
+            "missing programs: install the Debian packages {} (apt-get install {})",
+            missing.join(", "),
+            missing.join(" ")
+        );
+    }
+    let packages = &missing;
+    eprintln!(
+        "installing Debian packages {} (apt-get install)",
+        missing.join(" ")
+    );
+    cmd!(sh, "apt-get update --quiet=2")
+        .quiet()
+        .ignore_stdout()
+        .run()?;
+    cmd!(
+        sh,
+        "apt-get install --quiet=2 --yes --no-install-recommends {packages...}"
+    )
+    .env("DEBIAN_FRONTEND", "noninteractive")
+    .quiet()
+    .ignore_stdout()
+    .run()
+    .with_context(|| format!("apt-get could not install {}", missing.join(" ")))
 }
