@@ -1,3 +1,4 @@
 //! Local stand-ins for the services the Lambdas talk to, so tests run real binaries offline.
 
+pub mod gitlab;
 pub mod runtime_api;

@@ -1,0 +1,151 @@
+//! The GitLab access token as it is stored in Secrets Manager.
+
+use std::fmt;
+
+/// A GitLab access token. Neither `Debug` nor any error shows its value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl Token {
+    /// The value, for the one place that needs it: the `PRIVATE-TOKEN` header.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    #[error("secret {secret} is empty: store the GitLab access token in it")]
+    Empty { secret: String },
+    #[error(
+        "secret {secret} holds JSON with {count} string values: store the token alone, or as {{\"token\": \"...\"}}"
+    )]
+    AmbiguousJson { secret: String, count: usize },
+    #[error(
+        "secret {secret} holds a value with white space inside, which no GitLab token has: store the token alone"
+    )]
+    NotAToken { secret: String },
+}
+
+/// Reads the token from a secret's string value: the token itself, or JSON with exactly one
+/// string value (such as `{"token": "glpat-..."}`); surrounding white space is ignored.
+pub fn token_from_secret(secret: &str, value: &str) -> Result<Token, TokenError> {
+    let trimmed = value.trim();
+    let candidate = match serde_json::from_str::<serde_json::Value>(trimmed) {
+        Ok(serde_json::Value::Object(map)) => {
+            let strings: Vec<&str> = map.values().filter_map(|v| v.as_str()).collect();
+            match strings.as_slice() {
+                [only] => only.trim().to_owned(),
+                _ => {
+                    return Err(TokenError::AmbiguousJson {
+                        secret: secret.into(),
+                        count: strings.len(),
+                    });
+                }
+            }
+        }
+        Ok(serde_json::Value::String(s)) => s.trim().to_owned(),
+        _ => trimmed.to_owned(),
+    };
+    if candidate.is_empty() {
+        return Err(TokenError::Empty {
+            secret: secret.into(),
+        });
+    }
+    if candidate.chars().any(char::is_whitespace) {
+        return Err(TokenError::NotAToken {
+            secret: secret.into(),
+        });
+    }
+    Ok(Token(candidate))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "gitlab-token";
+
+    #[test]
+    fn plain_and_json_forms() {
+        for value in [
+            "glpat-abc123",
+            "  glpat-abc123\n",
+            r#"{"token": "glpat-abc123"}"#,
+            r#"{"t": " glpat-abc123 ", "n": 3}"#,
+            r#""glpat-abc123""#,
+        ] {
+            assert_eq!(
+                token_from_secret(SECRET, value).unwrap().expose(),
+                "glpat-abc123",
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn rejects_what_is_not_one_token_and_never_echoes_it() {
+        let cases = [
+            (
+                "",
+                TokenError::Empty {
+                    secret: SECRET.into(),
+                },
+            ),
+            (
+                "  \n",
+                TokenError::Empty {
+                    secret: SECRET.into(),
+                },
+            ),
+            (
+                r#"{"token": ""}"#,
+                TokenError::Empty {
+                    secret: SECRET.into(),
+                },
+            ),
+            (
+                r#"{"a": "glpat-one", "b": "glpat-two"}"#,
+                TokenError::AmbiguousJson {
+                    secret: SECRET.into(),
+                    count: 2,
+                },
+            ),
+            (
+                r#"{"a": 1}"#,
+                TokenError::AmbiguousJson {
+                    secret: SECRET.into(),
+                    count: 0,
+                },
+            ),
+            (
+                "glpat-one glpat-two",
+                TokenError::NotAToken {
+                    secret: SECRET.into(),
+                },
+            ),
+        ];
+        for (value, expected) in cases {
+            let err = token_from_secret(SECRET, value).unwrap_err();
+            assert_eq!(err, expected, "{value:?}");
+            let message = err.to_string();
+            assert!(message.contains(SECRET), "{message}");
+            assert!(
+                !message.contains("glpat-"),
+                "the error shows the value: {message}"
+            );
+        }
+    }
+
+    #[test]
+    fn debug_redacts() {
+        let token = token_from_secret(SECRET, "glpat-abc123").unwrap();
+        assert_eq!(format!("{token:?}"), "Token(<redacted>)");
+    }
+}
