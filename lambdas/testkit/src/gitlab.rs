@@ -285,11 +285,22 @@ impl Inner {
     }
 }
 
-fn error(status: StatusCode, message: Value) -> Response {
-    (status, Json(json!({ "message": message }))).into_response()
+/// A GitLab error answer: the status and the `message` of its JSON body.
+struct ApiError(StatusCode, Value);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "message": self.1 }))).into_response()
+    }
 }
 
-fn not_found(what: &str) -> Response {
+type Answer = Result<Response, ApiError>;
+
+fn error(status: StatusCode, message: Value) -> ApiError {
+    ApiError(status, message)
+}
+
+fn not_found(what: &str) -> ApiError {
     error(
         StatusCode::NOT_FOUND,
         json!(format!("404 {what} Not Found")),
@@ -329,13 +340,11 @@ async fn record_and_authenticate(
     };
     tokio::time::sleep(latency).await;
     if !authorised {
-        return error(StatusCode::UNAUTHORIZED, json!("401 Unauthorized"));
+        return error(StatusCode::UNAUTHORIZED, json!("401 Unauthorized")).into_response();
     }
     if let Some(fault) = fault {
-        let mut response = error(
-            fault.status,
-            json!(fault.status.canonical_reason().unwrap_or("error")),
-        );
+        let reason = fault.status.canonical_reason().unwrap_or("error");
+        let mut response = error(fault.status, json!(reason)).into_response();
         if let Some(seconds) = fault.retry_after {
             response.headers_mut().insert("retry-after", seconds.into());
         }
@@ -352,7 +361,7 @@ async fn current_user() -> Json<Value> {
     Json(json!({ "id": USER_ID, "username": USERNAME }))
 }
 
-fn body_json(bytes: &Bytes) -> Result<Value, Response> {
+fn body_json(bytes: &Bytes) -> Result<Value, ApiError> {
     serde_json::from_slice(bytes).map_err(|_| {
         error(
             StatusCode::BAD_REQUEST,
@@ -361,7 +370,7 @@ fn body_json(bytes: &Bytes) -> Result<Value, Response> {
     })
 }
 
-fn required_str<'a>(body: &'a Value, field: &str) -> Result<&'a str, Response> {
+fn required_str<'a>(body: &'a Value, field: &str) -> Result<&'a str, ApiError> {
     body.get(field)
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
@@ -373,40 +382,40 @@ fn required_str<'a>(body: &'a Value, field: &str) -> Result<&'a str, Response> {
         })
 }
 
-async fn create_project(State(inner): State<Shared>, bytes: Bytes) -> Response {
-    let body = match body_json(&bytes) {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
-    let name = match required_str(&body, "name") {
-        Ok(name) => name.to_owned(),
-        Err(response) => return response,
-    };
-    let path = body
-        .get("path")
-        .and_then(Value::as_str)
-        .unwrap_or(&name)
-        .to_owned();
+fn optional_str<'a>(body: &'a Value, field: &str) -> Option<&'a str> {
+    body.get(field).and_then(Value::as_str)
+}
+
+fn created(body: Value) -> Answer {
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+async fn create_project(State(inner): State<Shared>, bytes: Bytes) -> Answer {
+    let body = body_json(&bytes)?;
+    let name = required_str(&body, "name")?.to_owned();
+    let path = optional_str(&body, "path").unwrap_or(&name).to_owned();
     let mut inner = inner.lock().expect("state lock");
     let namespace_id = body
         .get("namespace_id")
         .and_then(Value::as_u64)
         .unwrap_or(inner.user_namespace.0);
-    let Some(namespace_path) = inner.namespace_path(namespace_id) else {
-        return error(StatusCode::NOT_FOUND, json!("404 Namespace Not Found"));
-    };
-    let taken = |p: &&ProjectState| p.namespace_id == namespace_id;
-    let name_taken = inner.projects.iter().filter(taken).any(|p| p.name == name);
-    let path_taken = inner.projects.iter().filter(taken).any(|p| p.path == path);
-    if name_taken || path_taken {
-        let mut fields = serde_json::Map::new();
-        if name_taken {
-            fields.insert("name".into(), json!(["has already been taken"]));
-        }
-        if path_taken {
-            fields.insert("path".into(), json!(["has already been taken"]));
-        }
-        return error(StatusCode::BAD_REQUEST, Value::Object(fields));
+    let namespace_path = inner
+        .namespace_path(namespace_id)
+        .ok_or_else(|| error(StatusCode::NOT_FOUND, json!("404 Namespace Not Found")))?;
+    let siblings: Vec<&ProjectState> = inner
+        .projects
+        .iter()
+        .filter(|p| p.namespace_id == namespace_id)
+        .collect();
+    let mut taken = serde_json::Map::new();
+    if siblings.iter().any(|p| p.name == name) {
+        taken.insert("name".into(), json!(["has already been taken"]));
+    }
+    if siblings.iter().any(|p| p.path == path) {
+        taken.insert("path".into(), json!(["has already been taken"]));
+    }
+    if !taken.is_empty() {
+        return Err(error(StatusCode::BAD_REQUEST, Value::Object(taken)));
     }
     let id = inner.next_id();
     let project = ProjectState {
@@ -415,19 +424,13 @@ async fn create_project(State(inner): State<Shared>, bytes: Bytes) -> Response {
         path,
         namespace_id,
         namespace_path,
-        description: body
-            .get("description")
-            .and_then(Value::as_str)
+        description: optional_str(&body, "description")
             .unwrap_or_default()
             .to_owned(),
-        visibility: body
-            .get("visibility")
-            .and_then(Value::as_str)
+        visibility: optional_str(&body, "visibility")
             .unwrap_or("private")
             .to_owned(),
-        default_branch: body
-            .get("default_branch")
-            .and_then(Value::as_str)
+        default_branch: optional_str(&body, "default_branch")
             .unwrap_or("main")
             .to_owned(),
         variables: BTreeMap::new(),
@@ -435,17 +438,17 @@ async fn create_project(State(inner): State<Shared>, bytes: Bytes) -> Response {
         branches: BTreeMap::new(),
         pipelines: Vec::new(),
     };
-    let json = inner.project_json(&project);
+    let answer = inner.project_json(&project);
     inner.projects.push(project);
-    (StatusCode::CREATED, Json(json)).into_response()
+    created(answer)
 }
 
-async fn get_project(State(inner): State<Shared>, Path(id): Path<String>) -> Response {
+async fn get_project(State(inner): State<Shared>, Path(id): Path<String>) -> Answer {
     let inner = inner.lock().expect("state lock");
-    match inner.project_index(&id) {
-        Some(i) => Json(inner.project_json(&inner.projects[i])).into_response(),
-        None => not_found("Project"),
-    }
+    let i = inner
+        .project_index(&id)
+        .ok_or_else(|| not_found("Project"))?;
+    Ok(Json(inner.project_json(&inner.projects[i])).into_response())
 }
 
 /// GitLab's rule for masked values: at least 8 characters of the Base64 alphabet or `@:.~-`
@@ -457,13 +460,15 @@ fn maskable(value: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || "+/=@:.~-_".contains(c))
 }
 
-fn variable_from(body: &Value, key: &str) -> Result<VariableState, Response> {
-    let value = body
-        .get("value")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
+fn variable_from(body: &Value, key: &str) -> Result<VariableState, ApiError> {
+    if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            json!({ "key": ["can contain only letters, digits and '_'."] }),
+        ));
+    }
     let flag = |name: &str| body.get(name).and_then(Value::as_bool).unwrap_or(false);
+    let value = optional_str(body, "value").unwrap_or_default().to_owned();
     let variable = VariableState {
         value,
         masked: flag("masked"),
@@ -476,156 +481,119 @@ fn variable_from(body: &Value, key: &str) -> Result<VariableState, Response> {
             json!({ "value": ["is invalid"] }),
         ));
     }
-    if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            json!({ "key": ["can contain only letters, digits and '_'."] }),
-        ));
-    }
     Ok(variable)
-}
-
-async fn create_variable(
-    State(inner): State<Shared>,
-    Path(id): Path<String>,
-    bytes: Bytes,
-) -> Response {
-    let body = match body_json(&bytes) {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
-    let key = body
-        .get("key")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    let variable = match variable_from(&body, &key) {
-        Ok(variable) => variable,
-        Err(response) => return response,
-    };
-    let mut inner = inner.lock().expect("state lock");
-    let Some(i) = inner.project_index(&id) else {
-        return not_found("Project");
-    };
-    let project = &mut inner.projects[i];
-    if project.variables.contains_key(&key) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            json!({ "key": [format!("({key}) has already been taken")] }),
-        );
-    }
-    let answer = variable_json(&key, &variable);
-    project.variables.insert(key, (variable, Instant::now()));
-    (StatusCode::CREATED, Json(answer)).into_response()
-}
-
-async fn update_variable(
-    State(inner): State<Shared>,
-    Path((id, key)): Path<(String, String)>,
-    bytes: Bytes,
-) -> Response {
-    let body = match body_json(&bytes) {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
-    let variable = match variable_from(&body, &key) {
-        Ok(variable) => variable,
-        Err(response) => return response,
-    };
-    let mut inner = inner.lock().expect("state lock");
-    let Some(i) = inner.project_index(&id) else {
-        return not_found("Project");
-    };
-    let project = &mut inner.projects[i];
-    if !project.variables.contains_key(&key) {
-        return not_found("Variable");
-    }
-    let answer = variable_json(&key, &variable);
-    project.variables.insert(key, (variable, Instant::now()));
-    Json(answer).into_response()
 }
 
 fn variable_json(key: &str, v: &VariableState) -> Value {
     json!({ "key": key, "value": v.value, "masked": v.masked, "protected": v.protected, "raw": v.raw, "variable_type": "env_var" })
 }
 
+async fn create_variable(
+    State(inner): State<Shared>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Answer {
+    let body = body_json(&bytes)?;
+    let key = optional_str(&body, "key").unwrap_or_default().to_owned();
+    let variable = variable_from(&body, &key)?;
+    let mut inner = inner.lock().expect("state lock");
+    let i = inner
+        .project_index(&id)
+        .ok_or_else(|| not_found("Project"))?;
+    let project = &mut inner.projects[i];
+    if project.variables.contains_key(&key) {
+        return Err(error(
+            StatusCode::BAD_REQUEST,
+            json!({ "key": [format!("({key}) has already been taken")] }),
+        ));
+    }
+    let answer = variable_json(&key, &variable);
+    project.variables.insert(key, (variable, Instant::now()));
+    created(answer)
+}
+
+async fn update_variable(
+    State(inner): State<Shared>,
+    Path((id, key)): Path<(String, String)>,
+    bytes: Bytes,
+) -> Answer {
+    let body = body_json(&bytes)?;
+    let variable = variable_from(&body, &key)?;
+    let mut inner = inner.lock().expect("state lock");
+    let i = inner
+        .project_index(&id)
+        .ok_or_else(|| not_found("Project"))?;
+    let project = &mut inner.projects[i];
+    if !project.variables.contains_key(&key) {
+        return Err(not_found("Variable"));
+    }
+    let answer = variable_json(&key, &variable);
+    project.variables.insert(key, (variable, Instant::now()));
+    Ok(Json(answer).into_response())
+}
+
+fn decode_content(action: &Value, path: &str) -> Result<Vec<u8>, ApiError> {
+    use base64::Engine as _;
+    let content = optional_str(action, "content").unwrap_or_default();
+    match optional_str(action, "encoding").unwrap_or("text") {
+        "text" => Ok(content.as_bytes().to_vec()),
+        "base64" => base64::engine::general_purpose::STANDARD
+            .decode(content)
+            .map_err(|_| {
+                error(
+                    StatusCode::BAD_REQUEST,
+                    json!(format!("{path}: content is not valid base64")),
+                )
+            }),
+        other => Err(error(
+            StatusCode::BAD_REQUEST,
+            json!(format!("encoding {other} is not supported")),
+        )),
+    }
+}
+
 async fn create_commit(
     State(inner): State<Shared>,
     Path(id): Path<String>,
     bytes: Bytes,
-) -> Response {
-    use base64::Engine as _;
-    let body = match body_json(&bytes) {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
-    let (branch, message) = match (
-        required_str(&body, "branch"),
-        required_str(&body, "commit_message"),
-    ) {
-        (Ok(branch), Ok(message)) => (branch.to_owned(), message.to_owned()),
-        (Err(response), _) | (_, Err(response)) => return response,
-    };
-    let Some(actions) = body.get("actions").and_then(Value::as_array) else {
-        return error(StatusCode::BAD_REQUEST, json!("actions is missing"));
-    };
+) -> Answer {
+    let body = body_json(&bytes)?;
+    let branch = required_str(&body, "branch")?.to_owned();
+    let message = required_str(&body, "commit_message")?.to_owned();
+    let actions = body
+        .get("actions")
+        .and_then(Value::as_array)
+        .ok_or_else(|| error(StatusCode::BAD_REQUEST, json!("actions is missing")))?;
     let mut inner = inner.lock().expect("state lock");
-    let Some(i) = inner.project_index(&id) else {
-        return not_found("Project");
-    };
+    let i = inner
+        .project_index(&id)
+        .ok_or_else(|| not_found("Project"))?;
     let commit_id = format!("{:040x}", inner.next_id());
     let project = &mut inner.projects[i];
     if !project.branches.contains_key(&branch) && !project.branches.is_empty() {
-        return error(
+        return Err(error(
             StatusCode::BAD_REQUEST,
             json!("You can only create or edit files when you are on a branch"),
-        );
+        ));
     }
     let mut files = project.branches.get(&branch).cloned().unwrap_or_default();
     for action in actions {
-        let path = action
-            .get("file_path")
-            .and_then(Value::as_str)
+        let path = optional_str(action, "file_path")
             .unwrap_or_default()
             .to_owned();
-        let content = action
-            .get("content")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        let content = match action
-            .get("encoding")
-            .and_then(Value::as_str)
-            .unwrap_or("text")
-        {
-            "text" => content.as_bytes().to_vec(),
-            "base64" => match base64::engine::general_purpose::STANDARD.decode(content) {
-                Ok(bytes) => bytes,
-                Err(_) => {
-                    return error(
-                        StatusCode::BAD_REQUEST,
-                        json!(format!("{path}: content is not valid base64")),
-                    );
-                }
-            },
-            other => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    json!(format!("encoding {other} is not supported")),
-                );
-            }
-        };
+        let content = decode_content(action, &path)?;
         let executable = action
             .get("execute_filemode")
             .and_then(Value::as_bool)
             .unwrap_or(false);
-        match action.get("action").and_then(Value::as_str) {
+        match optional_str(action, "action") {
             Some("create") if files.contains_key(&path) => {
-                return error(
+                return Err(error(
                     StatusCode::BAD_REQUEST,
                     json!("A file with this name already exists"),
-                );
+                ));
             }
-            Some("create") | Some("update") => {
+            Some("create" | "update") => {
                 files.insert(
                     path,
                     FileState {
@@ -635,10 +603,10 @@ async fn create_commit(
                 );
             }
             other => {
-                return error(
+                return Err(error(
                     StatusCode::BAD_REQUEST,
                     json!(format!("action {other:?} is not supported")),
-                );
+                ));
             }
         }
     }
@@ -649,44 +617,36 @@ async fn create_commit(
         branch,
         at: Instant::now(),
     });
-    (
-        StatusCode::CREATED,
-        Json(json!({ "id": commit_id, "short_id": &commit_id[..8], "message": message })),
-    )
-        .into_response()
+    created(json!({ "id": commit_id, "short_id": &commit_id[..8], "message": message }))
 }
 
 async fn get_branch(
     State(inner): State<Shared>,
     Path((id, branch)): Path<(String, String)>,
-) -> Response {
+) -> Answer {
     let inner = inner.lock().expect("state lock");
-    let Some(i) = inner.project_index(&id) else {
-        return not_found("Project");
-    };
-    let project = &inner.projects[i];
-    match project.commits.iter().rev().find(|c| c.branch == branch) {
-        Some(commit) => Json(
-            json!({ "name": branch, "commit": { "id": commit.id, "message": commit.message } }),
-        )
-        .into_response(),
-        None => not_found("Branch"),
-    }
+    let i = inner
+        .project_index(&id)
+        .ok_or_else(|| not_found("Project"))?;
+    let commit = inner.projects[i]
+        .commits
+        .iter()
+        .rev()
+        .find(|c| c.branch == branch)
+        .ok_or_else(|| not_found("Branch"))?;
+    Ok(
+        Json(json!({ "name": branch, "commit": { "id": commit.id, "message": commit.message } }))
+            .into_response(),
+    )
 }
 
 async fn create_pipeline(
     State(inner): State<Shared>,
     Path(id): Path<String>,
     bytes: Bytes,
-) -> Response {
-    let body = match body_json(&bytes) {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
-    let git_ref = match required_str(&body, "ref") {
-        Ok(git_ref) => git_ref.to_owned(),
-        Err(response) => return response,
-    };
+) -> Answer {
+    let body = body_json(&bytes)?;
+    let git_ref = required_str(&body, "ref")?.to_owned();
     let variables: BTreeMap<String, String> = body
         .get("variables")
         .and_then(Value::as_array)
@@ -700,17 +660,17 @@ async fn create_pipeline(
         })
         .collect();
     let mut inner = inner.lock().expect("state lock");
-    let Some(i) = inner.project_index(&id) else {
-        return not_found("Project");
-    };
+    let i = inner
+        .project_index(&id)
+        .ok_or_else(|| not_found("Project"))?;
     let pipeline_id = inner.next_id();
     let base_url = inner.base_url.clone();
     let project = &mut inner.projects[i];
     if !project.branches.contains_key(&git_ref) {
-        return error(
+        return Err(error(
             StatusCode::BAD_REQUEST,
             json!({ "base": ["Reference not found"] }),
-        );
+        ));
     }
     let web_url = format!(
         "{base_url}/{}/-/pipelines/{pipeline_id}",
@@ -721,9 +681,5 @@ async fn create_pipeline(
         git_ref: git_ref.clone(),
         variables,
     });
-    (
-        StatusCode::CREATED,
-        Json(json!({ "id": pipeline_id, "ref": git_ref, "status": "created", "web_url": web_url })),
-    )
-        .into_response()
+    created(json!({ "id": pipeline_id, "ref": git_ref, "status": "created", "web_url": web_url }))
 }
