@@ -4,35 +4,41 @@ use std::time::{Duration, Instant};
 
 use xshell::{Shell, cmd};
 
-use crate::{flags, project};
+use crate::flags::{self, BenchName};
+use crate::{project, tools};
 
 pub fn run(sh: &Shell, args: &flags::Bench) -> anyhow::Result<()> {
     anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
-    package_rerun(sh, args.runs)
+    let all = args.which.is_none();
+    if all || args.which == Some(BenchName::Package) {
+        package_rerun(sh, args.runs)?;
+    }
+    if all || args.which == Some(BenchName::Checkin) {
+        checkin_create(sh, args.runs)?;
+    }
+    Ok(())
+}
+
+/// The checkin Lambda's Create against moto and the GitLab double (the example prints its own
+/// figures: its median against the same calls made sequentially).
+fn checkin_create(sh: &Shell, runs: usize) -> anyhow::Result<()> {
+    tools::ensure_python_tools(sh, tools::Requirements::Test)?;
+    let runs = runs.to_string();
+    cmd!(sh, "cargo run --quiet --locked --package seedcode-checkin --example bench_create -- {runs}").run()?;
+    Ok(())
 }
 
 /// `cargo xtask package` when nothing changed (the target: at most 2 s), against the same
 /// command after the output folder was deleted, which rebuilds no Lambda but writes every zip.
 fn package_rerun(sh: &Shell, runs: usize) -> anyhow::Result<()> {
     let out = project::target_dir().join("bench/dist");
-    let package = || {
-        cmd!(sh, "cargo xtask package --out {out}")
-            .quiet()
-            .ignore_stdout()
-            .ignore_stderr()
-            .run()
-    };
+    let package = || cmd!(sh, "cargo xtask package --out {out}").quiet().ignore_stdout().ignore_stderr().run();
     eprintln!("bench package: warming up (the first run may compile the Lambdas)");
     package()?;
 
     let unchanged = measure(runs, || Ok(()), package)?;
     let rewrite = measure(runs, || Ok(std::fs::remove_dir_all(&out)?), package)?;
-    report(
-        "package, nothing changed",
-        &unchanged,
-        "package, empty output folder",
-        &rewrite,
-    );
+    report("package, nothing changed", &unchanged, "package, empty output folder", &rewrite);
     Ok(())
 }
 
@@ -66,9 +72,6 @@ fn report(name: &str, samples: &[Duration], baseline_name: &str, baseline: &[Dur
         samples[samples.len() - 1].as_secs_f64(),
         samples.len()
     );
-    println!(
-        "{baseline_name:<40} median {:>8.3} s  (baseline)",
-        b.as_secs_f64()
-    );
+    println!("{baseline_name:<40} median {:>8.3} s  (baseline)", b.as_secs_f64());
     println!("ratio {:.2}", m.as_secs_f64() / b.as_secs_f64());
 }

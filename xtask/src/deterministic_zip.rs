@@ -48,9 +48,7 @@ const EXCLUDED_DIRS: &[&str] = &[
 const EXCLUDED_TOP_DIRS: &[&str] = &["build", "dist"];
 
 fn is_excluded_dir(name: &str, depth: usize) -> bool {
-    EXCLUDED_DIRS.contains(&name)
-        || name.ends_with(".egg-info")
-        || (depth == 1 && EXCLUDED_TOP_DIRS.contains(&name))
+    EXCLUDED_DIRS.contains(&name) || name.ends_with(".egg-info") || (depth == 1 && EXCLUDED_TOP_DIRS.contains(&name))
 }
 
 /// OS junk and compiled Python.
@@ -67,27 +65,15 @@ fn is_excluded_file(name: &str) -> bool {
 /// A symlink is followed when it stays inside the tree (the archive holds the file it points
 /// to) and refused when it points outside, so nothing from the packaging machine leaks in.
 pub fn collect_tree(root: &Path) -> anyhow::Result<Vec<Entry>> {
-    let canonical_root = root
-        .canonicalize()
-        .with_context(|| format!("cannot read folder {}", root.display()))?;
-    let walk = walkdir::WalkDir::new(&canonical_root)
-        .follow_links(true)
-        .into_iter()
-        .filter_entry(|e| {
-            let name = e.file_name().to_string_lossy();
-            if e.file_type().is_dir() {
-                !is_excluded_dir(&name, e.depth())
-            } else {
-                !is_excluded_file(&name)
-            }
-        });
+    let canonical_root = root.canonicalize().with_context(|| format!("cannot read folder {}", root.display()))?;
+    let walk = walkdir::WalkDir::new(&canonical_root).follow_links(true).into_iter().filter_entry(|e| {
+        let name = e.file_name().to_string_lossy();
+        if e.file_type().is_dir() { !is_excluded_dir(&name, e.depth()) } else { !is_excluded_file(&name) }
+    });
     let mut entries = Vec::new();
     for item in walk {
         let item = item.map_err(|err| {
-            let path = err
-                .path()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default();
+            let path = err.path().map(|p| p.display().to_string()).unwrap_or_default();
             match err.loop_ancestor() {
                 Some(ancestor) if !ancestor.starts_with(&canonical_root) => anyhow::anyhow!(
                     "{path} is a symlink to {}, outside the tree: replace it with a copy of what it points to",
@@ -99,10 +85,7 @@ pub fn collect_tree(root: &Path) -> anyhow::Result<Vec<Entry>> {
                 None => anyhow::anyhow!("cannot read {path} while packaging {}: {err}", root.display()),
             }
         })?;
-        let rel = item
-            .path()
-            .strip_prefix(&canonical_root)
-            .expect("walkdir stays below its root");
+        let rel = item.path().strip_prefix(&canonical_root).expect("walkdir stays below its root");
         let rel_str = rel
             .to_str()
             .with_context(|| format!("{} is not valid UTF-8: rename it", item.path().display()))?
@@ -123,13 +106,8 @@ pub fn collect_tree(root: &Path) -> anyhow::Result<Vec<Entry>> {
             continue;
         }
         let metadata = item.metadata()?;
-        let data = std::fs::read(item.path())
-            .with_context(|| format!("cannot read {}", item.path().display()))?;
-        entries.push(Entry {
-            path: rel_str,
-            executable: metadata.permissions().mode() & 0o111 != 0,
-            data,
-        });
+        let data = std::fs::read(item.path()).with_context(|| format!("cannot read {}", item.path().display()))?;
+        entries.push(Entry { path: rel_str, executable: metadata.permissions().mode() & 0o111 != 0, data });
     }
     Ok(entries)
 }
@@ -140,12 +118,7 @@ pub fn input_digest(entries: &[Entry], epoch: i64) -> String {
     let mut hasher = Sha256::new();
     hasher.update(format!("zip-v1 epoch={epoch}\n"));
     for entry in sorted(entries) {
-        hasher.update(format!(
-            "{} {:o} {}\n",
-            entry.path,
-            entry.mode(),
-            entry.data.len()
-        ));
+        hasher.update(format!("{} {:o} {}\n", entry.path, entry.mode(), entry.data.len()));
         hasher.update(&entry.data);
     }
     format!("{:x}", hasher.finalize())
@@ -222,11 +195,7 @@ mod tests {
     use super::*;
 
     fn entry(path: &str, executable: bool, data: &str) -> Entry {
-        Entry {
-            path: path.into(),
-            executable,
-            data: data.as_bytes().to_vec(),
-        }
+        Entry { path: path.into(), executable, data: data.as_bytes().to_vec() }
     }
 
     /// (path, unix mode, content, DOS time) of every entry, in archive order.
@@ -237,12 +206,7 @@ mod tests {
                 let mut file = archive.by_index(i).unwrap();
                 let mut content = String::new();
                 file.read_to_string(&mut content).unwrap();
-                (
-                    file.name().unwrap().into_owned(),
-                    file.unix_mode().unwrap(),
-                    content,
-                    file.last_modified().unwrap(),
-                )
+                (file.name().unwrap().into_owned(), file.unix_mode().unwrap(), content, file.last_modified().unwrap())
             })
             .collect()
     }
@@ -254,11 +218,7 @@ mod tests {
 
     #[test]
     fn archive_bytes_do_not_depend_on_input_order() {
-        let a = vec![
-            entry("b/c.txt", false, "c"),
-            entry("a.txt", false, "a"),
-            entry("b.txt", true, "b"),
-        ];
+        let a = vec![entry("b/c.txt", false, "c"), entry("a.txt", false, "a"), entry("b.txt", true, "b")];
         let mut b = a.clone();
         b.reverse();
         let bytes = write(&a, DOS_EPOCH).unwrap();
@@ -271,70 +231,33 @@ mod tests {
     #[test]
     fn every_entry_carries_the_given_time() {
         // 2023-11-14T22:13:20Z
-        let bytes = write(
-            &[entry("x", false, "x"), entry("y", false, "y")],
-            1_700_000_000,
-        )
-        .unwrap();
+        let bytes = write(&[entry("x", false, "x"), entry("y", false, "y")], 1_700_000_000).unwrap();
         for (_, _, _, time) in read_back(&bytes) {
-            let fields = (
-                time.year(),
-                time.month(),
-                time.day(),
-                time.hour(),
-                time.minute(),
-                time.second(),
-            );
+            let fields = (time.year(), time.month(), time.day(), time.hour(), time.minute(), time.second());
             assert_eq!(fields, (2023, 11, 14, 22, 13, 20));
         }
-        assert_ne!(
-            bytes,
-            write(&[entry("x", false, "x"), entry("y", false, "y")], DOS_EPOCH).unwrap()
-        );
+        assert_ne!(bytes, write(&[entry("x", false, "x"), entry("y", false, "y")], DOS_EPOCH).unwrap());
     }
 
     #[test]
     fn times_outside_the_zip_range_are_clamped() {
-        let before_1980 = read_back(&write(&[entry("x", false, "")], 0).unwrap())
-            .remove(0)
-            .3;
-        assert_eq!(
-            (before_1980.year(), before_1980.month(), before_1980.day()),
-            (1980, 1, 1)
-        );
-        let far_future = read_back(&write(&[entry("x", false, "")], i64::MAX).unwrap())
-            .remove(0)
-            .3;
+        let before_1980 = read_back(&write(&[entry("x", false, "")], 0).unwrap()).remove(0).3;
+        assert_eq!((before_1980.year(), before_1980.month(), before_1980.day()), (1980, 1, 1));
+        let far_future = read_back(&write(&[entry("x", false, "")], i64::MAX).unwrap()).remove(0).3;
         assert_eq!(far_future.year(), 2107);
     }
 
     #[test]
     fn modes_are_normalised() {
-        let bytes = write(
-            &[
-                entry("run.sh", true, "#!/bin/sh"),
-                entry("data.csv", false, "1,2"),
-            ],
-            DOS_EPOCH,
-        )
-        .unwrap();
+        let bytes = write(&[entry("run.sh", true, "#!/bin/sh"), entry("data.csv", false, "1,2")], DOS_EPOCH).unwrap();
         let modes: Vec<(String, u32)> = read_back(&bytes).into_iter().map(|e| (e.0, e.1)).collect();
-        assert_eq!(
-            modes,
-            [
-                ("data.csv".to_owned(), 0o100644),
-                ("run.sh".to_owned(), 0o100755)
-            ]
-        );
+        assert_eq!(modes, [("data.csv".to_owned(), 0o100644), ("run.sh".to_owned(), 0o100755)]);
     }
 
     #[test]
     fn duplicate_paths_are_refused() {
         let err = write(&[entry("a", false, "1"), entry("a", true, "2")], DOS_EPOCH).unwrap_err();
-        assert!(
-            err.to_string().contains("two entries share the path a"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("two entries share the path a"), "{err}");
     }
 
     #[test]
@@ -352,13 +275,7 @@ mod tests {
     fn tree_keeps_dotfiles_and_leaves_out_junk() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        for kept in [
-            ".gitlab-ci.yml",
-            ".hidden/config",
-            "pipelines/run.py",
-            "pipelines/build/keep.py",
-            "README.md",
-        ] {
+        for kept in [".gitlab-ci.yml", ".hidden/config", "pipelines/run.py", "pipelines/build/keep.py", "README.md"] {
             write_file(&root.join(kept), kept);
         }
         for junk in [
@@ -375,21 +292,11 @@ mod tests {
         ] {
             write_file(&root.join(junk), junk);
         }
-        let mut paths: Vec<String> = collect_tree(root)
-            .unwrap()
-            .into_iter()
-            .map(|e| e.path)
-            .collect();
+        let mut paths: Vec<String> = collect_tree(root).unwrap().into_iter().map(|e| e.path).collect();
         paths.sort();
         assert_eq!(
             paths,
-            [
-                ".gitlab-ci.yml",
-                ".hidden/config",
-                "README.md",
-                "pipelines/build/keep.py",
-                "pipelines/run.py"
-            ]
+            [".gitlab-ci.yml", ".hidden/config", "README.md", "pipelines/build/keep.py", "pipelines/run.py"]
         );
     }
 
@@ -398,29 +305,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_file(&dir.path().join("deploy.sh"), "#!/bin/sh");
         write_file(&dir.path().join("config.json"), "{}");
-        std::fs::set_permissions(
-            dir.path().join("deploy.sh"),
-            std::fs::Permissions::from_mode(0o700),
-        )
-        .unwrap();
-        std::fs::set_permissions(
-            dir.path().join("config.json"),
-            std::fs::Permissions::from_mode(0o600),
-        )
-        .unwrap();
-        let mut modes: Vec<(String, bool)> = collect_tree(dir.path())
-            .unwrap()
-            .into_iter()
-            .map(|e| (e.path, e.executable))
-            .collect();
+        std::fs::set_permissions(dir.path().join("deploy.sh"), std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::fs::set_permissions(dir.path().join("config.json"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        let mut modes: Vec<(String, bool)> =
+            collect_tree(dir.path()).unwrap().into_iter().map(|e| (e.path, e.executable)).collect();
         modes.sort();
-        assert_eq!(
-            modes,
-            [
-                ("config.json".to_owned(), false),
-                ("deploy.sh".to_owned(), true)
-            ]
-        );
+        assert_eq!(modes, [("config.json".to_owned(), false), ("deploy.sh".to_owned(), true)]);
     }
 
     #[test]
@@ -431,19 +321,9 @@ mod tests {
         symlink("shared", dir.path().join("alias")).unwrap();
         let mut entries = collect_tree(dir.path()).unwrap();
         entries.sort_by(|a, b| a.path.cmp(&b.path));
-        let got: Vec<(&str, &[u8])> = entries
-            .iter()
-            .map(|e| (e.path.as_str(), e.data.as_slice()))
-            .collect();
+        let got: Vec<(&str, &[u8])> = entries.iter().map(|e| (e.path.as_str(), e.data.as_slice())).collect();
         let content: &[u8] = b"{\"a\": 1}";
-        assert_eq!(
-            got,
-            [
-                ("alias/params.json", content),
-                ("params.json", content),
-                ("shared/params.json", content)
-            ]
-        );
+        assert_eq!(got, [("alias/params.json", content), ("params.json", content), ("shared/params.json", content)]);
     }
 
     #[test]
@@ -452,24 +332,14 @@ mod tests {
         write_file(&outside.path().join("secret.txt"), "credentials");
         let dir = tempfile::tempdir().unwrap();
         write_file(&dir.path().join("ok.txt"), "ok");
-        symlink(
-            outside.path().join("secret.txt"),
-            dir.path().join("leak.txt"),
-        )
-        .unwrap();
+        symlink(outside.path().join("secret.txt"), dir.path().join("leak.txt")).unwrap();
         let err = collect_tree(dir.path()).unwrap_err().to_string();
-        assert!(
-            err.contains("leak.txt") && err.contains("outside the tree"),
-            "{err}"
-        );
+        assert!(err.contains("leak.txt") && err.contains("outside the tree"), "{err}");
 
         let dir = tempfile::tempdir().unwrap();
         symlink("../..", dir.path().join("up")).unwrap();
         let err = collect_tree(dir.path()).unwrap_err().to_string();
-        assert!(
-            err.contains("up") && err.contains("outside the tree"),
-            "{err}"
-        );
+        assert!(err.contains("up") && err.contains("outside the tree"), "{err}");
     }
 
     #[test]

@@ -44,9 +44,20 @@ pub struct Test {
 
 #[derive(Debug, clap::Args)]
 pub struct Bench {
+    /// Which benchmark [default: all]
+    #[arg(value_enum)]
+    pub which: Option<BenchName>,
     /// Timed runs per measurement (the median is reported)
     #[arg(long, default_value_t = 7)]
     pub runs: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchName {
+    /// `cargo xtask package` when nothing changed
+    Package,
+    /// The checkin Lambda's Create against a GitLab with 100 ms latency
+    Checkin,
 }
 
 /// Lambda architectures, named as Lambda names them.

@@ -18,14 +18,8 @@ pub const LAMBDAS: [(&str, &str); 2] = [
 ];
 /// The seed code folders and their zips.
 pub const SEEDCODE: [(&str, &str); 2] = [
-    (
-        "seedcode/model-build",
-        "mlops-gitlab-project-seedcode-model-build.zip",
-    ),
-    (
-        "seedcode/model-deploy",
-        "mlops-gitlab-project-seedcode-model-deploy.zip",
-    ),
+    ("seedcode/model-build", "mlops-gitlab-project-seedcode-model-build.zip"),
+    ("seedcode/model-deploy", "mlops-gitlab-project-seedcode-model-deploy.zip"),
 ];
 /// glibc of Lambda's `provided.al2023` runtime: the binaries must not need anything newer.
 const LAMBDA_GLIBC: &str = "2.34";
@@ -61,21 +55,14 @@ struct Planned {
 
 pub fn run(sh: &Shell, args: &flags::Package) -> anyhow::Result<Manifest> {
     let root = project::root();
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| project::target_dir().join("dist"));
+    let out = args.out.clone().unwrap_or_else(|| project::target_dir().join("dist"));
     let epoch = source_date_epoch()?;
 
     // Cheap checks first, so bad input fails before minutes of compiling.
     let seedcode_dirs = SEEDCODE.map(|(dir, _)| root.join(dir));
     for dir in &seedcode_dirs {
         if !dir.is_dir() {
-            bail!(
-                "seed code folder {} is missing: restore it (git checkout -- {})",
-                dir.display(),
-                dir.display()
-            );
+            bail!("seed code folder {} is missing: restore it (git checkout -- {})", dir.display(), dir.display());
         }
     }
     ensure_writable_dir(&out)?;
@@ -84,13 +71,8 @@ pub fn run(sh: &Shell, args: &flags::Package) -> anyhow::Result<Manifest> {
 
     let mut planned = Vec::new();
     for ((krate, file), binary) in LAMBDAS.iter().zip(&binaries) {
-        let data =
-            std::fs::read(binary).with_context(|| format!("cannot read {}", binary.display()))?;
-        let entries = vec![Entry {
-            path: "bootstrap".into(),
-            executable: true,
-            data,
-        }];
+        let data = std::fs::read(binary).with_context(|| format!("cannot read {}", binary.display()))?;
+        let entries = vec![Entry { path: "bootstrap".into(), executable: true, data }];
         planned.push(Planned {
             file,
             source: format!("lambdas/{krate}"),
@@ -101,16 +83,9 @@ pub fn run(sh: &Shell, args: &flags::Package) -> anyhow::Result<Manifest> {
     for ((dir, file), path) in SEEDCODE.iter().zip(&seedcode_dirs) {
         let entries = deterministic_zip::collect_tree(path)?;
         if !entries.iter().any(|e| e.path == ".gitlab-ci.yml") {
-            bail!(
-                "{dir} has no .gitlab-ci.yml: the GitLab project it seeds would have no pipeline"
-            );
+            bail!("{dir} has no .gitlab-ci.yml: the GitLab project it seeds would have no pipeline");
         }
-        planned.push(Planned {
-            file,
-            source: (*dir).into(),
-            architecture: "any".into(),
-            entries,
-        });
+        planned.push(Planned { file, source: (*dir).into(), architecture: "any".into(), entries });
     }
 
     let previous = read_manifest(&out);
@@ -119,14 +94,9 @@ pub fn run(sh: &Shell, args: &flags::Package) -> anyhow::Result<Manifest> {
     for plan in planned {
         let input_sha256 = deterministic_zip::input_digest(&plan.entries, epoch);
         let path = out.join(plan.file);
-        let current = previous
-            .as_ref()
-            .and_then(|m| m.artifacts.iter().find(|a| a.file == plan.file));
+        let current = previous.as_ref().and_then(|m| m.artifacts.iter().find(|a| a.file == plan.file));
         let (sha256, size) = match current {
-            Some(prev)
-                if prev.input_sha256 == input_sha256
-                    && file_sha256(&path).as_ref() == Some(&prev.sha256) =>
-            {
+            Some(prev) if prev.input_sha256 == input_sha256 && file_sha256(&path).as_ref() == Some(&prev.sha256) => {
                 reused.push(plan.file);
                 (prev.sha256.clone(), prev.size)
             }
@@ -148,22 +118,10 @@ pub fn run(sh: &Shell, args: &flags::Package) -> anyhow::Result<Manifest> {
     }
 
     let git = project::git_state(sh, &root);
-    let manifest = Manifest {
-        source_commit: git.commit,
-        dirty: git.dirty,
-        source_date_epoch: epoch,
-        artifacts,
-    };
-    let sums: String = manifest
-        .artifacts
-        .iter()
-        .map(|a| format!("{}  {}\n", a.sha256, a.file))
-        .collect();
+    let manifest = Manifest { source_commit: git.commit, dirty: git.dirty, source_date_epoch: epoch, artifacts };
+    let sums: String = manifest.artifacts.iter().map(|a| format!("{}  {}\n", a.sha256, a.file)).collect();
     write_if_changed(&out.join("SHA256SUMS"), sums.as_bytes())?;
-    write_if_changed(
-        &out.join("manifest.json"),
-        (serde_json::to_string_pretty(&manifest)? + "\n").as_bytes(),
-    )?;
+    write_if_changed(&out.join("manifest.json"), (serde_json::to_string_pretty(&manifest)? + "\n").as_bytes())?;
 
     print_summary(&out, &manifest, &reused);
     Ok(manifest)
@@ -173,9 +131,10 @@ pub fn run(sh: &Shell, args: &flags::Package) -> anyhow::Result<Manifest> {
 /// else 1980-01-01 so that an artifact's bytes change only when its content does.
 fn source_date_epoch() -> anyhow::Result<i64> {
     match std::env::var("SOURCE_DATE_EPOCH") {
-        Ok(value) if !value.trim().is_empty() => value.trim().parse().with_context(|| {
-            format!("SOURCE_DATE_EPOCH={value:?} is not a whole number of seconds since 1970")
-        }),
+        Ok(value) if !value.trim().is_empty() => value
+            .trim()
+            .parse()
+            .with_context(|| format!("SOURCE_DATE_EPOCH={value:?} is not a whole number of seconds since 1970")),
         _ => Ok(DOS_EPOCH),
     }
 }
@@ -185,12 +144,7 @@ fn ensure_writable_dir(out: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(out)
         .and_then(|()| std::fs::write(&probe, b""))
         .and_then(|()| std::fs::remove_file(&probe))
-        .with_context(|| {
-            format!(
-                "output folder {} is not writable: choose another with --out",
-                out.display()
-            )
-        })
+        .with_context(|| format!("output folder {} is not writable: choose another with --out", out.display()))
 }
 
 /// Cross-compiles both Lambdas in one cargo run and returns their executables, in `LAMBDAS` order.
@@ -208,17 +162,11 @@ fn build_lambdas(sh: &Shell, arch: Arch) -> anyhow::Result<Vec<PathBuf>> {
         cargo_home.display(),
         target_dir.display()
     );
-    let rustflags_var = format!(
-        "CARGO_TARGET_{}_RUSTFLAGS",
-        target.to_uppercase().replace('-', "_")
-    );
+    let rustflags_var = format!("CARGO_TARGET_{}_RUSTFLAGS", target.to_uppercase().replace('-', "_"));
     let zig_target = format!("{target}.{LAMBDA_GLIBC}");
     let packages = LAMBDAS.iter().flat_map(|(krate, _)| ["--package", krate]);
 
-    eprintln!(
-        "building the Lambdas for {} ({zig_target})",
-        arch.lambda_name()
-    );
+    eprintln!("building the Lambdas for {} ({zig_target})", arch.lambda_name());
     let output = cmd!(
         sh,
         "cargo zigbuild --release --locked --target {zig_target} {packages...} --message-format=json-render-diagnostics"
@@ -247,9 +195,7 @@ fn build_lambdas(sh: &Shell, arch: Arch) -> anyhow::Result<Vec<PathBuf>> {
             rebuilt_units += 1
         }
         let target_name = message.target.as_ref().map(|t| t.name.as_str());
-        let lambda = LAMBDAS
-            .iter()
-            .position(|(krate, _)| Some(*krate) == target_name);
+        let lambda = LAMBDAS.iter().position(|(krate, _)| Some(*krate) == target_name);
         if let (Some(executable), Some(i)) = (message.executable, lambda) {
             binaries[i] = Some(executable);
         }
@@ -262,9 +208,7 @@ fn build_lambdas(sh: &Shell, arch: Arch) -> anyhow::Result<Vec<PathBuf>> {
     binaries
         .into_iter()
         .zip(LAMBDAS)
-        .map(|(binary, (krate, _))| {
-            binary.with_context(|| format!("cargo built no executable for {krate}"))
-        })
+        .map(|(binary, (krate, _))| binary.with_context(|| format!("cargo built no executable for {krate}")))
         .collect()
 }
 
@@ -300,10 +244,7 @@ fn file_sha256(path: &Path) -> Option<String> {
 
 /// Writes through a temporary file and a rename, so a failure never leaves a partial artifact.
 fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let file_name = path
-        .file_name()
-        .context("artifact path has no file name")?
-        .to_string_lossy();
+    let file_name = path.file_name().context("artifact path has no file name")?.to_string_lossy();
     let tmp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
     let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
     if result.is_err() {
@@ -320,22 +261,10 @@ fn write_if_changed(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 }
 
 fn print_summary(out: &Path, manifest: &Manifest, reused: &[&str]) {
-    println!(
-        "{:<48} {:>10}  {:<12}  status",
-        "artifact", "bytes", "sha256"
-    );
+    println!("{:<48} {:>10}  {:<12}  status", "artifact", "bytes", "sha256");
     for a in &manifest.artifacts {
-        let status = if reused.contains(&a.file.as_str()) {
-            "reused"
-        } else {
-            "written"
-        };
-        println!(
-            "{:<48} {:>10}  {:<12}  {status}",
-            a.file,
-            a.size,
-            &a.sha256[..12]
-        );
+        let status = if reused.contains(&a.file.as_str()) { "reused" } else { "written" };
+        println!("{:<48} {:>10}  {:<12}  {status}", a.file, a.size, &a.sha256[..12]);
     }
     println!("in {}", out.display());
 }

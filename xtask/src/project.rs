@@ -11,10 +11,7 @@ pub fn root() -> PathBuf {
     let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
-    manifest_dir
-        .parent()
-        .expect("xtask lives one level below the workspace root")
-        .to_path_buf()
+    manifest_dir.parent().expect("xtask lives one level below the workspace root").to_path_buf()
 }
 
 /// The cargo target dir: `CARGO_TARGET_DIR` when set, else `<root>/target`.
@@ -42,17 +39,9 @@ pub struct GitState {
 }
 
 pub fn git_state(sh: &Shell, root: &Path) -> GitState {
-    let commit = cmd!(sh, "git -C {root} rev-parse HEAD")
-        .quiet()
-        .ignore_stderr()
-        .read()
-        .ok();
+    let commit = cmd!(sh, "git -C {root} rev-parse HEAD").quiet().ignore_stderr().read().ok();
     let dirty = commit.as_ref().and_then(|_| {
-        let status = cmd!(sh, "git -C {root} status --porcelain")
-            .quiet()
-            .ignore_stderr()
-            .read()
-            .ok()?;
+        let status = cmd!(sh, "git -C {root} status --porcelain").quiet().ignore_stderr().read().ok()?;
         Some(!status.is_empty())
     });
     GitState { commit, dirty }

@@ -20,13 +20,10 @@ pub fn run(sh: &Shell, args: &flags::Test) -> anyhow::Result<()> {
     // The packaging tests cross-compile: install their tools up front, once.
     tools::ensure_rust_target(sh, Arch::Arm64.rust_target())?;
     tools::ensure_python_tools(sh, tools::Requirements::Build)?;
+    tools::ensure_python_tools(sh, tools::Requirements::Test)?;
 
     cmd!(sh, "cargo fmt --all --check").run()?;
-    cmd!(
-        sh,
-        "cargo clippy --workspace --all-targets --locked -- --deny warnings"
-    )
-    .run()?;
+    cmd!(sh, "cargo clippy --workspace --all-targets --locked -- --deny warnings").run()?;
     let extra = &args.cargo_test_args;
     cmd!(sh, "cargo test --workspace --locked -- {extra...}").run()?;
     Ok(())

@@ -13,12 +13,15 @@ use crate::{deterministic_zip::sha256_hex, project};
 pub enum Requirements {
     /// zig and cargo-zigbuild, for `package`.
     Build,
+    /// moto and the linters, for `test`.
+    Test,
 }
 
 impl Requirements {
     fn file_name(self) -> &'static str {
         match self {
             Requirements::Build => "build.txt",
+            Requirements::Test => "test.txt",
         }
     }
 }
@@ -35,9 +38,7 @@ pub fn ensure_rust_target(sh: &Shell, target: &str) -> anyhow::Result<()> {
     cmd!(sh, "rustup target add {target}")
         .quiet()
         .run()
-        .with_context(|| {
-            format!("cannot install the Rust target: run `rustup target add {target}` and retry")
-        })
+        .with_context(|| format!("cannot install the Rust target: run `rustup target add {target}` and retry"))
 }
 
 /// The venv holding the pinned Python tools, installed or brought up to date with `reqs`.
@@ -45,12 +46,8 @@ pub fn ensure_rust_target(sh: &Shell, target: &str) -> anyhow::Result<()> {
 pub fn ensure_python_tools(sh: &Shell, reqs: Requirements) -> anyhow::Result<PathBuf> {
     let venv = project::tools_dir().join("venv");
     let bin = venv.join("bin");
-    let req_file = project::root()
-        .join("xtask/requirements")
-        .join(reqs.file_name());
-    let wanted = sha256_hex(
-        &std::fs::read(&req_file).with_context(|| format!("cannot read {}", req_file.display()))?,
-    );
+    let req_file = project::root().join("xtask/requirements").join(reqs.file_name());
+    let wanted = sha256_hex(&std::fs::read(&req_file).with_context(|| format!("cannot read {}", req_file.display()))?);
     let stamp = venv.join(format!(".installed-{}", reqs.file_name()));
     let is_current = || std::fs::read_to_string(&stamp).is_ok_and(|have| have == wanted);
     if is_current() {
@@ -63,29 +60,17 @@ pub fn ensure_python_tools(sh: &Shell, reqs: Requirements) -> anyhow::Result<Pat
     if is_current() {
         return Ok(bin);
     }
-    eprintln!(
-        "installing Python tools from {} into {}",
-        relative(&req_file),
-        venv.display()
-    );
+    eprintln!("installing Python tools from {} into {}", relative(&req_file), venv.display());
     if !bin.join("python").exists() {
         cmd!(sh, "python3 -m venv {venv}").quiet().run().context(
             "cannot create a Python venv: install Python 3.9 or newer with its venv module (Debian: apt-get install python3-venv)",
         )?;
     }
     let pip = bin.join("pip");
-    cmd!(
-        sh,
-        "{pip} install --quiet --disable-pip-version-check --requirement {req_file}"
-    )
-    .quiet()
-    .run()
-    .with_context(|| {
-        format!(
-            "pip could not install {}: check network access to PyPI",
-            relative(&req_file)
-        )
-    })?;
+    cmd!(sh, "{pip} install --quiet --disable-pip-version-check --requirement {req_file}")
+        .quiet()
+        .run()
+        .with_context(|| format!("pip could not install {}: check network access to PyPI", relative(&req_file)))?;
     std::fs::write(&stamp, wanted)?;
     Ok(bin)
 }
@@ -99,10 +84,7 @@ pub fn path_with(bin: &Path) -> anyhow::Result<std::ffi::OsString> {
 
 fn relative(path: &Path) -> String {
     let root = project::root();
-    path.strip_prefix(&root)
-        .unwrap_or(path)
-        .display()
-        .to_string()
+    path.strip_prefix(&root).unwrap_or(path).display().to_string()
 }
 
 /// Makes sure each `(program, Debian package)` is on PATH, installing the missing packages
@@ -110,24 +92,14 @@ fn relative(path: &Path) -> String {
 pub fn ensure_debian_programs(sh: &Shell, needed: &[(&str, &str)]) -> anyhow::Result<()> {
     let missing: Vec<&str> = needed
         .iter()
-        .filter(|(program, _)| {
-            cmd!(sh, "sh -c 'command -v \"$0\"' {program}")
-                .quiet()
-                .ignore_stdout()
-                .run()
-                .is_err()
-        })
+        .filter(|(program, _)| cmd!(sh, "sh -c 'command -v \"$0\"' {program}").quiet().ignore_stdout().run().is_err())
         .map(|(_, package)| *package)
         .collect();
     if missing.is_empty() {
         return Ok(());
     }
     let as_root = cmd!(sh, "id -u").quiet().read().is_ok_and(|uid| uid == "0");
-    let has_apt = cmd!(sh, "sh -c 'command -v apt-get'")
-        .quiet()
-        .ignore_stdout()
-        .run()
-        .is_ok();
+    let has_apt = cmd!(sh, "sh -c 'command -v apt-get'").quiet().ignore_stdout().run().is_ok();
     if !(as_root && has_apt) {
         bail!(
             "missing programs: install the Debian packages {} (apt-get install {})",
@@ -136,21 +108,12 @@ pub fn ensure_debian_programs(sh: &Shell, needed: &[(&str, &str)]) -> anyhow::Re
         );
     }
     let packages = &missing;
-    eprintln!(
-        "installing Debian packages {} (apt-get install)",
-        missing.join(" ")
-    );
-    cmd!(sh, "apt-get update --quiet=2")
+    eprintln!("installing Debian packages {} (apt-get install)", missing.join(" "));
+    cmd!(sh, "apt-get update --quiet=2").quiet().ignore_stdout().run()?;
+    cmd!(sh, "apt-get install --quiet=2 --yes --no-install-recommends {packages...}")
+        .env("DEBIAN_FRONTEND", "noninteractive")
         .quiet()
         .ignore_stdout()
-        .run()?;
-    cmd!(
-        sh,
-        "apt-get install --quiet=2 --yes --no-install-recommends {packages...}"
-    )
-    .env("DEBIAN_FRONTEND", "noninteractive")
-    .quiet()
-    .ignore_stdout()
-    .run()
-    .with_context(|| format!("apt-get could not install {}", missing.join(" ")))
+        .run()
+        .with_context(|| format!("apt-get could not install {}", missing.join(" ")))
 }

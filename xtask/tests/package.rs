@@ -17,36 +17,22 @@ const ZIPS: [&str; 4] = [
 ];
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
 fn clones_target_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .unwrap()
-        .join("clones")
+    Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("clones")
 }
 
 /// The tools `cargo xtask test` installed before running the tests.
 fn tools_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .unwrap()
-        .join("tools")
+    Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("tools")
 }
 
 /// A fresh clone of HEAD in a new temporary folder.
 fn clone_head(parent: &Path, name: &str) -> PathBuf {
     let dest = parent.join(name);
-    run_ok(
-        Command::new("git")
-            .args(["clone", "--quiet"])
-            .arg(repo_root())
-            .arg(&dest),
-    );
+    run_ok(Command::new("git").args(["clone", "--quiet"]).arg(repo_root()).arg(&dest));
     dest
 }
 
@@ -64,38 +50,24 @@ fn package_command(checkout: &Path, args: &[&str]) -> Command {
 }
 
 fn xtask_package(checkout: &Path, args: &[&str]) -> Output {
-    package_command(checkout, args)
-        .output()
-        .expect("cargo runs")
+    package_command(checkout, args).output().expect("cargo runs")
 }
 
 fn run_ok(command: &mut Command) -> String {
-    let output = command
-        .output()
-        .unwrap_or_else(|err| panic!("{command:?}: {err}"));
-    assert!(
-        output.status.success(),
-        "{command:?} failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = command.output().unwrap_or_else(|err| panic!("{command:?}: {err}"));
+    assert!(output.status.success(), "{command:?} failed:\n{}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).unwrap()
 }
 
 fn succeeded(output: &Output) -> (String, String) {
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    );
+    let (stdout, stderr) =
+        (String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned());
     assert!(output.status.success(), "package failed:\n{stderr}");
     (stdout, stderr)
 }
 
 fn failed(output: &Output) -> String {
-    assert!(
-        !output.status.success(),
-        "package should have failed:\n{}",
-        String::from_utf8_lossy(&output.stdout)
-    );
+    assert!(!output.status.success(), "package should have failed:\n{}", String::from_utf8_lossy(&output.stdout));
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
@@ -103,12 +75,7 @@ fn files_in(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap())
-        .map(|e| {
-            (
-                e.file_name().into_string().unwrap(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
+        .map(|e| (e.file_name().into_string().unwrap(), std::fs::read(e.path()).unwrap()))
         .collect()
 }
 
@@ -134,10 +101,7 @@ fn max_glibc_version(binary: &Path) -> (u32, u32) {
         .split("GLIBC_")
         .skip(1)
         .filter_map(|rest| {
-            let v: String = rest
-                .chars()
-                .take_while(|c| c.is_ascii_digit() || *c == '.')
-                .collect();
+            let v: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
             let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
             Some((parts.next()??, parts.next().flatten().unwrap_or(0)))
         })
@@ -146,9 +110,7 @@ fn max_glibc_version(binary: &Path) -> (u32, u32) {
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
 #[test]
@@ -158,125 +120,68 @@ fn two_clones_give_byte_identical_artifacts_and_a_rerun_reuses_them() {
     let a = clone_head(tmp.path(), "first-clone");
     let (summary, _) = succeeded(&xtask_package(&a, &["--out", out_a.to_str().unwrap()]));
     for zip in ZIPS {
-        assert!(
-            summary.contains(zip),
-            "summary table lacks {zip}:\n{summary}"
-        );
+        assert!(summary.contains(zip), "summary table lacks {zip}:\n{summary}");
     }
     // Cloned after the first build, so its sources are newer and cargo really compiles them.
     let b = clone_head(tmp.path(), "second/clone-at-another-path");
     let (_, log) = succeeded(&xtask_package(&b, &["--out", out_b.to_str().unwrap()]));
-    assert!(
-        log.contains("seedcode-checkin")
-            && log.contains("pipeline-trigger")
-            && log.contains("compiled"),
-        "{log}"
-    );
+    assert!(log.contains("seedcode-checkin") && log.contains("pipeline-trigger") && log.contains("compiled"), "{log}");
 
     let (files_a, files_b) = (files_in(&out_a), files_in(&out_b));
     let mut expected: Vec<&str> = ZIPS.to_vec();
     expected.extend(["SHA256SUMS", "manifest.json"]);
     expected.sort();
-    assert_eq!(
-        files_a.keys().map(String::as_str).collect::<Vec<_>>(),
-        expected
-    );
+    assert_eq!(files_a.keys().map(String::as_str).collect::<Vec<_>>(), expected);
     for (name, bytes) in &files_a {
-        assert!(
-            files_b[name] == *bytes,
-            "{name} differs between the two clones"
-        );
+        assert!(files_b[name] == *bytes, "{name} differs between the two clones");
     }
 
-    run_ok(
-        Command::new("sha256sum")
-            .args(["--check", "--strict", "SHA256SUMS"])
-            .current_dir(&out_a),
-    );
+    run_ok(Command::new("sha256sum").args(["--check", "--strict", "SHA256SUMS"]).current_dir(&out_a));
     let manifest: serde_json::Value = serde_json::from_slice(&files_a["manifest.json"]).unwrap();
-    let head = run_ok(
-        Command::new("git")
-            .arg("-C")
-            .arg(&a)
-            .args(["rev-parse", "HEAD"]),
-    );
+    let head = run_ok(Command::new("git").arg("-C").arg(&a).args(["rev-parse", "HEAD"]));
     assert_eq!(manifest["source_commit"], head.trim());
     assert_eq!(manifest["dirty"], false);
     for artifact in manifest["artifacts"].as_array().unwrap() {
         let file = artifact["file"].as_str().unwrap();
         assert_eq!(artifact["size"], files_a[file].len() as u64, "{file}");
-        let expected_arch = if file.starts_with("lambda-") {
-            "arm64"
-        } else {
-            "any"
-        };
+        let expected_arch = if file.starts_with("lambda-") { "arm64" } else { "any" };
         assert_eq!(artifact["architecture"], expected_arch, "{file}");
     }
 
     let zips = inspect_with_python(&out_a);
-    for lambda in [
-        "lambda-gitlab-pipeline-trigger.zip",
-        "lambda-seedcode-checkin-gitlab.zip",
-    ] {
+    for lambda in ["lambda-gitlab-pipeline-trigger.zip", "lambda-seedcode-checkin-gitlab.zip"] {
         let entries = zips[lambda].as_array().unwrap();
         assert_eq!(entries.len(), 1, "{lambda}: {entries:?}");
         assert_eq!(entries[0][0], "bootstrap");
         assert_eq!(entries[0][1], 0o100755);
         // ELF magic, 64-bit, little-endian; e_machine (bytes 18-19) 0xb7 = AArch64.
         let header = entries[0][2].as_str().unwrap();
-        assert!(
-            header.starts_with("7f454c460201"),
-            "{lambda}: not a 64-bit LE ELF: {header}"
-        );
+        assert!(header.starts_with("7f454c460201"), "{lambda}: not a 64-bit LE ELF: {header}");
         assert_eq!(&header[36..40], "b700", "{lambda}: not an AArch64 binary");
     }
-    for seedcode in [
-        "mlops-gitlab-project-seedcode-model-build.zip",
-        "mlops-gitlab-project-seedcode-model-deploy.zip",
-    ] {
-        let names: Vec<&str> = zips[seedcode]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| e[0].as_str().unwrap())
-            .collect();
+    for seedcode in ["mlops-gitlab-project-seedcode-model-build.zip", "mlops-gitlab-project-seedcode-model-deploy.zip"]
+    {
+        let names: Vec<&str> = zips[seedcode].as_array().unwrap().iter().map(|e| e[0].as_str().unwrap()).collect();
         assert!(names.contains(&".gitlab-ci.yml"), "{seedcode}: {names:?}");
     }
 
     // The shipped binary runs on Lambda's glibc and names no path of this machine.
     let unpacked = tmp.path().join("unpacked");
     run_ok(
-        Command::new("unzip")
-            .arg("-q")
-            .arg(out_a.join("lambda-seedcode-checkin-gitlab.zip"))
-            .arg("-d")
-            .arg(&unpacked),
+        Command::new("unzip").arg("-q").arg(out_a.join("lambda-seedcode-checkin-gitlab.zip")).arg("-d").arg(&unpacked),
     );
     let bootstrap = unpacked.join("bootstrap");
-    assert!(
-        max_glibc_version(&bootstrap) <= (2, 34),
-        "needs glibc {:?}",
-        max_glibc_version(&bootstrap)
-    );
+    assert!(max_glibc_version(&bootstrap) <= (2, 34), "needs glibc {:?}", max_glibc_version(&bootstrap));
     let binary = std::fs::read(&bootstrap).unwrap();
-    let cargo_home = std::env::var("CARGO_HOME")
-        .unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap()));
-    for leak in [
-        a.to_str().unwrap(),
-        &cargo_home,
-        clones_target_dir().to_str().unwrap(),
-    ] {
-        assert!(
-            !contains(&binary, leak),
-            "bootstrap contains the path {leak}"
-        );
+    let cargo_home =
+        std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap()));
+    for leak in [a.to_str().unwrap(), &cargo_home, clones_target_dir().to_str().unwrap()] {
+        assert!(!contains(&binary, leak), "bootstrap contains the path {leak}");
     }
 
     // Nothing changed: nothing is rebuilt or rewritten.
     let mtimes = |dir: &Path| -> Vec<_> {
-        ZIPS.iter()
-            .map(|z| std::fs::metadata(dir.join(z)).unwrap().modified().unwrap())
-            .collect()
+        ZIPS.iter().map(|z| std::fs::metadata(dir.join(z)).unwrap().modified().unwrap()).collect()
     };
     let before = mtimes(&out_a);
     let (summary, log) = succeeded(&xtask_package(&a, &["--out", out_a.to_str().unwrap()]));
@@ -291,16 +196,11 @@ fn source_date_epoch_sets_the_entry_times_of_seedcode() {
     let tmp = tempfile::tempdir().unwrap();
     let a = clone_head(tmp.path(), "clone");
     let out = tmp.path().join("out");
-    let output = package_command(&a, &["--out", out.to_str().unwrap()])
-        .env("SOURCE_DATE_EPOCH", "1700000000")
-        .output()
-        .unwrap();
+    let output =
+        package_command(&a, &["--out", out.to_str().unwrap()]).env("SOURCE_DATE_EPOCH", "1700000000").output().unwrap();
     succeeded(&output);
-    let listing = run_ok(
-        Command::new("zipinfo")
-            .arg("-T")
-            .arg(out.join("mlops-gitlab-project-seedcode-model-build.zip")),
-    );
+    let listing =
+        run_ok(Command::new("zipinfo").arg("-T").arg(out.join("mlops-gitlab-project-seedcode-model-build.zip")));
     let entries: Vec<&str> = listing.lines().filter(|l| l.starts_with('-')).collect();
     assert!(!entries.is_empty(), "{listing}");
     for entry in entries {
@@ -311,14 +211,8 @@ fn source_date_epoch_sets_the_entry_times_of_seedcode() {
 
 #[test]
 fn unknown_architecture_is_refused() {
-    let stderr = failed(&xtask_package(
-        &repo_root(),
-        &["--arch", "sparc", "--out", "/nonexistent"],
-    ));
-    assert!(
-        stderr.contains("invalid value 'sparc'") && stderr.contains("arm64"),
-        "{stderr}"
-    );
+    let stderr = failed(&xtask_package(&repo_root(), &["--arch", "sparc", "--out", "/nonexistent"]));
+    assert!(stderr.contains("invalid value 'sparc'") && stderr.contains("arm64"), "{stderr}");
 }
 
 #[test]
@@ -328,10 +222,7 @@ fn missing_seedcode_folder_is_refused_before_building() {
     std::fs::remove_dir_all(checkout.join("seedcode/model-deploy")).unwrap();
     let out = tmp.path().join("out");
     let stderr = failed(&xtask_package(&checkout, &["--out", out.to_str().unwrap()]));
-    assert!(
-        stderr.contains("seed code folder") && stderr.contains("seedcode/model-deploy is missing"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("seed code folder") && stderr.contains("seedcode/model-deploy is missing"), "{stderr}");
     assert!(!stderr.contains("building the Lambdas"), "{stderr}");
     assert!(!out.exists() || files_in(&out).is_empty());
 }
@@ -342,14 +233,8 @@ fn unwritable_output_folder_is_refused_before_building() {
     let not_a_dir = tmp.path().join("file");
     std::fs::write(&not_a_dir, "").unwrap();
     let out = not_a_dir.join("dist");
-    let stderr = failed(&xtask_package(
-        &repo_root(),
-        &["--out", out.to_str().unwrap()],
-    ));
-    assert!(
-        stderr.contains("is not writable") && stderr.contains("--out"),
-        "{stderr}"
-    );
+    let stderr = failed(&xtask_package(&repo_root(), &["--out", out.to_str().unwrap()]));
+    assert!(stderr.contains("is not writable") && stderr.contains("--out"), "{stderr}");
 }
 
 #[test]

@@ -32,36 +32,13 @@ pub enum GitLabError {
     #[error(
         "GitLab at {host} rejected the token ({status}) on {operation}: {message}. Store a valid token with the api scope in the secret"
     )]
-    Unauthorized {
-        host: String,
-        operation: String,
-        status: u16,
-        message: String,
-    },
+    Unauthorized { host: String, operation: String, status: u16, message: String },
     #[error("GitLab at {host} answered {status} to {operation}: {message}")]
-    Api {
-        host: String,
-        operation: String,
-        status: u16,
-        message: String,
-    },
-    #[error(
-        "GitLab at {host} could not be reached for {operation} after {attempts} attempts: {reason}"
-    )]
-    Unreachable {
-        host: String,
-        operation: String,
-        attempts: u32,
-        reason: String,
-    },
-    #[error(
-        "GitLab at {host} sent an answer to {operation} that is not what its API documents: {reason}"
-    )]
-    Unexpected {
-        host: String,
-        operation: String,
-        reason: String,
-    },
+    Api { host: String, operation: String, status: u16, message: String },
+    #[error("GitLab at {host} could not be reached for {operation} after {attempts} attempts: {reason}")]
+    Unreachable { host: String, operation: String, attempts: u32, reason: String },
+    #[error("GitLab at {host} sent an answer to {operation} that is not what its API documents: {reason}")]
+    Unexpected { host: String, operation: String, reason: String },
     #[error("GitLab URL {url:?} is not valid: {reason}")]
     BadUrl { url: String, reason: String },
 }
@@ -74,9 +51,7 @@ impl GitLabError {
 
     pub fn status(&self) -> Option<u16> {
         match self {
-            GitLabError::Unauthorized { status, .. } | GitLabError::Api { status, .. } => {
-                Some(*status)
-            }
+            GitLabError::Unauthorized { status, .. } | GitLabError::Api { status, .. } => Some(*status),
             _ => None,
         }
     }
@@ -178,27 +153,16 @@ struct PipelineVariable<'a> {
 impl GitLab {
     /// A client for the GitLab instance at `base_url` (e.g. `https://gitlab.com`).
     pub fn new(base_url: &str, token: Token) -> Result<GitLab, GitLabError> {
-        let url = reqwest::Url::parse(base_url.trim()).map_err(|err| GitLabError::BadUrl {
-            url: base_url.into(),
-            reason: err.to_string(),
-        })?;
+        let url = reqwest::Url::parse(base_url.trim())
+            .map_err(|err| GitLabError::BadUrl { url: base_url.into(), reason: err.to_string() })?;
         if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
-            return Err(GitLabError::BadUrl {
-                url: base_url.into(),
-                reason: "expected https://host[/path]".into(),
-            });
+            return Err(GitLabError::BadUrl { url: base_url.into(), reason: "expected https://host[/path]".into() });
         }
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!(
-                "sagemaker-gitlab-project/",
-                env!("CARGO_PKG_VERSION")
-            ))
+            .user_agent(concat!("sagemaker-gitlab-project/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|err| GitLabError::BadUrl {
-                url: base_url.into(),
-                reason: err.to_string(),
-            })?;
+            .map_err(|err| GitLabError::BadUrl { url: base_url.into(), reason: err.to_string() })?;
         Ok(GitLab {
             api: format!("{}/api/v4", url.as_str().trim_end_matches('/')),
             host: url.host_str().unwrap_or_default().to_owned(),
@@ -216,10 +180,7 @@ impl GitLab {
 
     /// A client whose retries stop in time for `deadline` (the invocation's, less a margin).
     pub fn with_deadline(&self, deadline: Instant) -> GitLab {
-        GitLab {
-            deadline: Some(deadline),
-            ..self.clone()
-        }
+        GitLab { deadline: Some(deadline), ..self.clone() }
     }
 
     pub fn host(&self) -> &str {
@@ -227,100 +188,49 @@ impl GitLab {
     }
 
     pub async fn current_user(&self) -> Result<User, GitLabError> {
-        self.call(
-            Method::GET,
-            "/user",
-            None::<&()>,
-            "reading the token's user",
-        )
-        .await
+        self.call(Method::GET, "/user", None::<&()>, "reading the token's user").await
+    }
+
+    /// The group (namespace) with this ID.
+    pub async fn group(&self, id: u64) -> Result<Namespace, GitLabError> {
+        self.call(Method::GET, &format!("/groups/{id}"), None::<&()>, &format!("reading group {id}")).await
     }
 
     /// The project with this ID or full path (`group/name`), or `None` when there is none.
     pub async fn project(&self, id_or_path: &str) -> Result<Option<Project>, GitLabError> {
         let path = format!("/projects/{}", encode_path_segment(id_or_path));
-        optional(
-            self.call(
-                Method::GET,
-                &path,
-                None::<&()>,
-                &format!("reading project {id_or_path}"),
-            )
-            .await,
-        )
+        optional(self.call(Method::GET, &path, None::<&()>, &format!("reading project {id_or_path}")).await)
     }
 
     pub async fn create_project(&self, project: &NewProject<'_>) -> Result<Project, GitLabError> {
-        self.call(
-            Method::POST,
-            "/projects",
-            Some(project),
-            &format!("creating project {}", project.path),
-        )
-        .await
+        self.call(Method::POST, "/projects", Some(project), &format!("creating project {}", project.path)).await
     }
 
     /// Creates the variable, or updates it when the project has it already.
-    pub async fn upsert_variable(
-        &self,
-        project_id: u64,
-        variable: &Variable,
-    ) -> Result<(), GitLabError> {
-        let operation = format!(
-            "setting CI/CD variable {} on project {project_id}",
-            variable.key
-        );
-        let created: Result<serde_json::Value, _> = self
-            .call(
-                Method::POST,
-                &format!("/projects/{project_id}/variables"),
-                Some(variable),
-                &operation,
-            )
-            .await;
+    pub async fn upsert_variable(&self, project_id: u64, variable: &Variable) -> Result<(), GitLabError> {
+        let operation = format!("setting CI/CD variable {} on project {project_id}", variable.key);
+        let created: Result<serde_json::Value, _> =
+            self.call(Method::POST, &format!("/projects/{project_id}/variables"), Some(variable), &operation).await;
         match created {
             Err(err) if err.is_already_taken() => {
-                let path = format!(
-                    "/projects/{project_id}/variables/{}",
-                    encode_path_segment(&variable.key)
-                );
-                self.call::<serde_json::Value>(Method::PUT, &path, Some(variable), &operation)
-                    .await
-                    .map(drop)
+                let path = format!("/projects/{project_id}/variables/{}", encode_path_segment(&variable.key));
+                self.call::<serde_json::Value>(Method::PUT, &path, Some(variable), &operation).await.map(drop)
             }
             other => other.map(drop),
         }
     }
 
     /// The commit at the tip of `branch`, or `None` when the branch does not exist.
-    pub async fn branch_head(
-        &self,
-        project_id: u64,
-        branch: &str,
-    ) -> Result<Option<Commit>, GitLabError> {
-        let path = format!(
-            "/projects/{project_id}/repository/branches/{}",
-            encode_path_segment(branch)
-        );
+    pub async fn branch_head(&self, project_id: u64, branch: &str) -> Result<Option<Commit>, GitLabError> {
+        let path = format!("/projects/{project_id}/repository/branches/{}", encode_path_segment(branch));
         let operation = format!("reading branch {branch} of project {project_id}");
-        Ok(
-            optional::<Branch>(self.call(Method::GET, &path, None::<&()>, &operation).await)?
-                .map(|b| b.commit),
-        )
+        Ok(optional::<Branch>(self.call(Method::GET, &path, None::<&()>, &operation).await)?.map(|b| b.commit))
     }
 
-    pub async fn create_commit(
-        &self,
-        project_id: u64,
-        commit: &NewCommit<'_>,
-    ) -> Result<Commit, GitLabError> {
+    pub async fn create_commit(&self, project_id: u64, commit: &NewCommit<'_>) -> Result<Commit, GitLabError> {
         let path = format!("/projects/{project_id}/repository/commits");
-        let operation = format!(
-            "committing {} files to project {project_id}",
-            commit.actions.len()
-        );
-        self.call(Method::POST, &path, Some(commit), &operation)
-            .await
+        let operation = format!("committing {} files to project {project_id}", commit.actions.len());
+        self.call(Method::POST, &path, Some(commit), &operation).await
     }
 
     /// Starts a pipeline on `git_ref` with these variables, as the token's user.
@@ -336,14 +246,8 @@ impl GitLab {
             git_ref: &'a str,
             variables: Vec<PipelineVariable<'a>>,
         }
-        let variables = variables
-            .iter()
-            .map(|(key, value)| PipelineVariable {
-                key,
-                value,
-                variable_type: "env_var",
-            })
-            .collect();
+        let variables =
+            variables.iter().map(|(key, value)| PipelineVariable { key, value, variable_type: "env_var" }).collect();
         let operation = format!("starting a pipeline on {git_ref} of project {project_id}");
         self.call(
             Method::POST,
@@ -364,10 +268,7 @@ impl GitLab {
         let url = format!("{}{path}", self.api);
         let mut failed_attempts = 0;
         loop {
-            let mut request = self
-                .http
-                .request(method.clone(), &url)
-                .header("PRIVATE-TOKEN", self.token.expose());
+            let mut request = self.http.request(method.clone(), &url).header("PRIVATE-TOKEN", self.token.expose());
             if let Some(deadline) = self.deadline {
                 let left = deadline.saturating_duration_since(Instant::now());
                 request = request.timeout(left.min(REQUEST_TIMEOUT));
@@ -377,12 +278,8 @@ impl GitLab {
             }
             let (retry_after, reason) = match request.send().await {
                 Ok(response) if response.status().is_success() => {
-                    let bytes = response
-                        .bytes()
-                        .await
-                        .map_err(|err| self.unexpected(operation, err))?;
-                    return serde_json::from_slice(&bytes)
-                        .map_err(|err| self.unexpected(operation, err));
+                    let bytes = response.bytes().await.map_err(|err| self.unexpected(operation, err))?;
+                    return serde_json::from_slice(&bytes).map_err(|err| self.unexpected(operation, err));
                 }
                 Ok(response) if is_transient(response.status()) => {
                     let status = response.status();
@@ -394,10 +291,7 @@ impl GitLab {
                         .map(Duration::from_secs);
                     let message = error_message(&response.bytes().await.unwrap_or_default());
                     failed_attempts += 1;
-                    match self
-                        .retry
-                        .next_delay(failed_attempts, retry_after, self.deadline)
-                    {
+                    match self.retry.next_delay(failed_attempts, retry_after, self.deadline) {
                         Some(delay) => (delay, format!("{status}: {message}")),
                         None => return Err(self.api_error(operation, status, message)),
                     }
@@ -437,27 +331,13 @@ impl GitLab {
     fn api_error(&self, operation: &str, status: StatusCode, message: String) -> GitLabError {
         let (host, operation, status) = (self.host.clone(), operation.to_owned(), status.as_u16());
         match status {
-            401 | 403 => GitLabError::Unauthorized {
-                host,
-                operation,
-                status,
-                message,
-            },
-            _ => GitLabError::Api {
-                host,
-                operation,
-                status,
-                message,
-            },
+            401 | 403 => GitLabError::Unauthorized { host, operation, status, message },
+            _ => GitLabError::Api { host, operation, status, message },
         }
     }
 
     fn unexpected(&self, operation: &str, err: impl std::fmt::Display) -> GitLabError {
-        GitLabError::Unexpected {
-            host: self.host.clone(),
-            operation: operation.into(),
-            reason: err.to_string(),
-        }
+        GitLabError::Unexpected { host: self.host.clone(), operation: operation.into(), reason: err.to_string() }
     }
 }
 
@@ -479,20 +359,14 @@ fn optional<T>(result: Result<T, GitLabError>) -> Result<Option<T>, GitLabError>
 fn error_message(body: &[u8]) -> String {
     const LIMIT: usize = 300;
     let text = match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(json) => match json
-            .get("message")
-            .or_else(|| json.get("error_description"))
-            .or_else(|| json.get("error"))
-        {
+        Ok(json) => match json.get("message").or_else(|| json.get("error_description")).or_else(|| json.get("error")) {
             Some(serde_json::Value::String(s)) => s.clone(),
             Some(serde_json::Value::Object(fields)) => fields
                 .iter()
                 .map(|(field, problems)| match problems {
                     serde_json::Value::Array(list) => {
-                        let list: Vec<String> = list
-                            .iter()
-                            .map(|p| p.as_str().map_or_else(|| p.to_string(), str::to_owned))
-                            .collect();
+                        let list: Vec<String> =
+                            list.iter().map(|p| p.as_str().map_or_else(|| p.to_string(), str::to_owned)).collect();
                         format!("{field} {}", list.join(", "))
                     }
                     other => format!("{field} {other}"),
@@ -526,11 +400,7 @@ fn describe_transport_error(err: &reqwest::Error) -> String {
         cause = inner.to_string();
         source = inner.source();
     }
-    if cause.is_empty() {
-        kind.to_owned()
-    } else {
-        format!("{kind}: {cause}")
-    }
+    if cause.is_empty() { kind.to_owned() } else { format!("{kind}: {cause}") }
 }
 
 /// Percent-encodes one path segment (a project path `group/name` becomes `group%2Fname`).
@@ -538,9 +408,7 @@ pub fn encode_path_segment(segment: &str) -> String {
     segment
         .bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
             _ => format!("%{b:02X}"),
         })
         .collect()

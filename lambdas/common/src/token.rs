@@ -27,9 +27,7 @@ pub enum TokenError {
         "secret {secret} holds JSON with {count} string values: store the token alone, or as {{\"token\": \"...\"}}"
     )]
     AmbiguousJson { secret: String, count: usize },
-    #[error(
-        "secret {secret} holds a value with white space inside, which no GitLab token has: store the token alone"
-    )]
+    #[error("secret {secret} holds a value with white space inside, which no GitLab token has: store the token alone")]
     NotAToken { secret: String },
 }
 
@@ -43,10 +41,7 @@ pub fn token_from_secret(secret: &str, value: &str) -> Result<Token, TokenError>
             match strings.as_slice() {
                 [only] => only.trim().to_owned(),
                 _ => {
-                    return Err(TokenError::AmbiguousJson {
-                        secret: secret.into(),
-                        count: strings.len(),
-                    });
+                    return Err(TokenError::AmbiguousJson { secret: secret.into(), count: strings.len() });
                 }
             }
         }
@@ -54,14 +49,10 @@ pub fn token_from_secret(secret: &str, value: &str) -> Result<Token, TokenError>
         _ => trimmed.to_owned(),
     };
     if candidate.is_empty() {
-        return Err(TokenError::Empty {
-            secret: secret.into(),
-        });
+        return Err(TokenError::Empty { secret: secret.into() });
     }
     if candidate.chars().any(char::is_whitespace) {
-        return Err(TokenError::NotAToken {
-            secret: secret.into(),
-        });
+        return Err(TokenError::NotAToken { secret: secret.into() });
     }
     Ok(Token(candidate))
 }
@@ -81,65 +72,26 @@ mod tests {
             r#"{"t": " glpat-abc123 ", "n": 3}"#,
             r#""glpat-abc123""#,
         ] {
-            assert_eq!(
-                token_from_secret(SECRET, value).unwrap().expose(),
-                "glpat-abc123",
-                "{value}"
-            );
+            assert_eq!(token_from_secret(SECRET, value).unwrap().expose(), "glpat-abc123", "{value}");
         }
     }
 
     #[test]
     fn rejects_what_is_not_one_token_and_never_echoes_it() {
         let cases = [
-            (
-                "",
-                TokenError::Empty {
-                    secret: SECRET.into(),
-                },
-            ),
-            (
-                "  \n",
-                TokenError::Empty {
-                    secret: SECRET.into(),
-                },
-            ),
-            (
-                r#"{"token": ""}"#,
-                TokenError::Empty {
-                    secret: SECRET.into(),
-                },
-            ),
-            (
-                r#"{"a": "glpat-one", "b": "glpat-two"}"#,
-                TokenError::AmbiguousJson {
-                    secret: SECRET.into(),
-                    count: 2,
-                },
-            ),
-            (
-                r#"{"a": 1}"#,
-                TokenError::AmbiguousJson {
-                    secret: SECRET.into(),
-                    count: 0,
-                },
-            ),
-            (
-                "glpat-one glpat-two",
-                TokenError::NotAToken {
-                    secret: SECRET.into(),
-                },
-            ),
+            ("", TokenError::Empty { secret: SECRET.into() }),
+            ("  \n", TokenError::Empty { secret: SECRET.into() }),
+            (r#"{"token": ""}"#, TokenError::Empty { secret: SECRET.into() }),
+            (r#"{"a": "glpat-one", "b": "glpat-two"}"#, TokenError::AmbiguousJson { secret: SECRET.into(), count: 2 }),
+            (r#"{"a": 1}"#, TokenError::AmbiguousJson { secret: SECRET.into(), count: 0 }),
+            ("glpat-one glpat-two", TokenError::NotAToken { secret: SECRET.into() }),
         ];
         for (value, expected) in cases {
             let err = token_from_secret(SECRET, value).unwrap_err();
             assert_eq!(err, expected, "{value:?}");
             let message = err.to_string();
             assert!(message.contains(SECRET), "{message}");
-            assert!(
-                !message.contains("glpat-"),
-                "the error shows the value: {message}"
-            );
+            assert!(!message.contains("glpat-"), "the error shows the value: {message}");
         }
     }
 

@@ -16,9 +16,7 @@ pub struct ModelPackageStateChange {
     pub model_package_version: u64,
 }
 
-pub async fn handle(
-    event: LambdaEvent<EventBridgeEvent<ModelPackageStateChange>>,
-) -> Result<Value, Error> {
+pub async fn handle(event: LambdaEvent<EventBridgeEvent<ModelPackageStateChange>>) -> Result<Value, Error> {
     let detail = &event.payload.detail;
     tracing::info!(
         group = detail.model_package_group_name,
@@ -26,7 +24,5 @@ pub async fn handle(
         status = detail.model_approval_status,
         "model package state change received"
     );
-    Ok(
-        json!({ "ModelPackageArn": detail.model_package_arn, "ModelApprovalStatus": detail.model_approval_status }),
-    )
+    Ok(json!({ "ModelPackageArn": detail.model_package_arn, "ModelApprovalStatus": detail.model_approval_status }))
 }

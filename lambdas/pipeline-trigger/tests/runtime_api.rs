@@ -30,31 +30,17 @@ fn state_change(status: &str) -> serde_json::Value {
 async fn answers_a_model_package_state_change() {
     let api = RuntimeApi::start().await;
     let _function = api.spawn_function(Path::new(env!("CARGO_BIN_EXE_pipeline-trigger")), &[]);
-    let outcome = api
-        .invoke(state_change("Approved"), Duration::from_secs(10))
-        .await;
-    let Outcome::Response { body, .. } = outcome else {
-        panic!("expected a response, got {outcome:?}")
-    };
+    let outcome = api.invoke(state_change("Approved"), Duration::from_secs(10)).await;
+    let Outcome::Response { body, .. } = outcome else { panic!("expected a response, got {outcome:?}") };
     assert_eq!(body["ModelApprovalStatus"], "Approved");
-    assert_eq!(
-        body["ModelPackageArn"],
-        "arn:aws:sagemaker:us-east-1:123456789012:model-package/churn-p-abc123/3"
-    );
+    assert_eq!(body["ModelPackageArn"], "arn:aws:sagemaker:us-east-1:123456789012:model-package/churn-p-abc123/3");
 }
 
 #[tokio::test]
 async fn reports_a_malformed_event_as_an_invocation_error() {
     let api = RuntimeApi::start().await;
     let _function = api.spawn_function(Path::new(env!("CARGO_BIN_EXE_pipeline-trigger")), &[]);
-    let outcome = api
-        .invoke(
-            json!({ "detail": { "ModelApprovalStatus": "Approved" } }),
-            Duration::from_secs(10),
-        )
-        .await;
-    let Outcome::Error { body, .. } = outcome else {
-        panic!("expected an error, got {outcome:?}")
-    };
+    let outcome = api.invoke(json!({ "detail": { "ModelApprovalStatus": "Approved" } }), Duration::from_secs(10)).await;
+    let Outcome::Error { body, .. } = outcome else { panic!("expected an error, got {outcome:?}") };
     assert!(body.to_string().contains("missing field"), "{body}");
 }

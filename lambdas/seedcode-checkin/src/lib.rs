@@ -1,23 +1,246 @@
-//! The seedcode checkin custom resource. This crate so far only receives and classifies the
-//! CloudFormation request; creating the GitLab projects is the checkin issue's work.
+//! The seedcode checkin custom resource: on Create (and Update) it brings the model build and
+//! model deploy GitLab projects to their seeded state; on Delete it keeps them. Whatever
+//! happens, CloudFormation gets exactly one answer before the Lambda's deadline.
 
-use aws_lambda_events::cloudformation::CloudFormationCustomResourceRequest;
+pub mod config;
+pub mod custom_resource;
+pub mod provision;
+pub mod seedcode;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use lambda_common::gitlab::{GitLab, Variable};
+use lambda_common::retry::RetryPolicy;
+use lambda_common::secrets;
 use lambda_runtime::{Error, LambdaEvent};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-pub async fn handle(
-    event: LambdaEvent<CloudFormationCustomResourceRequest<Value>>,
-) -> Result<Value, Error> {
-    let (request_type, logical_id) = match &event.payload {
-        CloudFormationCustomResourceRequest::Create(r) => ("Create", &r.logical_resource_id),
-        CloudFormationCustomResourceRequest::Update(r) => ("Update", &r.logical_resource_id),
-        CloudFormationCustomResourceRequest::Delete(r) => ("Delete", &r.logical_resource_id),
-        _ => {
-            return Err(
-                "unknown CloudFormation RequestType: expected Create, Update or Delete".into(),
-            );
+use crate::config::{CiCredentials, Config};
+use crate::custom_resource::{Done, Request};
+use crate::provision::{Provisioned, Repository, provision};
+
+/// What the handler needs, made once per execution environment.
+pub struct Deps {
+    /// A configuration error is answered per request as FAILED: the stack must not hang.
+    pub config: Result<Config, String>,
+    pub secrets: aws_sdk_secretsmanager::Client,
+    pub s3: aws_sdk_s3::Client,
+    pub http: reqwest::Client,
+    pub gitlab_retry: RetryPolicy,
+}
+
+impl Deps {
+    pub fn new(sdk: &aws_config::SdkConfig, config: Result<Config, String>) -> Deps {
+        // Emulators (AWS_ENDPOINT_URL) serve buckets by path, not by host name.
+        let s3 = aws_sdk_s3::config::Builder::from(sdk).force_path_style(sdk.endpoint_url().is_some()).build();
+        Deps {
+            config,
+            secrets: aws_sdk_secretsmanager::Client::new(sdk),
+            s3: aws_sdk_s3::Client::from_conf(s3),
+            http: reqwest::Client::new(),
+            gitlab_retry: RetryPolicy::default(),
+        }
+    }
+}
+
+pub async fn handle(deps: Arc<Deps>, event: LambdaEvent<Value>) -> Result<(), Error> {
+    let request = match Request::from_payload(&event.payload) {
+        Ok(request) => request,
+        Err(reason) => {
+            // Without a ResponseURL there is nobody to answer: fail the invocation loudly.
+            tracing::error!(reason, "cannot answer CloudFormation");
+            return Err(reason.into());
         }
     };
-    tracing::info!(request_type, logical_id, request_id = %event.context.request_id, "custom resource request received");
-    Ok(json!({ "RequestType": request_type, "LogicalResourceId": logical_id }))
+    tracing::info!(
+        request_type = request.request_type,
+        logical_id = request.logical_resource_id,
+        stack = request.stack_id,
+        "custom resource request"
+    );
+    let deadline = instant_of(event.context.deadline);
+    let physical_id = request.physical_resource_id.clone().unwrap_or_else(|| physical_resource_id(&deps.config));
+    let work = run(
+        deps.clone(),
+        request.clone(),
+        event.context.invoked_function_arn.clone(),
+        custom_resource::work_deadline(deadline),
+    );
+    custom_resource::answer(&deps.http, &request, physical_id, deadline, work).await.map_err(Error::from)
+}
+
+/// Stable across retries and updates: one SageMaker project, one pair of repositories.
+fn physical_resource_id(config: &Result<Config, String>) -> String {
+    match config {
+        Ok(config) => format!("gitlab-projects-{}", config.project_id),
+        Err(_) => "gitlab-projects-unconfigured".into(),
+    }
+}
+
+async fn run(deps: Arc<Deps>, request: Request, function_arn: String, deadline: Instant) -> Result<Done, String> {
+    match request.request_type.as_str() {
+        "Create" | "Update" => converge(&deps, &function_arn, deadline).await,
+        "Delete" => {
+            tracing::info!(
+                physical_id = request.physical_resource_id,
+                "delete: the GitLab projects stay, they hold the team's work"
+            );
+            Ok(Done { reason: "GitLab projects kept".into(), data: BTreeMap::new() })
+        }
+        other => Err(format!("unknown RequestType {other:?}: expected Create, Update or Delete")),
+    }
+}
+
+async fn converge(deps: &Deps, function_arn: &str, deadline: Instant) -> Result<Done, String> {
+    let config = deps.config.as_ref().map_err(Clone::clone)?;
+    let arn = FunctionArn::parse(function_arn)?;
+
+    let (token, ci_variables, build_zip, deploy_zip) = tokio::try_join!(
+        async { secrets::read_gitlab_token(&deps.secrets, &config.token_secret).await.map_err(|e| e.to_string()) },
+        ci_access_variables(deps, config),
+        download(&deps.s3, &config.seedcode_bucket, &config.build_seedcode_key),
+        download(&deps.s3, &config.seedcode_bucket, &config.deploy_seedcode_key),
+    )?;
+    let build_files =
+        seedcode::read_zip(&build_zip, &format!("s3://{}/{}", config.seedcode_bucket, config.build_seedcode_key))?;
+    let deploy_files =
+        seedcode::read_zip(&deploy_zip, &format!("s3://{}/{}", config.seedcode_bucket, config.deploy_seedcode_key))?;
+
+    let gitlab = GitLab::new(&config.gitlab_url, token)
+        .map_err(|e| e.to_string())?
+        .with_retry(deps.gitlab_retry)
+        .with_deadline(deadline);
+    let marker = format!("(sagemaker-project-id: {})", config.project_id);
+    let common = project_variables(config, &arn, ci_variables);
+    let with = |key: &str, value: &str| {
+        let mut variables = common.clone();
+        variables.push(variable(key, value));
+        variables
+    };
+    let build = Repository {
+        role: "model build",
+        path: config.project_path(&config.build_repository),
+        description: format!("Model build code of SageMaker project {} {marker}", config.project_name),
+        variables: with("SAGEMAKER_PIPELINE_ROLE_ARN", &config.pipeline_role_arn),
+        files: build_files,
+        commit_message: format!("Seed code of SageMaker project {}", config.project_name),
+    };
+    let deploy = Repository {
+        role: "model deploy",
+        path: config.project_path(&config.deploy_repository),
+        description: format!("Model deploy code of SageMaker project {} {marker}", config.project_name),
+        variables: with("MODEL_EXECUTION_ROLE_ARN", &config.model_execution_role_arn),
+        files: deploy_files,
+        // No model is approved yet: the first deploy pipeline would have nothing to deploy.
+        commit_message: format!("Seed code of SageMaker project {} [skip ci]", config.project_name),
+    };
+    let (build, deploy) = tokio::try_join!(
+        provision(&gitlab, config.group_id, &marker, &build),
+        provision(&gitlab, config.group_id, &marker, &deploy),
+    )?;
+    let mut data = BTreeMap::new();
+    for (prefix, provisioned) in [("Build", &build), ("Deploy", &deploy)] {
+        let project = &provisioned.project;
+        data.insert(format!("{prefix}ProjectId"), project.id.to_string());
+        data.insert(format!("{prefix}ProjectPath"), project.path_with_namespace.clone());
+        data.insert(format!("{prefix}ProjectWebUrl"), project.web_url.clone());
+        data.insert(format!("{prefix}ProjectCloneUrl"), project.http_url_to_repo.clone());
+    }
+    Ok(Done { reason: summary(&build, &deploy), data })
+}
+
+fn summary(build: &Provisioned, deploy: &Provisioned) -> String {
+    let describe = |p: &Provisioned| {
+        let made = if p.adopted { "adopted" } else { "created" };
+        let code = if p.committed { "seed code committed" } else { "seed code already there" };
+        format!("{} {made}, {code}", p.project.path_with_namespace)
+    };
+    format!("{}; {}", describe(build), describe(deploy))
+}
+
+fn variable(key: &str, value: &str) -> Variable {
+    Variable { key: key.into(), value: value.into(), masked: false, protected: false, raw: true }
+}
+
+/// The CI/CD variables both projects get.
+fn project_variables(config: &Config, arn: &FunctionArn, ci_access: Vec<Variable>) -> Vec<Variable> {
+    let project_arn =
+        format!("arn:{}:sagemaker:{}:{}:project/{}", arn.partition, arn.region, arn.account, config.project_name);
+    let mut variables = vec![
+        variable("SAGEMAKER_PROJECT_NAME", &config.project_name),
+        variable("SAGEMAKER_PROJECT_ID", &config.project_id),
+        variable("SAGEMAKER_PROJECT_ARN", &project_arn),
+        variable("AWS_REGION", &arn.region),
+        variable("ARTIFACT_BUCKET", &config.artifact_bucket()),
+        variable("MODEL_PACKAGE_GROUP_NAME", &config.model_package_group()),
+    ];
+    variables.extend(ci_access);
+    variables
+}
+
+/// How GitLab CI reaches AWS: the role to assume with its `id_tokens`, or masked access keys.
+async fn ci_access_variables(deps: &Deps, config: &Config) -> Result<Vec<Variable>, String> {
+    match &config.ci_credentials {
+        CiCredentials::WebIdentity { role_arn } => Ok(vec![variable("AWS_ROLE_ARN", role_arn)]),
+        CiCredentials::AccessKey { secret } => {
+            let value = secrets::read_string(&deps.secrets, secret).await.map_err(|e| e.to_string())?;
+            let keys: BTreeMap<String, Value> = serde_json::from_str(&value).map_err(|_| {
+                format!("secret {secret} is not JSON: store {{\"AWS_ACCESS_KEY_ID\": \"...\", \"AWS_SECRET_ACCESS_KEY\": \"...\"}}")
+            })?;
+            ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+                .into_iter()
+                .map(|key| {
+                    let value = keys.get(key).and_then(Value::as_str).filter(|v| !v.is_empty());
+                    let value = value.ok_or_else(|| format!("secret {secret} has no string {key}"))?;
+                    Ok(Variable { masked: true, ..variable(key, value) })
+                })
+                .collect()
+        }
+    }
+}
+
+async fn download(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Vec<u8>, String> {
+    let object = s3.get_object().bucket(bucket).key(key).send().await.map_err(|err| {
+        let location = format!("s3://{bucket}/{key}");
+        match err.code() {
+            Some("NoSuchKey" | "NoSuchBucket") => {
+                format!("seed code {location} does not exist: re-run cargo xtask publish")
+            }
+            Some("AccessDenied") => {
+                format!("reading seed code {location} was denied: the bucket policy must let the Lambda's role read it")
+            }
+            _ => format!("reading seed code {location} failed: {}", secrets::describe(&err)),
+        }
+    })?;
+    let bytes =
+        object.body.collect().await.map_err(|err| format!("reading seed code s3://{bucket}/{key} broke off: {err}"))?;
+    Ok(bytes.into_bytes().to_vec())
+}
+
+/// Partition, region and account of this function, from its ARN
+/// (`arn:aws:lambda:eu-west-1:123456789012:function:name`).
+struct FunctionArn {
+    partition: String,
+    region: String,
+    account: String,
+}
+
+impl FunctionArn {
+    fn parse(arn: &str) -> Result<FunctionArn, String> {
+        match arn.split(':').collect::<Vec<_>>().as_slice() {
+            ["arn", partition, "lambda", region, account, ..] if !region.is_empty() && !account.is_empty() => {
+                Ok(FunctionArn { partition: (*partition).into(), region: (*region).into(), account: (*account).into() })
+            }
+            _ => Err(format!("the invoked function ARN {arn:?} is not a Lambda function ARN")),
+        }
+    }
+}
+
+fn instant_of(deadline_ms: u64) -> Instant {
+    let deadline = UNIX_EPOCH + Duration::from_millis(deadline_ms);
+    let left = deadline.duration_since(SystemTime::now()).unwrap_or_default();
+    Instant::now() + left
 }

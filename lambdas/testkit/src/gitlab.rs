@@ -114,9 +114,7 @@ pub const USERNAME: &str = "platform-bot";
 impl GitLabDouble {
     /// Starts the double on a free loopback port; `token` is the one valid access token.
     pub async fn start(token: &str) -> GitLabDouble {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a loopback port");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
         let addr = listener.local_addr().expect("bound socket has an address");
         let inner = Arc::new(Mutex::new(Inner {
             base_url: format!("http://{addr}"),
@@ -131,33 +129,18 @@ impl GitLabDouble {
         }));
         let app = Router::new()
             .route("/api/v4/user", get(current_user))
+            .route("/api/v4/groups/{id}", get(get_group))
             .route("/api/v4/projects", post(create_project))
             .route("/api/v4/projects/{id}", get(get_project))
             .route("/api/v4/projects/{id}/variables", post(create_variable))
-            .route(
-                "/api/v4/projects/{id}/variables/{key}",
-                put(update_variable),
-            )
-            .route(
-                "/api/v4/projects/{id}/repository/commits",
-                post(create_commit),
-            )
-            .route(
-                "/api/v4/projects/{id}/repository/branches/{branch}",
-                get(get_branch),
-            )
+            .route("/api/v4/projects/{id}/variables/{key}", put(update_variable))
+            .route("/api/v4/projects/{id}/repository/commits", post(create_commit))
+            .route("/api/v4/projects/{id}/repository/branches/{branch}", get(get_branch))
             .route("/api/v4/projects/{id}/pipeline", post(create_pipeline))
             .fallback(|| async { error(StatusCode::NOT_FOUND, json!("404 Not Found")) })
-            .layer(axum::middleware::from_fn_with_state(
-                inner.clone(),
-                record_and_authenticate,
-            ))
+            .layer(axum::middleware::from_fn_with_state(inner.clone(), record_and_authenticate))
             .with_state(inner.clone());
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .await
-                .expect("GitLab double stopped")
-        });
+        tokio::spawn(async move { axum::serve(listener, app).await.expect("GitLab double stopped") });
         GitLabDouble { addr, inner }
     }
 
@@ -184,10 +167,7 @@ impl GitLabDouble {
     pub fn fail_next(&self, times: usize, status: u16, retry_after: Option<u64>) {
         let status = StatusCode::from_u16(status).expect("a valid status code");
         let mut inner = self.lock();
-        inner.faults.extend((0..times).map(|_| Fault {
-            status,
-            retry_after,
-        }));
+        inner.faults.extend((0..times).map(|_| Fault { status, retry_after }));
     }
 
     /// Waits this long before answering each request, like a distant server.
@@ -204,19 +184,13 @@ impl GitLabDouble {
     }
 
     pub fn project(&self, full_path: &str) -> Option<ProjectState> {
-        self.lock()
-            .projects
-            .iter()
-            .find(|p| p.full_path() == full_path)
-            .cloned()
+        self.lock().projects.iter().find(|p| p.full_path() == full_path).cloned()
     }
 
     /// Creates a project directly, as if someone had made it by hand.
     pub fn seed_project(&self, namespace_id: u64, path: &str, description: &str) -> u64 {
         let mut inner = self.lock();
-        let namespace_path = inner
-            .namespace_path(namespace_id)
-            .expect("a known namespace");
+        let namespace_path = inner.namespace_path(namespace_id).expect("a known namespace");
         let id = inner.next_id();
         inner.projects.push(ProjectState {
             id,
@@ -236,9 +210,7 @@ impl GitLabDouble {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner
-            .lock()
-            .expect("no test panicked while holding the double's state")
+        self.inner.lock().expect("no test panicked while holding the double's state")
     }
 }
 
@@ -265,11 +237,7 @@ impl Inner {
 
     fn project_json(&self, p: &ProjectState) -> Value {
         let full_path = p.full_path();
-        let default_branch = if p.branches.is_empty() {
-            Value::Null
-        } else {
-            json!(p.default_branch)
-        };
+        let default_branch = if p.branches.is_empty() { Value::Null } else { json!(p.default_branch) };
         json!({
             "id": p.id,
             "name": p.name,
@@ -301,10 +269,7 @@ fn error(status: StatusCode, message: Value) -> ApiError {
 }
 
 fn not_found(what: &str) -> ApiError {
-    error(
-        StatusCode::NOT_FOUND,
-        json!(format!("404 {what} Not Found")),
-    )
+    error(StatusCode::NOT_FOUND, json!(format!("404 {what} Not Found")))
 }
 
 async fn record_and_authenticate(
@@ -313,14 +278,8 @@ async fn record_and_authenticate(
     next: axum::middleware::Next,
 ) -> Response {
     let (parts, body) = request.into_parts();
-    let bytes = axum::body::to_bytes(body, usize::MAX)
-        .await
-        .unwrap_or_default();
-    let token = parts
-        .headers
-        .get("private-token")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+    let bytes = axum::body::to_bytes(body, usize::MAX).await.unwrap_or_default();
+    let token = parts.headers.get("private-token").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let (latency, fault, authorised) = {
         let mut inner = inner.lock().expect("state lock");
         inner.requests.push(Request {
@@ -331,11 +290,7 @@ async fn record_and_authenticate(
             at: Instant::now(),
         });
         let authorised = token.as_deref() == Some(inner.token.as_str());
-        let fault = if authorised {
-            inner.faults.pop_front()
-        } else {
-            None
-        };
+        let fault = if authorised { inner.faults.pop_front() } else { None };
         (inner.latency, fault, authorised)
     };
     tokio::time::sleep(latency).await;
@@ -350,11 +305,7 @@ async fn record_and_authenticate(
         }
         return response;
     }
-    next.run(axum::extract::Request::from_parts(
-        parts,
-        axum::body::Body::from(bytes),
-    ))
-    .await
+    next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await
 }
 
 async fn current_user() -> Json<Value> {
@@ -362,24 +313,15 @@ async fn current_user() -> Json<Value> {
 }
 
 fn body_json(bytes: &Bytes) -> Result<Value, ApiError> {
-    serde_json::from_slice(bytes).map_err(|_| {
-        error(
-            StatusCode::BAD_REQUEST,
-            json!("400 Bad request - body is not JSON"),
-        )
-    })
+    serde_json::from_slice(bytes)
+        .map_err(|_| error(StatusCode::BAD_REQUEST, json!("400 Bad request - body is not JSON")))
 }
 
 fn required_str<'a>(body: &'a Value, field: &str) -> Result<&'a str, ApiError> {
     body.get(field)
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| {
-            error(
-                StatusCode::BAD_REQUEST,
-                json!(format!("{field} is missing")),
-            )
-        })
+        .ok_or_else(|| error(StatusCode::BAD_REQUEST, json!(format!("{field} is missing"))))
 }
 
 fn optional_str<'a>(body: &'a Value, field: &str) -> Option<&'a str> {
@@ -395,18 +337,11 @@ async fn create_project(State(inner): State<Shared>, bytes: Bytes) -> Answer {
     let name = required_str(&body, "name")?.to_owned();
     let path = optional_str(&body, "path").unwrap_or(&name).to_owned();
     let mut inner = inner.lock().expect("state lock");
-    let namespace_id = body
-        .get("namespace_id")
-        .and_then(Value::as_u64)
-        .unwrap_or(inner.user_namespace.0);
+    let namespace_id = body.get("namespace_id").and_then(Value::as_u64).unwrap_or(inner.user_namespace.0);
     let namespace_path = inner
         .namespace_path(namespace_id)
         .ok_or_else(|| error(StatusCode::NOT_FOUND, json!("404 Namespace Not Found")))?;
-    let siblings: Vec<&ProjectState> = inner
-        .projects
-        .iter()
-        .filter(|p| p.namespace_id == namespace_id)
-        .collect();
+    let siblings: Vec<&ProjectState> = inner.projects.iter().filter(|p| p.namespace_id == namespace_id).collect();
     let mut taken = serde_json::Map::new();
     if siblings.iter().any(|p| p.name == name) {
         taken.insert("name".into(), json!(["has already been taken"]));
@@ -424,15 +359,9 @@ async fn create_project(State(inner): State<Shared>, bytes: Bytes) -> Answer {
         path,
         namespace_id,
         namespace_path,
-        description: optional_str(&body, "description")
-            .unwrap_or_default()
-            .to_owned(),
-        visibility: optional_str(&body, "visibility")
-            .unwrap_or("private")
-            .to_owned(),
-        default_branch: optional_str(&body, "default_branch")
-            .unwrap_or("main")
-            .to_owned(),
+        description: optional_str(&body, "description").unwrap_or_default().to_owned(),
+        visibility: optional_str(&body, "visibility").unwrap_or("private").to_owned(),
+        default_branch: optional_str(&body, "default_branch").unwrap_or("main").to_owned(),
         variables: BTreeMap::new(),
         commits: Vec::new(),
         branches: BTreeMap::new(),
@@ -443,43 +372,33 @@ async fn create_project(State(inner): State<Shared>, bytes: Bytes) -> Answer {
     created(answer)
 }
 
+async fn get_group(State(inner): State<Shared>, Path(id): Path<u64>) -> Answer {
+    let inner = inner.lock().expect("state lock");
+    let full_path = inner.groups.get(&id).ok_or_else(|| not_found("Group"))?;
+    Ok(Json(json!({ "id": id, "full_path": full_path, "path": full_path.rsplit('/').next() })).into_response())
+}
+
 async fn get_project(State(inner): State<Shared>, Path(id): Path<String>) -> Answer {
     let inner = inner.lock().expect("state lock");
-    let i = inner
-        .project_index(&id)
-        .ok_or_else(|| not_found("Project"))?;
+    let i = inner.project_index(&id).ok_or_else(|| not_found("Project"))?;
     Ok(Json(inner.project_json(&inner.projects[i])).into_response())
 }
 
 /// GitLab's rule for masked values: at least 8 characters of the Base64 alphabet or `@:.~-`
 /// (with `=` and `/` allowed too), on one line.
 fn maskable(value: &str) -> bool {
-    value.len() >= 8
-        && value
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+/=@:.~-_".contains(c))
+    value.len() >= 8 && value.chars().all(|c| c.is_ascii_alphanumeric() || "+/=@:.~-_".contains(c))
 }
 
 fn variable_from(body: &Value, key: &str) -> Result<VariableState, ApiError> {
     if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            json!({ "key": ["can contain only letters, digits and '_'."] }),
-        ));
+        return Err(error(StatusCode::BAD_REQUEST, json!({ "key": ["can contain only letters, digits and '_'."] })));
     }
     let flag = |name: &str| body.get(name).and_then(Value::as_bool).unwrap_or(false);
     let value = optional_str(body, "value").unwrap_or_default().to_owned();
-    let variable = VariableState {
-        value,
-        masked: flag("masked"),
-        protected: flag("protected"),
-        raw: flag("raw"),
-    };
+    let variable = VariableState { value, masked: flag("masked"), protected: flag("protected"), raw: flag("raw") };
     if variable.masked && !maskable(&variable.value) {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            json!({ "value": ["is invalid"] }),
-        ));
+        return Err(error(StatusCode::BAD_REQUEST, json!({ "value": ["is invalid"] })));
     }
     Ok(variable)
 }
@@ -488,41 +407,26 @@ fn variable_json(key: &str, v: &VariableState) -> Value {
     json!({ "key": key, "value": v.value, "masked": v.masked, "protected": v.protected, "raw": v.raw, "variable_type": "env_var" })
 }
 
-async fn create_variable(
-    State(inner): State<Shared>,
-    Path(id): Path<String>,
-    bytes: Bytes,
-) -> Answer {
+async fn create_variable(State(inner): State<Shared>, Path(id): Path<String>, bytes: Bytes) -> Answer {
     let body = body_json(&bytes)?;
     let key = optional_str(&body, "key").unwrap_or_default().to_owned();
     let variable = variable_from(&body, &key)?;
     let mut inner = inner.lock().expect("state lock");
-    let i = inner
-        .project_index(&id)
-        .ok_or_else(|| not_found("Project"))?;
+    let i = inner.project_index(&id).ok_or_else(|| not_found("Project"))?;
     let project = &mut inner.projects[i];
     if project.variables.contains_key(&key) {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            json!({ "key": [format!("({key}) has already been taken")] }),
-        ));
+        return Err(error(StatusCode::BAD_REQUEST, json!({ "key": [format!("({key}) has already been taken")] })));
     }
     let answer = variable_json(&key, &variable);
     project.variables.insert(key, (variable, Instant::now()));
     created(answer)
 }
 
-async fn update_variable(
-    State(inner): State<Shared>,
-    Path((id, key)): Path<(String, String)>,
-    bytes: Bytes,
-) -> Answer {
+async fn update_variable(State(inner): State<Shared>, Path((id, key)): Path<(String, String)>, bytes: Bytes) -> Answer {
     let body = body_json(&bytes)?;
     let variable = variable_from(&body, &key)?;
     let mut inner = inner.lock().expect("state lock");
-    let i = inner
-        .project_index(&id)
-        .ok_or_else(|| not_found("Project"))?;
+    let i = inner.project_index(&id).ok_or_else(|| not_found("Project"))?;
     let project = &mut inner.projects[i];
     if !project.variables.contains_key(&key) {
         return Err(not_found("Variable"));
@@ -539,24 +443,12 @@ fn decode_content(action: &Value, path: &str) -> Result<Vec<u8>, ApiError> {
         "text" => Ok(content.as_bytes().to_vec()),
         "base64" => base64::engine::general_purpose::STANDARD
             .decode(content)
-            .map_err(|_| {
-                error(
-                    StatusCode::BAD_REQUEST,
-                    json!(format!("{path}: content is not valid base64")),
-                )
-            }),
-        other => Err(error(
-            StatusCode::BAD_REQUEST,
-            json!(format!("encoding {other} is not supported")),
-        )),
+            .map_err(|_| error(StatusCode::BAD_REQUEST, json!(format!("{path}: content is not valid base64")))),
+        other => Err(error(StatusCode::BAD_REQUEST, json!(format!("encoding {other} is not supported")))),
     }
 }
 
-async fn create_commit(
-    State(inner): State<Shared>,
-    Path(id): Path<String>,
-    bytes: Bytes,
-) -> Answer {
+async fn create_commit(State(inner): State<Shared>, Path(id): Path<String>, bytes: Bytes) -> Answer {
     let body = body_json(&bytes)?;
     let branch = required_str(&body, "branch")?.to_owned();
     let message = required_str(&body, "commit_message")?.to_owned();
@@ -565,9 +457,7 @@ async fn create_commit(
         .and_then(Value::as_array)
         .ok_or_else(|| error(StatusCode::BAD_REQUEST, json!("actions is missing")))?;
     let mut inner = inner.lock().expect("state lock");
-    let i = inner
-        .project_index(&id)
-        .ok_or_else(|| not_found("Project"))?;
+    let i = inner.project_index(&id).ok_or_else(|| not_found("Project"))?;
     let commit_id = format!("{:040x}", inner.next_id());
     let project = &mut inner.projects[i];
     if !project.branches.contains_key(&branch) && !project.branches.is_empty() {
@@ -578,73 +468,35 @@ async fn create_commit(
     }
     let mut files = project.branches.get(&branch).cloned().unwrap_or_default();
     for action in actions {
-        let path = optional_str(action, "file_path")
-            .unwrap_or_default()
-            .to_owned();
+        let path = optional_str(action, "file_path").unwrap_or_default().to_owned();
         let content = decode_content(action, &path)?;
-        let executable = action
-            .get("execute_filemode")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
+        let executable = action.get("execute_filemode").and_then(Value::as_bool).unwrap_or(false);
         match optional_str(action, "action") {
             Some("create") if files.contains_key(&path) => {
-                return Err(error(
-                    StatusCode::BAD_REQUEST,
-                    json!("A file with this name already exists"),
-                ));
+                return Err(error(StatusCode::BAD_REQUEST, json!("A file with this name already exists")));
             }
             Some("create" | "update") => {
-                files.insert(
-                    path,
-                    FileState {
-                        content,
-                        executable,
-                    },
-                );
+                files.insert(path, FileState { content, executable });
             }
             other => {
-                return Err(error(
-                    StatusCode::BAD_REQUEST,
-                    json!(format!("action {other:?} is not supported")),
-                ));
+                return Err(error(StatusCode::BAD_REQUEST, json!(format!("action {other:?} is not supported"))));
             }
         }
     }
     project.branches.insert(branch.clone(), files);
-    project.commits.push(CommitState {
-        id: commit_id.clone(),
-        message: message.clone(),
-        branch,
-        at: Instant::now(),
-    });
+    project.commits.push(CommitState { id: commit_id.clone(), message: message.clone(), branch, at: Instant::now() });
     created(json!({ "id": commit_id, "short_id": &commit_id[..8], "message": message }))
 }
 
-async fn get_branch(
-    State(inner): State<Shared>,
-    Path((id, branch)): Path<(String, String)>,
-) -> Answer {
+async fn get_branch(State(inner): State<Shared>, Path((id, branch)): Path<(String, String)>) -> Answer {
     let inner = inner.lock().expect("state lock");
-    let i = inner
-        .project_index(&id)
-        .ok_or_else(|| not_found("Project"))?;
-    let commit = inner.projects[i]
-        .commits
-        .iter()
-        .rev()
-        .find(|c| c.branch == branch)
-        .ok_or_else(|| not_found("Branch"))?;
-    Ok(
-        Json(json!({ "name": branch, "commit": { "id": commit.id, "message": commit.message } }))
-            .into_response(),
-    )
+    let i = inner.project_index(&id).ok_or_else(|| not_found("Project"))?;
+    let commit =
+        inner.projects[i].commits.iter().rev().find(|c| c.branch == branch).ok_or_else(|| not_found("Branch"))?;
+    Ok(Json(json!({ "name": branch, "commit": { "id": commit.id, "message": commit.message } })).into_response())
 }
 
-async fn create_pipeline(
-    State(inner): State<Shared>,
-    Path(id): Path<String>,
-    bytes: Bytes,
-) -> Answer {
+async fn create_pipeline(State(inner): State<Shared>, Path(id): Path<String>, bytes: Bytes) -> Answer {
     let body = body_json(&bytes)?;
     let git_ref = required_str(&body, "ref")?.to_owned();
     let variables: BTreeMap<String, String> = body
@@ -652,34 +504,17 @@ async fn create_pipeline(
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter_map(|v| {
-            Some((
-                v.get("key")?.as_str()?.to_owned(),
-                v.get("value")?.as_str()?.to_owned(),
-            ))
-        })
+        .filter_map(|v| Some((v.get("key")?.as_str()?.to_owned(), v.get("value")?.as_str()?.to_owned())))
         .collect();
     let mut inner = inner.lock().expect("state lock");
-    let i = inner
-        .project_index(&id)
-        .ok_or_else(|| not_found("Project"))?;
+    let i = inner.project_index(&id).ok_or_else(|| not_found("Project"))?;
     let pipeline_id = inner.next_id();
     let base_url = inner.base_url.clone();
     let project = &mut inner.projects[i];
     if !project.branches.contains_key(&git_ref) {
-        return Err(error(
-            StatusCode::BAD_REQUEST,
-            json!({ "base": ["Reference not found"] }),
-        ));
+        return Err(error(StatusCode::BAD_REQUEST, json!({ "base": ["Reference not found"] })));
     }
-    let web_url = format!(
-        "{base_url}/{}/-/pipelines/{pipeline_id}",
-        project.full_path()
-    );
-    project.pipelines.push(PipelineState {
-        id: pipeline_id,
-        git_ref: git_ref.clone(),
-        variables,
-    });
+    let web_url = format!("{base_url}/{}/-/pipelines/{pipeline_id}", project.full_path());
+    project.pipelines.push(PipelineState { id: pipeline_id, git_ref: git_ref.clone(), variables });
     created(json!({ "id": pipeline_id, "ref": git_ref, "status": "created", "web_url": web_url }))
 }

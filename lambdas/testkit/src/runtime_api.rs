@@ -52,32 +52,17 @@ impl RuntimeApi {
         let (invocations, pending) = mpsc::unbounded_channel();
         let (outcome_tx, outcomes) = mpsc::unbounded_channel();
         let first_poll = Arc::new(OnceLock::new());
-        let shared = Shared {
-            pending: Arc::new(Mutex::new(pending)),
-            outcomes: outcome_tx,
-            first_poll: first_poll.clone(),
-        };
+        let shared =
+            Shared { pending: Arc::new(Mutex::new(pending)), outcomes: outcome_tx, first_poll: first_poll.clone() };
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(next_invocation))
-            .route(
-                "/2018-06-01/runtime/invocation/{id}/response",
-                post(invocation_response),
-            )
-            .route(
-                "/2018-06-01/runtime/invocation/{id}/error",
-                post(invocation_error),
-            )
+            .route("/2018-06-01/runtime/invocation/{id}/response", post(invocation_response))
+            .route("/2018-06-01/runtime/invocation/{id}/error", post(invocation_error))
             .route("/2018-06-01/runtime/init/error", post(init_error))
             .with_state(shared);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a loopback port");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
         let addr = listener.local_addr().expect("bound socket has an address");
-        tokio::spawn(async move {
-            axum::serve(listener, app)
-                .await
-                .expect("runtime API emulator stopped")
-        });
+        tokio::spawn(async move { axum::serve(listener, app).await.expect("runtime API emulator stopped") });
         RuntimeApi {
             addr,
             invocations,
@@ -99,11 +84,7 @@ impl RuntimeApi {
 
     /// Starts `bootstrap` as Lambda would, with the environment Lambda sets plus `extra_env`.
     /// Its stdout (the function's log) is captured; the process dies with the returned handle.
-    pub fn spawn_function(
-        &self,
-        bootstrap: &Path,
-        extra_env: &[(&str, &str)],
-    ) -> tokio::process::Child {
+    pub fn spawn_function(&self, bootstrap: &Path, extra_env: &[(&str, &str)]) -> tokio::process::Child {
         tokio::process::Command::new(bootstrap)
             .env_clear()
             .env("AWS_LAMBDA_RUNTIME_API", self.host_port())
@@ -125,18 +106,10 @@ impl RuntimeApi {
     /// Delivers `payload` with `time_limit` until the function's deadline, and waits (at most
     /// the time limit plus a grace second) for what the function reports.
     pub async fn invoke(&self, payload: Value, time_limit: Duration) -> Outcome {
-        let n = self
-            .next_request
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let n = self.next_request.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let request_id = format!("00000000-0000-4000-8000-{n:012}");
-        let invocation = Invocation {
-            request_id,
-            deadline: SystemTime::now() + time_limit,
-            payload,
-        };
-        self.invocations
-            .send(invocation)
-            .expect("the emulator's server task is running");
+        let invocation = Invocation { request_id, deadline: SystemTime::now() + time_limit, payload };
+        self.invocations.send(invocation).expect("the emulator's server task is running");
         let mut outcomes = self.outcomes.lock().await;
         tokio::time::timeout(time_limit + Duration::from_secs(1), outcomes.recv())
             .await
@@ -147,36 +120,17 @@ impl RuntimeApi {
 
 async fn next_invocation(State(shared): State<Shared>) -> (HeaderMap, Json<Value>) {
     shared.first_poll.get_or_init(Instant::now);
-    let invocation = shared
-        .pending
-        .lock()
-        .await
-        .recv()
-        .await
-        .expect("the emulator handle is alive");
-    let deadline_ms = invocation
-        .deadline
-        .duration_since(UNIX_EPOCH)
-        .expect("deadline after 1970")
-        .as_millis();
+    let invocation = shared.pending.lock().await.recv().await.expect("the emulator handle is alive");
+    let deadline_ms = invocation.deadline.duration_since(UNIX_EPOCH).expect("deadline after 1970").as_millis();
     let mut headers = HeaderMap::new();
     let header = |value: String| HeaderValue::from_str(&value).expect("header values are ASCII");
-    headers.insert(
-        "lambda-runtime-aws-request-id",
-        header(invocation.request_id),
-    );
-    headers.insert(
-        "lambda-runtime-deadline-ms",
-        header(deadline_ms.to_string()),
-    );
+    headers.insert("lambda-runtime-aws-request-id", header(invocation.request_id));
+    headers.insert("lambda-runtime-deadline-ms", header(deadline_ms.to_string()));
     headers.insert(
         "lambda-runtime-invoked-function-arn",
         header("arn:aws:lambda:us-east-1:123456789012:function:test-function".into()),
     );
-    headers.insert(
-        "lambda-runtime-trace-id",
-        header("Root=1-00000000-000000000000000000000000".into()),
-    );
+    headers.insert("lambda-runtime-trace-id", header("Root=1-00000000-000000000000000000000000".into()));
     (headers, Json(invocation.payload))
 }
 
@@ -185,10 +139,7 @@ async fn invocation_response(
     UrlPath(request_id): UrlPath<String>,
     body: String,
 ) -> StatusCode {
-    let _ = shared.outcomes.send(Outcome::Response {
-        request_id,
-        body: parse(&body),
-    });
+    let _ = shared.outcomes.send(Outcome::Response { request_id, body: parse(&body) });
     StatusCode::ACCEPTED
 }
 
@@ -197,17 +148,12 @@ async fn invocation_error(
     UrlPath(request_id): UrlPath<String>,
     body: String,
 ) -> StatusCode {
-    let _ = shared.outcomes.send(Outcome::Error {
-        request_id,
-        body: parse(&body),
-    });
+    let _ = shared.outcomes.send(Outcome::Error { request_id, body: parse(&body) });
     StatusCode::ACCEPTED
 }
 
 async fn init_error(State(shared): State<Shared>, body: String) -> StatusCode {
-    let _ = shared
-        .outcomes
-        .send(Outcome::InitError { body: parse(&body) });
+    let _ = shared.outcomes.send(Outcome::InitError { body: parse(&body) });
     StatusCode::ACCEPTED
 }
 

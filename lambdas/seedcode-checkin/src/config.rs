@@ -1,0 +1,210 @@
+//! The checkin Lambda's configuration. All of it comes from the function's environment, which
+//! `cfn/project.yml` sets; the custom resource's properties carry nothing the Lambda reads.
+
+use lambda_common::gitlab::encode_path_segment;
+
+/// Every variable the Lambda reads, for the template-drift test.
+pub const ENV_VARS: &[&str] = &[
+    "GITLAB_SERVER_URL",
+    "GITLAB_TOKEN_SECRET_NAME",
+    "GITLAB_GROUP_ID",
+    "BUILD_REPOSITORY_NAME",
+    "DEPLOY_REPOSITORY_NAME",
+    "SAGEMAKER_PROJECT_NAME",
+    "SAGEMAKER_PROJECT_ID",
+    "SEEDCODE_BUCKET",
+    "MODEL_BUILD_SEEDCODE_KEY",
+    "MODEL_DEPLOY_SEEDCODE_KEY",
+    "SAGEMAKER_PIPELINE_ROLE_ARN",
+    "MODEL_EXECUTION_ROLE_ARN",
+    "GITLAB_CI_ROLE_ARN",
+    "GITLAB_CI_ACCESS_KEY_SECRET_NAME",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub gitlab_url: String,
+    pub token_secret: String,
+    /// The GitLab group (namespace) ID; `None`: the token owner's personal namespace.
+    pub group_id: Option<u64>,
+    pub build_repository: String,
+    pub deploy_repository: String,
+    pub project_name: String,
+    pub project_id: String,
+    pub seedcode_bucket: String,
+    pub build_seedcode_key: String,
+    pub deploy_seedcode_key: String,
+    pub pipeline_role_arn: String,
+    pub model_execution_role_arn: String,
+    pub ci_credentials: CiCredentials,
+}
+
+/// How the GitLab pipelines get AWS credentials.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CiCredentials {
+    /// GitLab's `id_tokens` exchanged for this role (no long-lived secret anywhere).
+    WebIdentity { role_arn: String },
+    /// An IAM user's access key, kept in this secret as JSON with `AWS_ACCESS_KEY_ID` and
+    /// `AWS_SECRET_ACCESS_KEY`, copied into masked CI/CD variables.
+    AccessKey { secret: String },
+}
+
+impl Config {
+    pub fn from_env() -> Result<Config, String> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+        let optional = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let required = |name: &str| {
+            optional(name)
+                .ok_or_else(|| format!("environment variable {name} is not set: the project template must set it"))
+        };
+        let group_id = match optional("GITLAB_GROUP_ID").as_deref() {
+            None | Some("None") => None,
+            Some(id) => Some(id.parse().map_err(|_| {
+                format!("GITLAB_GROUP_ID {id:?} is not a GitLab group ID: give the group's numeric ID, or leave it empty for the token owner's namespace")
+            })?),
+        };
+        let ci_credentials = match (optional("GITLAB_CI_ROLE_ARN"), optional("GITLAB_CI_ACCESS_KEY_SECRET_NAME")) {
+            (Some(role_arn), _) => CiCredentials::WebIdentity { role_arn },
+            (None, Some(secret)) => CiCredentials::AccessKey { secret },
+            (None, None) => {
+                return Err("neither GITLAB_CI_ROLE_ARN nor GITLAB_CI_ACCESS_KEY_SECRET_NAME is set: GitLab CI would have no AWS access".into());
+            }
+        };
+        let config = Config {
+            gitlab_url: required("GITLAB_SERVER_URL")?,
+            token_secret: required("GITLAB_TOKEN_SECRET_NAME")?,
+            group_id,
+            build_repository: required("BUILD_REPOSITORY_NAME")?,
+            deploy_repository: required("DEPLOY_REPOSITORY_NAME")?,
+            project_name: required("SAGEMAKER_PROJECT_NAME")?,
+            project_id: required("SAGEMAKER_PROJECT_ID")?,
+            seedcode_bucket: required("SEEDCODE_BUCKET")?,
+            build_seedcode_key: required("MODEL_BUILD_SEEDCODE_KEY")?,
+            deploy_seedcode_key: required("MODEL_DEPLOY_SEEDCODE_KEY")?,
+            pipeline_role_arn: required("SAGEMAKER_PIPELINE_ROLE_ARN")?,
+            model_execution_role_arn: required("MODEL_EXECUTION_ROLE_ARN")?,
+            ci_credentials,
+        };
+        for name in [&config.build_repository, &config.deploy_repository] {
+            check_repository_name(name)?;
+        }
+        Ok(config)
+    }
+
+    /// GitLab project path of a repository: `<base name>-<SageMaker project ID>`, so a second
+    /// SageMaker project with the same names never collides.
+    pub fn project_path(&self, base_name: &str) -> String {
+        format!("{base_name}-{}", self.project_id)
+    }
+
+    /// The SageMaker model package group the build registers into and the deploy reads.
+    pub fn model_package_group(&self) -> String {
+        format!("{}-{}", self.project_name, self.project_id)
+    }
+
+    pub fn artifact_bucket(&self) -> String {
+        format!("sagemaker-project-{}", self.project_id)
+    }
+}
+
+/// GitLab project paths: letters, digits, `_`, `-` and `.`, starting with a letter, digit or `_`.
+fn check_repository_name(name: &str) -> Result<(), String> {
+    let valid_start = name.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
+    let valid_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+    if valid_start && valid_chars && !name.ends_with(".git") && name.len() <= 200 {
+        return Ok(());
+    }
+    Err(format!(
+        "repository name {:?} cannot be a GitLab project path: use letters, digits, '_', '-' and '.', starting with a letter or digit",
+        encode_path_segment(name)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn env() -> HashMap<&'static str, &'static str> {
+        HashMap::from([
+            ("GITLAB_SERVER_URL", "https://gitlab.example.com"),
+            ("GITLAB_TOKEN_SECRET_NAME", "gitlab-token"),
+            ("GITLAB_GROUP_ID", "None"),
+            ("BUILD_REPOSITORY_NAME", "churn-build"),
+            ("DEPLOY_REPOSITORY_NAME", "churn-deploy"),
+            ("SAGEMAKER_PROJECT_NAME", "churn"),
+            ("SAGEMAKER_PROJECT_ID", "p-abc123"),
+            ("SEEDCODE_BUCKET", "templates"),
+            ("MODEL_BUILD_SEEDCODE_KEY", "a/build.zip"),
+            ("MODEL_DEPLOY_SEEDCODE_KEY", "a/deploy.zip"),
+            ("SAGEMAKER_PIPELINE_ROLE_ARN", "arn:aws:iam::123456789012:role/use"),
+            ("MODEL_EXECUTION_ROLE_ARN", "arn:aws:iam::123456789012:role/use"),
+            ("GITLAB_CI_ROLE_ARN", "arn:aws:iam::123456789012:role/gitlab-ci"),
+        ])
+    }
+
+    fn parse(env: &HashMap<&str, &str>) -> Result<Config, String> {
+        Config::from_lookup(|name| env.get(name).map(|v| v.to_string()))
+    }
+
+    #[test]
+    fn reads_every_variable_it_lists() {
+        let config = parse(&env()).unwrap();
+        assert_eq!(config.group_id, None);
+        assert_eq!(config.project_path(&config.build_repository), "churn-build-p-abc123");
+        assert_eq!(config.model_package_group(), "churn-p-abc123");
+        assert_eq!(
+            config.ci_credentials,
+            CiCredentials::WebIdentity { role_arn: "arn:aws:iam::123456789012:role/gitlab-ci".into() }
+        );
+        let read = std::cell::RefCell::new(Vec::new());
+        let mut full = env();
+        full.insert("GITLAB_CI_ACCESS_KEY_SECRET_NAME", "ci-keys");
+        let _ = Config::from_lookup(|name| {
+            read.borrow_mut().push(name.to_owned());
+            full.get(name).map(|v| v.to_string())
+        });
+        let mut read = read.into_inner();
+        read.sort();
+        read.dedup();
+        let mut listed: Vec<String> = ENV_VARS.iter().map(|s| s.to_string()).collect();
+        listed.sort();
+        assert_eq!(read, listed, "ENV_VARS must list exactly what from_lookup reads");
+    }
+
+    #[test]
+    fn group_id_forms() {
+        for (value, expected) in [("", None), ("None", None), ("42", Some(42))] {
+            let mut env = env();
+            env.insert("GITLAB_GROUP_ID", value);
+            assert_eq!(parse(&env).unwrap().group_id, expected, "{value:?}");
+        }
+        let mut env = env();
+        env.insert("GITLAB_GROUP_ID", "ml-team");
+        assert!(parse(&env).unwrap_err().contains("GITLAB_GROUP_ID"));
+    }
+
+    #[test]
+    fn access_key_secret_when_no_role() {
+        let mut env = env();
+        env.remove("GITLAB_CI_ROLE_ARN");
+        env.insert("GITLAB_CI_ACCESS_KEY_SECRET_NAME", "ci-keys");
+        assert_eq!(parse(&env).unwrap().ci_credentials, CiCredentials::AccessKey { secret: "ci-keys".into() });
+        env.remove("GITLAB_CI_ACCESS_KEY_SECRET_NAME");
+        assert!(parse(&env).unwrap_err().contains("GitLab CI would have no AWS access"));
+    }
+
+    #[test]
+    fn missing_and_invalid_values_are_named() {
+        let mut env = env();
+        env.remove("SEEDCODE_BUCKET");
+        assert!(parse(&env).unwrap_err().contains("SEEDCODE_BUCKET is not set"));
+        let mut env = self::env();
+        env.insert("DEPLOY_REPOSITORY_NAME", "my deploy/repo");
+        assert!(parse(&env).unwrap_err().contains("cannot be a GitLab project path"));
+    }
+}

@@ -1,0 +1,231 @@
+//! The CloudFormation custom resource protocol: the request, and the one response that must
+//! reach the pre-signed `ResponseURL` whatever happens, or the stack waits for up to an hour.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The fields of a request every answer needs. Read leniently from the raw payload so that even
+/// a request this Lambda cannot otherwise understand gets its FAILED answer.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Request {
+    pub request_type: String,
+    pub request_id: String,
+    #[serde(rename = "ResponseURL")]
+    pub response_url: String,
+    pub stack_id: String,
+    pub logical_resource_id: String,
+    #[serde(default)]
+    pub physical_resource_id: Option<String>,
+}
+
+impl Request {
+    pub fn from_payload(payload: &Value) -> Result<Request, String> {
+        serde_json::from_value(payload.clone())
+            .map_err(|err| format!("the event is not a CloudFormation custom resource request: {err}"))
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Status {
+    Success,
+    Failed,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct Response {
+    pub status: Status,
+    pub reason: String,
+    pub physical_resource_id: String,
+    pub stack_id: String,
+    pub request_id: String,
+    pub logical_resource_id: String,
+    pub no_echo: bool,
+    pub data: BTreeMap<String, String>,
+}
+
+/// CloudFormation refuses response bodies over 4096 bytes.
+pub const MAX_BODY_BYTES: usize = 4096;
+
+impl Response {
+    pub fn new(
+        request: &Request,
+        status: Status,
+        physical_resource_id: String,
+        reason: String,
+        data: BTreeMap<String, String>,
+    ) -> Response {
+        let mut response = Response {
+            status,
+            reason: String::new(),
+            physical_resource_id,
+            stack_id: request.stack_id.clone(),
+            request_id: request.request_id.clone(),
+            logical_resource_id: request.logical_resource_id.clone(),
+            no_echo: false,
+            data,
+        };
+        // The reason gets whatever room the rest leaves; JSON escaping can grow it, so measure.
+        let room = MAX_BODY_BYTES.saturating_sub(response.body().len());
+        let reason = fit_json_string(reason, room);
+        response.reason = reason;
+        response
+    }
+
+    pub fn body(&self) -> String {
+        serde_json::to_string(self).expect("a response serialises")
+    }
+}
+
+/// What the work reports when it succeeds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Done {
+    pub reason: String,
+    pub data: BTreeMap<String, String>,
+}
+
+/// Time kept back from the Lambda deadline to send the answer.
+const RESPONSE_RESERVE: Duration = Duration::from_secs(5);
+
+/// When the work must stop so the answer still goes out before `deadline`.
+pub fn work_deadline(deadline: Instant) -> Instant {
+    deadline.checked_sub(RESPONSE_RESERVE).unwrap_or_else(Instant::now)
+}
+
+/// Runs `work` and answers CloudFormation exactly once, whatever it does: SUCCESS with its
+/// data, FAILED with its reason, FAILED when it panics, and FAILED when it is still running at
+/// `work_deadline(deadline)` (then it is stopped). Errs only when the answer could not be sent.
+pub async fn answer(
+    http: &reqwest::Client,
+    request: &Request,
+    physical_id: String,
+    deadline: Instant,
+    work: impl Future<Output = Result<Done, String>> + Send + 'static,
+) -> Result<(), String> {
+    let mut task = tokio::spawn(work);
+    let outcome = match tokio::time::timeout_at(work_deadline(deadline).into(), &mut task).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(join_error)) => Err(format!("internal error: {}", panic_message(join_error))),
+        Err(_) => {
+            task.abort();
+            Err("the work did not finish before the Lambda timeout; what it did is kept and a retry adopts it: raise the function's timeout, or check how fast GitLab answers".into())
+        }
+    };
+    let response = match outcome {
+        Ok(done) => Response::new(request, Status::Success, physical_id, done.reason, done.data),
+        Err(reason) => Response::new(request, Status::Failed, physical_id, reason, BTreeMap::new()),
+    };
+    tracing::info!(status = ?response.status, reason = response.reason, physical_id = response.physical_resource_id, "answering CloudFormation");
+    send(http, &request.response_url, &response)
+        .await
+        .inspect_err(|err| tracing::error!(error = err, "CloudFormation was not answered"))
+}
+
+fn panic_message(error: tokio::task::JoinError) -> String {
+    match error.try_into_panic() {
+        Ok(payload) => payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into()),
+        Err(error) => error.to_string(),
+    }
+}
+
+/// `text`, or its longest prefix (on a character boundary) that still fits in `room` bytes as a
+/// JSON string once an ellipsis marks the cut.
+fn fit_json_string(text: String, room: usize) -> String {
+    let json_len = |s: &str| serde_json::to_string(s).map_or(usize::MAX, |j| j.len());
+    if json_len(&text) <= room {
+        return text;
+    }
+    let boundaries: Vec<usize> = text.char_indices().map(|(i, _)| i).collect();
+    let fits = |&end: &usize| json_len(&format!("{}…", &text[..end])) <= room;
+    let keep = boundaries.partition_point(fits);
+    let end = if keep == 0 { 0 } else { boundaries[keep - 1] };
+    format!("{}…", &text[..end])
+}
+
+/// PUTs the response to the pre-signed URL with the empty content type S3 signed for, retrying
+/// a few times: a response that never arrives leaves the stack hanging.
+pub async fn send(http: &reqwest::Client, url: &str, response: &Response) -> Result<(), String> {
+    let body = response.body();
+    let mut last_error = String::new();
+    for attempt in 1..=3u32 {
+        let result = http
+            .put(url)
+            .header(reqwest::header::CONTENT_TYPE, "")
+            .header(reqwest::header::CONTENT_LENGTH, body.len())
+            .body(body.clone())
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await;
+        match result {
+            Ok(answer) if answer.status().is_success() => return Ok(()),
+            Ok(answer) => last_error = format!("the response URL answered {}", answer.status()),
+            Err(err) => last_error = format!("the response URL could not be reached: {err}"),
+        }
+        tracing::warn!(attempt, error = last_error, "sending the CloudFormation response failed");
+        tokio::time::sleep(Duration::from_millis(300 * u64::from(attempt))).await;
+    }
+    Err(last_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> Request {
+        Request::from_payload(&serde_json::json!({
+            "RequestType": "Create",
+            "RequestId": "r-1",
+            "ResponseURL": "https://example.invalid/r",
+            "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/s/1",
+            "LogicalResourceId": "SeedCodeCheckin",
+            "ResourceType": "Custom::SeedCodeCheckin",
+            "ResourceProperties": {}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn body_has_the_documented_fields() {
+        let response = Response::new(
+            &request(),
+            Status::Success,
+            "pid".into(),
+            "done".into(),
+            BTreeMap::from([("A".into(), "1".into())]),
+        );
+        let body: Value = serde_json::from_str(&response.body()).unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "Status": "SUCCESS", "Reason": "done", "PhysicalResourceId": "pid",
+                "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/s/1",
+                "RequestId": "r-1", "LogicalResourceId": "SeedCodeCheckin", "NoEcho": false, "Data": { "A": "1" }
+            })
+        );
+    }
+
+    #[test]
+    fn long_reasons_are_cut_to_fit_cloudformations_limit() {
+        for reason in ["x".repeat(10_000), "\"\n".repeat(5_000), "é".repeat(6_000)] {
+            let response = Response::new(&request(), Status::Failed, "pid".into(), reason, BTreeMap::new());
+            assert!(response.body().len() <= MAX_BODY_BYTES, "{}", response.body().len());
+            assert!(response.reason.ends_with('…') && response.reason.len() > 1000);
+        }
+    }
+
+    #[test]
+    fn requests_without_the_protocol_fields_are_refused() {
+        let err = Request::from_payload(&serde_json::json!({ "RequestType": "Create" })).unwrap_err();
+        assert!(err.contains("not a CloudFormation custom resource request"), "{err}");
+    }
+}

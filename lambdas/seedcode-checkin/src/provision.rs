@@ -1,0 +1,107 @@
+//! Bringing one GitLab project to its seeded state: created (or adopted on a retry), its CI/CD
+//! variables set, then its seed code committed once. Every step converges, so a retried
+//! Create or an Update repeats nothing that is done.
+
+use futures_util::future::try_join_all;
+use lambda_common::gitlab::{GitLab, NewCommit, NewProject, Project, Variable};
+
+use crate::seedcode::{SeedFile, commit_actions};
+
+pub const BRANCH: &str = "main";
+
+/// What one repository should become.
+pub struct Repository {
+    /// "model build" or "model deploy", for messages.
+    pub role: &'static str,
+    pub path: String,
+    pub description: String,
+    pub variables: Vec<Variable>,
+    pub files: Vec<SeedFile>,
+    pub commit_message: String,
+}
+
+#[derive(Debug)]
+pub struct Provisioned {
+    pub project: Project,
+    pub adopted: bool,
+    pub committed: bool,
+}
+
+/// `marker` is the text in a project's description that shows it was made for this SageMaker
+/// project, so a retried Create adopts it and nothing else is ever taken over.
+pub async fn provision(
+    gitlab: &GitLab,
+    group_id: Option<u64>,
+    marker: &str,
+    repo: &Repository,
+) -> Result<Provisioned, String> {
+    let (project, adopted) = create_or_adopt(gitlab, group_id, marker, repo).await?;
+    tracing::info!(role = repo.role, project = project.path_with_namespace, adopted, "project ready");
+
+    // Variables first: the first commit starts a pipeline, which needs them.
+    try_join_all(repo.variables.iter().map(|variable| gitlab.upsert_variable(project.id, variable)))
+        .await
+        .map_err(|err| err.to_string())?;
+    let keys: Vec<&str> = repo.variables.iter().map(|v| v.key.as_str()).collect();
+    tracing::info!(role = repo.role, project = project.path_with_namespace, ?keys, "CI/CD variables set");
+
+    // A new project has no branch yet; an adopted one may have been seeded by an earlier try.
+    let head =
+        if adopted { gitlab.branch_head(project.id, BRANCH).await.map_err(|err| err.to_string())? } else { None };
+    if let Some(head) = head {
+        tracing::info!(
+            role = repo.role,
+            project = project.path_with_namespace,
+            head = head.id,
+            "branch {BRANCH} exists: seed code not committed again"
+        );
+        return Ok(Provisioned { project, adopted, committed: false });
+    }
+    let actions = commit_actions(&repo.files);
+    let commit = NewCommit { branch: BRANCH, commit_message: &repo.commit_message, actions: &actions };
+    let commit = gitlab.create_commit(project.id, &commit).await.map_err(|err| err.to_string())?;
+    tracing::info!(
+        role = repo.role,
+        project = project.path_with_namespace,
+        commit = commit.id,
+        files = actions.len(),
+        "seed code committed"
+    );
+    Ok(Provisioned { project, adopted, committed: true })
+}
+
+async fn create_or_adopt(
+    gitlab: &GitLab,
+    group_id: Option<u64>,
+    marker: &str,
+    repo: &Repository,
+) -> Result<(Project, bool), String> {
+    let new = NewProject {
+        name: &repo.path,
+        path: &repo.path,
+        namespace_id: group_id,
+        description: &repo.description,
+        visibility: "private",
+        default_branch: BRANCH,
+        initialize_with_readme: false,
+    };
+    let err = match gitlab.create_project(&new).await {
+        Ok(project) => return Ok((project, false)),
+        Err(err) if err.is_already_taken() => err,
+        Err(err) => return Err(err.to_string()),
+    };
+    let namespace = match group_id {
+        Some(id) => gitlab.group(id).await.map_err(|e| e.to_string())?.full_path,
+        None => gitlab.current_user().await.map_err(|e| e.to_string())?.username,
+    };
+    let full_path = format!("{namespace}/{}", repo.path);
+    let existing = gitlab.project(&full_path).await.map_err(|e| e.to_string())?.ok_or_else(|| {
+        format!("{err}; yet project {full_path} cannot be read with this token: give the token's user access to it, or choose other repository names")
+    })?;
+    if !existing.description.as_deref().unwrap_or_default().contains(marker) {
+        return Err(format!(
+            "GitLab project {full_path} already exists and was not made for this SageMaker project: rename or delete it, or choose other repository names"
+        ));
+    }
+    Ok((existing, true))
+}

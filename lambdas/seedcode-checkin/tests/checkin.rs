@@ -1,0 +1,259 @@
+//! The checkin handler end to end in-process, against the stand-ins of `support`.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use lambda_testkit::gitlab::GitLabDouble;
+use lambda_testkit::moto::{ACCOUNT_ID, REGION, moto};
+use serde_json::Value;
+use support::*;
+
+#[tokio::test]
+async fn create_makes_both_projects_sets_variables_then_commits_every_file() {
+    let stand = stand().await;
+    let body = stand.invoke("Create", None).await;
+    assert_eq!(body["Status"], "SUCCESS", "{body}");
+    assert_eq!(body["PhysicalResourceId"], format!("gitlab-projects-{}", stand.project_id));
+
+    let build = stand.gitlab.project(&stand.build_path()).expect("build project");
+    let deploy = stand.gitlab.project(&stand.deploy_path()).expect("deploy project");
+    for (prefix, project) in [("Build", &build), ("Deploy", &deploy)] {
+        assert_eq!(project.visibility, "private");
+        assert_eq!(project.default_branch, "main");
+        assert_eq!(body["Data"][format!("{prefix}ProjectId")], project.id.to_string());
+        assert_eq!(body["Data"][format!("{prefix}ProjectPath")], project.full_path());
+        assert_eq!(
+            body["Data"][format!("{prefix}ProjectWebUrl")],
+            format!("{}/{}", stand.gitlab.url(), project.full_path())
+        );
+        assert_eq!(
+            body["Data"][format!("{prefix}ProjectCloneUrl")],
+            format!("{}/{}.git", stand.gitlab.url(), project.full_path())
+        );
+        assert_eq!(project.commits.len(), 1);
+        let commit_at = project.commits[0].at;
+        assert!(
+            project.variables.values().all(|(_, set_at)| *set_at < commit_at),
+            "variables must be set before the commit"
+        );
+    }
+
+    for (project, files) in [(&build, build_files()), (&deploy, deploy_files())] {
+        let tree = &project.branches["main"];
+        assert_eq!(tree.len(), files.len());
+        for (path, mode, content) in files {
+            let file = &tree[path];
+            assert_eq!(file.content, content, "{path}");
+            assert_eq!(file.executable, mode & 0o111 != 0, "{path}");
+        }
+    }
+    assert!(!build.commits[0].message.contains("[skip ci]"));
+    assert!(deploy.commits[0].message.contains("[skip ci]"), "the deploy seed must not start a deploy pipeline");
+
+    let role = |name: &str| (format!("arn:aws:iam::{ACCOUNT_ID}:role/{name}"), false);
+    let plain = |value: &str| (value.to_owned(), false);
+    let mut expected = BTreeMap::from([
+        ("SAGEMAKER_PROJECT_NAME".to_owned(), plain("churn")),
+        ("SAGEMAKER_PROJECT_ID".to_owned(), plain(&stand.project_id)),
+        ("SAGEMAKER_PROJECT_ARN".to_owned(), plain(&format!("arn:aws:sagemaker:{REGION}:{ACCOUNT_ID}:project/churn"))),
+        ("AWS_REGION".to_owned(), plain(REGION)),
+        ("ARTIFACT_BUCKET".to_owned(), plain(&format!("sagemaker-project-{}", stand.project_id))),
+        ("MODEL_PACKAGE_GROUP_NAME".to_owned(), plain(&format!("churn-{}", stand.project_id))),
+        ("AWS_ROLE_ARN".to_owned(), role("gitlab-ci")),
+    ]);
+    let mut expected_build = expected.clone();
+    expected_build.insert("SAGEMAKER_PIPELINE_ROLE_ARN".into(), role("pipeline"));
+    assert_eq!(variables(&build), expected_build);
+    expected.insert("MODEL_EXECUTION_ROLE_ARN".into(), role("model"));
+    assert_eq!(variables(&deploy), expected);
+    assert!(stand.gitlab.requests().iter().all(|r| r.token.as_deref() == Some(TOKEN)));
+    assert_secret_free(&String::from_utf8_lossy(&logs().lock().unwrap()));
+}
+
+#[tokio::test]
+async fn group_namespace_and_masked_access_keys() {
+    let mut stand = stand().await;
+    let group = stand.gitlab.add_group("ml/churn-team");
+    stand.env.insert("GITLAB_GROUP_ID".into(), group.to_string());
+    stand.env.insert("GITLAB_CI_ROLE_ARN".into(), String::new());
+    let keys_secret = stand.env["GITLAB_TOKEN_SECRET_NAME"].replace("gitlab-token", "ci-keys");
+    stand.env.insert("GITLAB_CI_ACCESS_KEY_SECRET_NAME".into(), keys_secret);
+    let body = stand.invoke("Create", None).await;
+    assert_eq!(body["Status"], "SUCCESS", "{body}");
+    let build =
+        stand.gitlab.project(&format!("ml/churn-team/churn-build-{}", stand.project_id)).expect("project in the group");
+    let vars = variables(&build);
+    assert_eq!(vars["AWS_ACCESS_KEY_ID"], (ACCESS_KEY_ID.to_owned(), true));
+    assert_eq!(vars["AWS_SECRET_ACCESS_KEY"], (SECRET_ACCESS_KEY.to_owned(), true));
+    assert!(!vars.contains_key("AWS_ROLE_ARN"));
+    assert!(stand.gitlab.project(&format!("ml/churn-team/churn-deploy-{}", stand.project_id)).is_some());
+    assert_secret_free(&String::from_utf8_lossy(&logs().lock().unwrap()));
+}
+
+#[tokio::test]
+async fn retried_create_and_update_converge_without_duplicates() {
+    let stand = stand().await;
+    let first = stand.invoke("Create", None).await;
+    let again = stand.invoke("Create", None).await;
+    assert_eq!(again["Status"], "SUCCESS", "{again}");
+    assert_eq!(again["PhysicalResourceId"], first["PhysicalResourceId"]);
+    assert_eq!(again["Data"], first["Data"]);
+    assert!(again["Reason"].as_str().unwrap().contains("adopted"), "{again}");
+
+    let physical_id = first["PhysicalResourceId"].as_str().unwrap();
+    let updated = stand.invoke("Update", Some(physical_id)).await;
+    assert_eq!(updated["Status"], "SUCCESS", "{updated}");
+    assert_eq!(updated["PhysicalResourceId"], physical_id);
+    assert_eq!(updated["Data"], first["Data"], "GetAtt must keep working after an update");
+
+    assert_eq!(stand.gitlab.projects().len(), 2);
+    for project in stand.gitlab.projects() {
+        assert_eq!(project.commits.len(), 1, "{} was committed to twice", project.full_path());
+    }
+}
+
+#[tokio::test]
+async fn delete_keeps_the_projects_and_calls_nobody() {
+    let stand = stand().await;
+    let body = stand.invoke("Delete", Some("gitlab-projects-p-old")).await;
+    assert_eq!(body["Status"], "SUCCESS", "{body}");
+    assert_eq!(body["PhysicalResourceId"], "gitlab-projects-p-old");
+    assert!(stand.gitlab.requests().is_empty());
+}
+
+#[tokio::test]
+async fn a_project_made_by_someone_else_is_not_taken_over() {
+    let stand = stand().await;
+    let namespace = stand.gitlab.user_namespace_id();
+    stand.gitlab.seed_project(namespace, &format!("churn-deploy-{}", stand.project_id), "the team's hand-made repo");
+    let body = stand.invoke("Create", None).await;
+    assert_failed(&body, &[&stand.deploy_path(), "already exists", "not made for this SageMaker project"]);
+    let deploy = stand.gitlab.project(&stand.deploy_path()).unwrap();
+    assert!(deploy.variables.is_empty() && deploy.commits.is_empty(), "the foreign project was modified");
+}
+
+#[tokio::test]
+async fn missing_token_secret_fails_naming_it() {
+    let mut stand = stand().await;
+    stand.env.insert("GITLAB_TOKEN_SECRET_NAME".into(), "no-such-secret".into());
+    let body = stand.invoke("Create", None).await;
+    assert_failed(&body, &["no-such-secret", "does not exist"]);
+    assert!(stand.gitlab.requests().is_empty());
+}
+
+#[tokio::test]
+async fn rejected_token_fails_once_with_a_remedy() {
+    let stand = stand().await;
+    let wrong = GitLabDouble::start("glpat-another-token").await;
+    let mut stand = stand;
+    stand.env.insert("GITLAB_SERVER_URL".into(), wrong.url());
+    let body = stand.invoke("Create", None).await;
+    assert_failed(&body, &["rejected the token", "401", "valid token"]);
+    assert!(wrong.requests().len() <= 2, "a 401 is not retried: {}", wrong.requests().len());
+}
+
+#[tokio::test]
+async fn unreachable_gitlab_fails_before_the_deadline() {
+    let mut stand = stand().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    stand.env.insert("GITLAB_SERVER_URL".into(), format!("http://127.0.0.1:{port}"));
+    let body = stand.invoke("Create", None).await;
+    assert_failed(&body, &["could not be reached", "connection"]);
+}
+
+#[tokio::test]
+async fn slow_gitlab_gets_a_failed_answer_before_the_lambda_times_out() {
+    let stand = stand().await;
+    stand.gitlab.set_latency(Duration::from_secs(30));
+    let answers = stand.invoke_with(stand.deps(), stand.request("Create", None), Duration::from_secs(7)).await;
+    assert_failed(&one_answer(answers), &["did not finish before the Lambda timeout", "timeout"]);
+}
+
+#[tokio::test]
+async fn rate_limited_gitlab_is_retried_to_success() {
+    let stand = stand().await;
+    stand.gitlab.fail_next(2, 429, Some(0));
+    let body = stand.invoke("Create", None).await;
+    assert_eq!(body["Status"], "SUCCESS", "{body}");
+}
+
+#[tokio::test]
+async fn missing_or_corrupt_seed_code_fails_clearly() {
+    let mut stand = stand().await;
+    stand.env.insert("MODEL_DEPLOY_SEEDCODE_KEY".into(), "v1/missing.zip".into());
+    let body = stand.invoke("Create", None).await;
+    assert_failed(&body, &["v1/missing.zip", "does not exist", "cargo xtask publish"]);
+
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&moto().sdk_config()).force_path_style(true).build(),
+    );
+    s3.put_object()
+        .bucket(&stand.env["SEEDCODE_BUCKET"])
+        .key("v1/corrupt.zip")
+        .body(b"PK\x03\x04garbage".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    stand.env.insert("MODEL_DEPLOY_SEEDCODE_KEY".into(), "v1/corrupt.zip".into());
+    let body = stand.invoke("Create", None).await;
+    assert_failed(&body, &["v1/corrupt.zip", "not a readable zip"]);
+    assert!(stand.gitlab.projects().is_empty(), "nothing is created from unreadable seed code");
+}
+
+#[tokio::test]
+async fn missing_configuration_fails_instead_of_hanging() {
+    let mut stand = stand().await;
+    stand.env.remove("SEEDCODE_BUCKET");
+    let body = stand.invoke("Create", None).await;
+    assert_failed(&body, &["SEEDCODE_BUCKET is not set"]);
+    assert_eq!(body["PhysicalResourceId"], "gitlab-projects-unconfigured");
+}
+
+#[tokio::test]
+async fn unknown_request_type_fails() {
+    let stand = stand().await;
+    let body = stand.invoke("Explode", None).await;
+    assert_failed(&body, &["unknown RequestType \"Explode\""]);
+}
+
+#[tokio::test]
+async fn a_panic_still_gets_a_failed_answer() {
+    let stand = stand().await;
+    let request = seedcode_checkin::custom_resource::Request::from_payload(&stand.request("Create", None)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let work = async { panic!("index out of bounds") };
+    seedcode_checkin::custom_resource::answer(&reqwest::Client::new(), &request, "pid".into(), deadline, work)
+        .await
+        .unwrap();
+    assert_failed(&one_answer(stand.sink.received()), &["internal error", "index out of bounds"]);
+}
+
+#[tokio::test]
+async fn the_real_binary_answers_through_the_runtime_api() {
+    use lambda_testkit::runtime_api::{Outcome, RuntimeApi};
+    use tokio::io::AsyncReadExt;
+
+    let stand = stand().await;
+    let api = RuntimeApi::start().await;
+    let mut env: Vec<(&str, String)> = moto().lambda_env();
+    env.extend(stand.env.iter().map(|(k, v)| (k.as_str(), v.clone())));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut function = api.spawn_function(std::path::Path::new(env!("CARGO_BIN_EXE_seedcode-checkin")), &env);
+
+    let outcome = api.invoke(stand.request("Create", None), Duration::from_secs(30)).await;
+    assert!(matches!(outcome, Outcome::Response { .. }), "the invocation itself must succeed: {outcome:?}");
+    let body = one_answer(stand.sink.wait(Duration::from_secs(5)).await);
+    assert_eq!(body["Status"], "SUCCESS", "{body}");
+    assert_eq!(stand.gitlab.projects().len(), 2);
+
+    function.kill().await.unwrap();
+    let mut log = String::new();
+    function.stdout.take().unwrap().read_to_string(&mut log).await.unwrap();
+    assert!(log.contains("seed code committed") && log.contains("answering CloudFormation"), "{log}");
+    for line in log.lines() {
+        serde_json::from_str::<Value>(line).unwrap_or_else(|_| panic!("log lines are JSON: {line}"));
+    }
+    assert_secret_free(&log);
+}
