@@ -1,13 +1,36 @@
-//! What both Lambdas share: one GitLab REST client, one reading of the token secret and one
-//! retry policy, so the checkin and trigger Lambdas cannot drift apart.
+//! What both Lambdas share: one GitLab REST client, one reading of the token secret and of the
+//! environment, and one retry policy, so the checkin and trigger Lambdas cannot drift apart.
 
 pub mod gitlab;
 pub mod retry;
 pub mod secrets;
 pub mod token;
 
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
 /// The AWS SDK configuration from the standard chain (Lambda's environment, or a profile, or
 /// web identity); `AWS_ENDPOINT_URL` points every client at a local emulator in tests.
 pub async fn aws_config() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
+}
+
+/// The invocation deadline (`Context::deadline`, milliseconds since 1970) as an `Instant`.
+pub fn deadline_instant(deadline_ms: u64) -> Instant {
+    let deadline = UNIX_EPOCH + Duration::from_millis(deadline_ms);
+    Instant::now() + deadline.duration_since(SystemTime::now()).unwrap_or_default()
+}
+
+/// Configuration read from the function's environment (or, in tests, any lookup).
+pub struct Env<F: Fn(&str) -> Option<String>>(pub F);
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    /// The trimmed value, `None` when unset or blank.
+    pub fn optional(&self, name: &str) -> Option<String> {
+        (self.0)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    }
+
+    pub fn required(&self, name: &str) -> Result<String, String> {
+        self.optional(name)
+            .ok_or_else(|| format!("environment variable {name} is not set: the project template must set it"))
+    }
 }

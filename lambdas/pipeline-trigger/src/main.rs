@@ -1,7 +1,10 @@
-use lambda_runtime::{Error, service_fn};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use pipeline_trigger::{Config, Deps};
+use serde_json::Value;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    lambda_runtime::run(service_fn(pipeline_trigger::handle)).await
+    let deps = Deps::new(&lambda_common::aws_config().await, Config::from_env());
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| pipeline_trigger::handle(&deps, event))).await
 }

@@ -55,18 +55,17 @@ impl Config {
     }
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
-        let optional = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let required = |name: &str| {
-            optional(name)
-                .ok_or_else(|| format!("environment variable {name} is not set: the project template must set it"))
-        };
-        let group_id = match optional("GITLAB_GROUP_ID").as_deref() {
+        let env = lambda_common::Env(lookup);
+        let group_id = match env.optional("GITLAB_GROUP_ID").as_deref() {
             None | Some("None") => None,
             Some(id) => Some(id.parse().map_err(|_| {
                 format!("GITLAB_GROUP_ID {id:?} is not a GitLab group ID: give the group's numeric ID, or leave it empty for the token owner's namespace")
             })?),
         };
-        let ci_credentials = match (optional("GITLAB_CI_ROLE_ARN"), optional("GITLAB_CI_ACCESS_KEY_SECRET_NAME")) {
+        let ci_credentials = match (
+            env.optional("GITLAB_CI_ROLE_ARN"),
+            env.optional("GITLAB_CI_ACCESS_KEY_SECRET_NAME"),
+        ) {
             (Some(role_arn), _) => CiCredentials::WebIdentity { role_arn },
             (None, Some(secret)) => CiCredentials::AccessKey { secret },
             (None, None) => {
@@ -74,18 +73,18 @@ impl Config {
             }
         };
         let config = Config {
-            gitlab_url: required("GITLAB_SERVER_URL")?,
-            token_secret: required("GITLAB_TOKEN_SECRET_NAME")?,
+            gitlab_url: env.required("GITLAB_SERVER_URL")?,
+            token_secret: env.required("GITLAB_TOKEN_SECRET_NAME")?,
             group_id,
-            build_repository: required("BUILD_REPOSITORY_NAME")?,
-            deploy_repository: required("DEPLOY_REPOSITORY_NAME")?,
-            project_name: required("SAGEMAKER_PROJECT_NAME")?,
-            project_id: required("SAGEMAKER_PROJECT_ID")?,
-            seedcode_bucket: required("SEEDCODE_BUCKET")?,
-            build_seedcode_key: required("MODEL_BUILD_SEEDCODE_KEY")?,
-            deploy_seedcode_key: required("MODEL_DEPLOY_SEEDCODE_KEY")?,
-            pipeline_role_arn: required("SAGEMAKER_PIPELINE_ROLE_ARN")?,
-            model_execution_role_arn: required("MODEL_EXECUTION_ROLE_ARN")?,
+            build_repository: env.required("BUILD_REPOSITORY_NAME")?,
+            deploy_repository: env.required("DEPLOY_REPOSITORY_NAME")?,
+            project_name: env.required("SAGEMAKER_PROJECT_NAME")?,
+            project_id: env.required("SAGEMAKER_PROJECT_ID")?,
+            seedcode_bucket: env.required("SEEDCODE_BUCKET")?,
+            build_seedcode_key: env.required("MODEL_BUILD_SEEDCODE_KEY")?,
+            deploy_seedcode_key: env.required("MODEL_DEPLOY_SEEDCODE_KEY")?,
+            pipeline_role_arn: env.required("SAGEMAKER_PIPELINE_ROLE_ARN")?,
+            model_execution_role_arn: env.required("MODEL_EXECUTION_ROLE_ARN")?,
             ci_credentials,
         };
         for name in [&config.build_repository, &config.deploy_repository] {

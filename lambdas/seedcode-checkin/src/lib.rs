@@ -9,7 +9,7 @@ pub mod seedcode;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use lambda_common::gitlab::{GitLab, Variable};
@@ -61,7 +61,7 @@ pub async fn handle(deps: Arc<Deps>, event: LambdaEvent<Value>) -> Result<(), Er
         stack = request.stack_id,
         "custom resource request"
     );
-    let deadline = instant_of(event.context.deadline);
+    let deadline = lambda_common::deadline_instant(event.context.deadline);
     let physical_id = request.physical_resource_id.clone().unwrap_or_else(|| physical_resource_id(&deps.config));
     let work = run(
         deps.clone(),
@@ -237,10 +237,4 @@ impl FunctionArn {
             _ => Err(format!("the invoked function ARN {arn:?} is not a Lambda function ARN")),
         }
     }
-}
-
-fn instant_of(deadline_ms: u64) -> Instant {
-    let deadline = UNIX_EPOCH + Duration::from_millis(deadline_ms);
-    let left = deadline.duration_since(SystemTime::now()).unwrap_or_default();
-    Instant::now() + left
 }

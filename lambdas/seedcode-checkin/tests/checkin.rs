@@ -69,7 +69,7 @@ async fn create_makes_both_projects_sets_variables_then_commits_every_file() {
     expected.insert("MODEL_EXECUTION_ROLE_ARN".into(), role("model"));
     assert_eq!(variables(&deploy), expected);
     assert!(stand.gitlab.requests().iter().all(|r| r.token.as_deref() == Some(TOKEN)));
-    assert_secret_free(&String::from_utf8_lossy(&logs().lock().unwrap()));
+    assert_secret_free(&lambda_testkit::logs::captured());
 }
 
 #[tokio::test]
@@ -89,7 +89,7 @@ async fn group_namespace_and_masked_access_keys() {
     assert_eq!(vars["AWS_SECRET_ACCESS_KEY"], (SECRET_ACCESS_KEY.to_owned(), true));
     assert!(!vars.contains_key("AWS_ROLE_ARN"));
     assert!(stand.gitlab.project(&format!("ml/churn-team/churn-deploy-{}", stand.project_id)).is_some());
-    assert_secret_free(&String::from_utf8_lossy(&logs().lock().unwrap()));
+    assert_secret_free(&lambda_testkit::logs::captured());
 }
 
 #[tokio::test]

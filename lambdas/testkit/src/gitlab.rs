@@ -209,6 +209,20 @@ impl GitLabDouble {
         id
     }
 
+    /// Gives a project a branch with one commit, as if it had been seeded already.
+    pub fn seed_branch(&self, project_id: u64, branch: &str) {
+        let mut inner = self.lock();
+        let commit_id = format!("{:040x}", inner.next_id());
+        let project = inner.projects.iter_mut().find(|p| p.id == project_id).expect("a known project");
+        project.branches.insert(branch.to_owned(), BTreeMap::new());
+        project.commits.push(CommitState {
+            id: commit_id,
+            message: "Initial commit".into(),
+            branch: branch.to_owned(),
+            at: Instant::now(),
+        });
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().expect("no test panicked while holding the double's state")
     }

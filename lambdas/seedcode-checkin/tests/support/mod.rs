@@ -4,8 +4,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Cursor, Write};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lambda_common::retry::RetryPolicy;
@@ -21,26 +21,6 @@ pub const TOKEN: &str = "glpat-Secret-Token-Value-0123";
 pub const ACCESS_KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
 pub const SECRET_ACCESS_KEY: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 const BINARY: &[u8] = &[0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a, 0xff, 0xfe, 0x00];
-
-/// Every log line of this test binary, to scan for secrets.
-pub fn logs() -> &'static Mutex<Vec<u8>> {
-    static LOGS: OnceLock<Mutex<Vec<u8>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        #[derive(Clone)]
-        struct Sink;
-        impl Write for Sink {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                logs().lock().unwrap().extend_from_slice(buf);
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        tracing_subscriber::fmt().json().with_writer(|| Sink).init();
-        Mutex::new(Vec::new())
-    })
-}
 
 pub fn zip_of(files: &[(&str, u32, &[u8])]) -> Vec<u8> {
     let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
@@ -76,7 +56,7 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A fresh world: its own bucket, secrets and SageMaker project ID in the shared moto server.
 pub async fn stand() -> Stand {
-    logs();
+    lambda_testkit::logs::capture();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let unique = format!("{}-{n}", std::process::id());
     let sdk = moto().sdk_config();

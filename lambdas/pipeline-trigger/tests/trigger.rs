@@ -1,0 +1,200 @@
+//! The trigger Lambda against moto (Secrets Manager) and the GitLab API double.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lambda_common::retry::RetryPolicy;
+use lambda_runtime::{Context, LambdaEvent};
+use lambda_testkit::gitlab::GitLabDouble;
+use lambda_testkit::moto::{ACCOUNT_ID, REGION, moto};
+use lambda_testkit::runtime_api::{Outcome, RuntimeApi};
+use pipeline_trigger::{Config, Deps, handle};
+use serde_json::{Value, json};
+
+const TOKEN: &str = "glpat-Trigger-Token-0123456789";
+const GROUP: &str = "churn-p-abc123";
+
+fn state_change(group: &str, status: &str, version: u64) -> Value {
+    let arn = format!("arn:aws:sagemaker:{REGION}:{ACCOUNT_ID}:model-package/{group}/{version}");
+    json!({
+        "version": "0",
+        "id": "3f5d2b0a-8a7e-4c3b-9d55-6a1c2e0f4b11",
+        "detail-type": "SageMaker Model Package State Change",
+        "source": "aws.sagemaker",
+        "account": ACCOUNT_ID,
+        "time": "2026-11-26T10:00:00Z",
+        "region": REGION,
+        "resources": [arn],
+        "detail": {
+            "ModelPackageGroupName": group,
+            "ModelPackageVersion": version,
+            "ModelPackageArn": arn,
+            "ModelApprovalStatus": status,
+            "CreationTime": 1764150000000u64
+        }
+    })
+}
+
+struct Stand {
+    gitlab: GitLabDouble,
+    deploy_id: u64,
+    env: Vec<(&'static str, String)>,
+}
+
+async fn stand() -> Stand {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    lambda_testkit::logs::capture();
+    let secret = format!("trigger-token-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+    let secrets = aws_sdk_secretsmanager::Client::new(&moto().sdk_config());
+    secrets.create_secret().name(&secret).secret_string(TOKEN).send().await.unwrap();
+    let gitlab = GitLabDouble::start(TOKEN).await;
+    let deploy_id = gitlab.seed_project(gitlab.user_namespace_id(), "churn-deploy-p-abc123", "deploy");
+    gitlab.seed_branch(deploy_id, "main");
+    let env = vec![
+        ("GITLAB_SERVER_URL", gitlab.url()),
+        ("GITLAB_TOKEN_SECRET_NAME", secret),
+        ("MODEL_PACKAGE_GROUP_NAME", GROUP.into()),
+        ("DEPLOY_PROJECT_ID", deploy_id.to_string()),
+    ];
+    Stand { gitlab, deploy_id, env }
+}
+
+impl Stand {
+    fn deps(&self) -> Deps {
+        let config = Config::from_lookup(|name| self.env.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone()));
+        let mut deps = Deps::new(&moto().sdk_config(), config);
+        deps.gitlab_retry = RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(50),
+        };
+        deps
+    }
+
+    async fn invoke(&self, event: Value) -> Result<Value, String> {
+        let mut context = Context::default();
+        context.deadline =
+            (SystemTime::now() + Duration::from_secs(30)).duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+        handle(&self.deps(), LambdaEvent::new(event, context)).await.map_err(|err| err.to_string())
+    }
+
+    fn pipelines(&self) -> Vec<lambda_testkit::gitlab::PipelineState> {
+        self.gitlab.projects().into_iter().find(|p| p.id == self.deploy_id).unwrap().pipelines
+    }
+}
+
+fn assert_token_free(text: &str) {
+    assert!(!text.contains(TOKEN), "the token leaked: {text}");
+}
+
+#[tokio::test]
+async fn approval_starts_one_pipeline_for_exactly_that_version() {
+    let stand = stand().await;
+    let answer = stand.invoke(state_change(GROUP, "Approved", 3)).await.unwrap();
+    assert_eq!(answer["action"], "pipeline started");
+    let pipelines = stand.pipelines();
+    assert_eq!(pipelines.len(), 1);
+    assert_eq!(pipelines[0].git_ref, "main");
+    let arn = format!("arn:aws:sagemaker:{REGION}:{ACCOUNT_ID}:model-package/{GROUP}/3");
+    assert_eq!(pipelines[0].variables.get("MODEL_PACKAGE_ARN"), Some(&arn));
+    assert_eq!(pipelines[0].variables.get("MODEL_PACKAGE_VERSION").map(String::as_str), Some("3"));
+    let calls: Vec<String> = stand.gitlab.requests().iter().map(|r| format!("{} {}", r.method, r.path)).collect();
+    assert_eq!(calls, [format!("POST /api/v4/projects/{}/pipeline", stand.deploy_id)], "no trigger tokens, no search");
+    assert_token_free(&lambda_testkit::logs::captured());
+}
+
+#[tokio::test]
+async fn other_events_are_acknowledged_without_calling_gitlab() {
+    let stand = stand().await;
+    for event in [
+        state_change(GROUP, "PendingManualApproval", 4),
+        state_change(GROUP, "Rejected", 4),
+        state_change("other-project-p-zzz", "Approved", 1),
+    ] {
+        let answer = stand.invoke(event).await.unwrap();
+        assert_eq!(answer["action"], "ignored", "{answer}");
+    }
+    assert!(stand.gitlab.requests().is_empty());
+}
+
+#[tokio::test]
+async fn deploy_project_found_by_exact_path_when_no_id() {
+    let mut stand = stand().await;
+    stand.env.retain(|(k, _)| *k != "DEPLOY_PROJECT_ID");
+    // A project whose name contains the same words must not be picked.
+    stand.gitlab.seed_project(stand.gitlab.user_namespace_id(), "churn-deploy-p-abc123-old", "decoy");
+    stand.env.push(("DEPLOY_PROJECT_PATH", "platform-bot/churn-deploy-p-abc123".into()));
+    stand.invoke(state_change(GROUP, "Approved", 5)).await.unwrap();
+    assert_eq!(stand.pipelines().len(), 1);
+
+    stand.env.retain(|(k, _)| *k != "DEPLOY_PROJECT_PATH");
+    stand.env.push(("DEPLOY_PROJECT_PATH", "platform-bot/gone".into()));
+    let err = stand.invoke(state_change(GROUP, "Approved", 6)).await.unwrap_err();
+    assert!(err.contains("deploy project platform-bot/gone does not exist"), "{err}");
+}
+
+#[tokio::test]
+async fn rate_limit_is_retried() {
+    let stand = stand().await;
+    stand.gitlab.fail_next(1, 429, Some(0));
+    stand.invoke(state_change(GROUP, "Approved", 7)).await.unwrap();
+    assert_eq!(stand.pipelines().len(), 1);
+    assert_eq!(stand.gitlab.requests().len(), 2);
+}
+
+#[tokio::test]
+async fn rejected_token_fails_the_invocation() {
+    let mut stand = stand().await;
+    let elsewhere = GitLabDouble::start("glpat-someone-else").await;
+    stand.env[0].1 = elsewhere.url();
+    let err = stand.invoke(state_change(GROUP, "Approved", 8)).await.unwrap_err();
+    assert!(err.contains("rejected the token") && err.contains("401"), "{err}");
+    assert_token_free(&err);
+}
+
+#[tokio::test]
+async fn deleted_project_and_gitlab_down_fail_the_invocation() {
+    let mut stand = stand().await;
+    stand.env[3].1 = "999999".into();
+    let err = stand.invoke(state_change(GROUP, "Approved", 9)).await.unwrap_err();
+    assert!(err.contains("deploy project 999999 does not exist"), "{err}");
+
+    stand.gitlab.fail_next(3, 503, None);
+    stand.env[3].1 = stand.deploy_id.to_string();
+    let err = stand.invoke(state_change(GROUP, "Approved", 9)).await.unwrap_err();
+    assert!(err.contains("503"), "{err}");
+}
+
+#[tokio::test]
+async fn malformed_events_fail_clearly() {
+    let stand = stand().await;
+    let err = stand.invoke(json!({ "detail": { "ModelApprovalStatus": "Approved" } })).await.unwrap_err();
+    assert!(err.contains("not a SageMaker Model Package State Change"), "{err}");
+    assert!(stand.gitlab.requests().is_empty());
+}
+
+#[tokio::test]
+async fn the_real_binary_starts_a_pipeline_through_the_runtime_api() {
+    use tokio::io::AsyncReadExt;
+
+    let stand = stand().await;
+    let api = RuntimeApi::start().await;
+    let mut env = moto().lambda_env();
+    env.extend(stand.env.iter().cloned());
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut function = api.spawn_function(Path::new(env!("CARGO_BIN_EXE_pipeline-trigger")), &env);
+
+    let outcome = api.invoke(state_change(GROUP, "Approved", 10), Duration::from_secs(20)).await;
+    let Outcome::Response { body, .. } = outcome else { panic!("expected a response, got {outcome:?}") };
+    assert_eq!(body["action"], "pipeline started");
+    let outcome = api.invoke(json!({ "detail": {} }), Duration::from_secs(20)).await;
+    assert!(matches!(outcome, Outcome::Error { .. }), "{outcome:?}");
+    assert_eq!(stand.pipelines().len(), 1);
+
+    function.kill().await.unwrap();
+    let mut log = String::new();
+    function.stdout.take().unwrap().read_to_string(&mut log).await.unwrap();
+    assert!(log.contains("deploy pipeline started"), "{log}");
+    assert_token_free(&log);
+}
