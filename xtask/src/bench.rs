@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use xshell::{Shell, cmd};
 
 use crate::flags::{self, BenchName};
-use crate::{project, tools};
+use crate::{package, project, tools};
 
 pub fn run(sh: &Shell, args: &flags::Bench) -> anyhow::Result<()> {
     anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
@@ -16,6 +16,23 @@ pub fn run(sh: &Shell, args: &flags::Bench) -> anyhow::Result<()> {
     if all || args.which == Some(BenchName::Checkin) {
         checkin_create(sh, args.runs)?;
     }
+    if all || args.which == Some(BenchName::Coldstart) {
+        cold_start(sh, args.runs)?;
+    }
+    Ok(())
+}
+
+/// Both Lambdas built for this machine in release mode (cold start is timed natively, not under
+/// emulation), against the Python baseline; the example prints the figures.
+fn cold_start(sh: &Shell, runs: usize) -> anyhow::Result<()> {
+    let venv_bin = tools::ensure_python_tools(sh, tools::Requirements::Test)?;
+    let packages = package::LAMBDAS.iter().flat_map(|(krate, _)| ["--package", krate]);
+    cmd!(sh, "cargo build --quiet --release --locked {packages...}").run()?;
+    let release = project::target_dir().join("release");
+    let bootstraps = package::LAMBDAS.map(|(krate, _)| release.join(krate));
+    let (runs, python) = (runs.to_string(), venv_bin.join("python"));
+    cmd!(sh, "cargo run --quiet --locked --package lambda-testkit --example bench_cold_start -- {runs} {python} {bootstraps...}")
+        .run()?;
     Ok(())
 }
 

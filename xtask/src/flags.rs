@@ -58,6 +58,8 @@ pub enum BenchName {
     Package,
     /// The checkin Lambda's Create against a GitLab with 100 ms latency
     Checkin,
+    /// Both Lambdas' cold start and memory, against a Python process importing boto3 and python-gitlab
+    Coldstart,
 }
 
 /// Lambda architectures, named as Lambda names them.

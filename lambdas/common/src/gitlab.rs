@@ -158,16 +158,11 @@ impl GitLab {
         if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
             return Err(GitLabError::BadUrl { url: base_url.into(), reason: "expected https://host[/path]".into() });
         }
-        let http = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .user_agent(concat!("sagemaker-gitlab-project/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|err| GitLabError::BadUrl { url: base_url.into(), reason: err.to_string() })?;
         Ok(GitLab {
             api: format!("{}/api/v4", url.as_str().trim_end_matches('/')),
             host: url.host_str().unwrap_or_default().to_owned(),
             token,
-            http,
+            http: crate::http_client(),
             retry: RetryPolicy::default(),
             deadline: None,
         })
@@ -268,11 +263,12 @@ impl GitLab {
         let url = format!("{}{path}", self.api);
         let mut failed_attempts = 0;
         loop {
-            let mut request = self.http.request(method.clone(), &url).header("PRIVATE-TOKEN", self.token.expose());
-            if let Some(deadline) = self.deadline {
-                let left = deadline.saturating_duration_since(Instant::now());
-                request = request.timeout(left.min(REQUEST_TIMEOUT));
-            }
+            let left = self.deadline.map_or(REQUEST_TIMEOUT, |d| d.saturating_duration_since(Instant::now()));
+            let mut request = self
+                .http
+                .request(method.clone(), &url)
+                .header("PRIVATE-TOKEN", self.token.expose())
+                .timeout(left.min(REQUEST_TIMEOUT));
             if let Some(body) = body {
                 request = request.json(body);
             }

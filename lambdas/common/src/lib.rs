@@ -14,6 +14,21 @@ pub async fn aws_config() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await
 }
 
+/// The process's one HTTP client (GitLab, CloudFormation's ResponseURL), built on first use:
+/// loading the TLS roots at start-up would lengthen every cold start, and building it per call
+/// would repeat that work on every invocation.
+pub fn http_client() -> reqwest::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .user_agent(concat!("sagemaker-gitlab-project/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .expect("the TLS backend initialises")
+        })
+        .clone()
+}
+
 /// The invocation deadline (`Context::deadline`, milliseconds since 1970) as an `Instant`.
 pub fn deadline_instant(deadline_ms: u64) -> Instant {
     let deadline = UNIX_EPOCH + Duration::from_millis(deadline_ms);

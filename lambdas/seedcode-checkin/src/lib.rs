@@ -28,7 +28,6 @@ pub struct Deps {
     pub config: Result<Config, String>,
     pub secrets: aws_sdk_secretsmanager::Client,
     pub s3: aws_sdk_s3::Client,
-    pub http: reqwest::Client,
     pub gitlab_retry: RetryPolicy,
 }
 
@@ -40,7 +39,6 @@ impl Deps {
             config,
             secrets: aws_sdk_secretsmanager::Client::new(sdk),
             s3: aws_sdk_s3::Client::from_conf(s3),
-            http: reqwest::Client::new(),
             gitlab_retry: RetryPolicy::default(),
         }
     }
@@ -69,7 +67,9 @@ pub async fn handle(deps: Arc<Deps>, event: LambdaEvent<Value>) -> Result<(), Er
         event.context.invoked_function_arn.clone(),
         custom_resource::work_deadline(deadline),
     );
-    custom_resource::answer(&deps.http, &request, physical_id, deadline, work).await.map_err(Error::from)
+    custom_resource::answer(&lambda_common::http_client(), &request, physical_id, deadline, work)
+        .await
+        .map_err(Error::from)
 }
 
 /// Stable across retries and updates: one SageMaker project, one pair of repositories.

@@ -85,7 +85,13 @@ impl RuntimeApi {
     /// Starts `bootstrap` as Lambda would, with the environment Lambda sets plus `extra_env`.
     /// Its stdout (the function's log) is captured; the process dies with the returned handle.
     pub fn spawn_function(&self, bootstrap: &Path, extra_env: &[(&str, &str)]) -> tokio::process::Child {
-        tokio::process::Command::new(bootstrap)
+        self.spawn_command(bootstrap, &[], extra_env)
+    }
+
+    /// Like `spawn_function`, for a runtime that needs arguments (an interpreter and its script).
+    pub fn spawn_command(&self, program: &Path, args: &[&str], extra_env: &[(&str, &str)]) -> tokio::process::Child {
+        tokio::process::Command::new(program)
+            .args(args)
             .env_clear()
             .env("AWS_LAMBDA_RUNTIME_API", self.host_port())
             .env("AWS_LAMBDA_FUNCTION_NAME", "test-function")
@@ -100,7 +106,7 @@ impl RuntimeApi {
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
-            .unwrap_or_else(|err| panic!("cannot start {}: {err}", bootstrap.display()))
+            .unwrap_or_else(|err| panic!("cannot start {}: {err}", program.display()))
     }
 
     /// Delivers `payload` with `time_limit` until the function's deadline, and waits (at most
