@@ -1,16 +1,9 @@
 //! `cargo xtask`: the build and release tasks of this repository, one module per task.
 
-mod bench;
-mod deterministic_zip;
-mod flags;
-mod package;
-mod project;
-mod test;
-mod tools;
-
 use std::process::ExitCode;
 
 use clap::Parser;
+use xtask::{bench, flags, package, project, test};
 
 fn main() -> ExitCode {
     let flags = flags::Xtask::parse();

@@ -21,6 +21,7 @@ pub fn run(sh: &Shell, args: &flags::Test) -> anyhow::Result<()> {
     tools::ensure_rust_target(sh, Arch::Arm64.rust_target())?;
     tools::ensure_python_tools(sh, tools::Requirements::Build)?;
     tools::ensure_python_tools(sh, tools::Requirements::Test)?;
+    tools::ensure_python_tools(sh, tools::Requirements::Checkov)?;
 
     cmd!(sh, "cargo fmt --all --check").run()?;
     cmd!(sh, "cargo clippy --workspace --all-targets --locked -- --deny warnings").run()?;

@@ -8,20 +8,24 @@ use xshell::{Shell, cmd};
 
 use crate::{deterministic_zip::sha256_hex, project};
 
-/// Pinned Python tools, one requirements file per purpose.
+/// Pinned Python tools, one requirements file and one venv per purpose (checkov pins its own
+/// boto3, which cannot share a venv with moto's).
 #[derive(Debug, Clone, Copy)]
 pub enum Requirements {
     /// zig and cargo-zigbuild, for `package`.
     Build,
-    /// moto and the linters, for `test`.
+    /// moto, boto3, python-gitlab and the linters, for `test`.
     Test,
+    /// checkov, the CloudFormation security scanner.
+    Checkov,
 }
 
 impl Requirements {
-    fn file_name(self) -> &'static str {
+    fn name(self) -> &'static str {
         match self {
-            Requirements::Build => "build.txt",
-            Requirements::Test => "test.txt",
+            Requirements::Build => "build",
+            Requirements::Test => "test",
+            Requirements::Checkov => "checkov",
         }
     }
 }
@@ -41,14 +45,15 @@ pub fn ensure_rust_target(sh: &Shell, target: &str) -> anyhow::Result<()> {
         .with_context(|| format!("cannot install the Rust target: run `rustup target add {target}` and retry"))
 }
 
-/// The venv holding the pinned Python tools, installed or brought up to date with `reqs`.
-/// Returns its `bin` folder. A stamp of the requirements file's hash makes the check free.
+/// The venv holding the pinned tools of `reqs` (`<tools dir>/<name>-venv`), installed or
+/// brought up to date; returns its `bin` folder. A stamp of the requirements file's hash makes
+/// the check free when nothing changed.
 pub fn ensure_python_tools(sh: &Shell, reqs: Requirements) -> anyhow::Result<PathBuf> {
-    let venv = project::tools_dir().join("venv");
+    let venv = project::tools_dir().join(format!("{}-venv", reqs.name()));
     let bin = venv.join("bin");
-    let req_file = project::root().join("xtask/requirements").join(reqs.file_name());
+    let req_file = project::root().join("xtask/requirements").join(format!("{}.txt", reqs.name()));
     let wanted = sha256_hex(&std::fs::read(&req_file).with_context(|| format!("cannot read {}", req_file.display()))?);
-    let stamp = venv.join(format!(".installed-{}", reqs.file_name()));
+    let stamp = venv.join(".installed-requirements");
     let is_current = || std::fs::read_to_string(&stamp).is_ok_and(|have| have == wanted);
     if is_current() {
         return Ok(bin);

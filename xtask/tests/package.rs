@@ -9,6 +9,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+use common::{repo_root, run_ok, tools_dir};
+
 const ZIPS: [&str; 4] = [
     "lambda-gitlab-pipeline-trigger.zip",
     "lambda-seedcode-checkin-gitlab.zip",
@@ -16,17 +19,8 @@ const ZIPS: [&str; 4] = [
     "mlops-gitlab-project-seedcode-model-deploy.zip",
 ];
 
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
 fn clones_target_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("clones")
-}
-
-/// The tools `cargo xtask test` installed before running the tests.
-fn tools_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("tools")
 }
 
 /// A fresh clone of HEAD in a new temporary folder.
@@ -51,12 +45,6 @@ fn package_command(checkout: &Path, args: &[&str]) -> Command {
 
 fn xtask_package(checkout: &Path, args: &[&str]) -> Output {
     package_command(checkout, args).output().expect("cargo runs")
-}
-
-fn run_ok(command: &mut Command) -> String {
-    let output = command.output().unwrap_or_else(|err| panic!("{command:?}: {err}"));
-    assert!(output.status.success(), "{command:?} failed:\n{}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap()
 }
 
 fn succeeded(output: &Output) -> (String, String) {

@@ -1,0 +1,32 @@
+//! What the xtask integration tests share.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// The tools `cargo xtask test` installed before running the tests (one venv per
+/// requirements file in xtask/requirements).
+pub fn tools_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("tools")
+}
+
+pub fn tool(venv: &str, program: &str) -> PathBuf {
+    let path = tools_dir().join(format!("{venv}-venv/bin/{program}"));
+    assert!(path.exists(), "{} is missing: run the tests with `cargo xtask test`, which installs it", path.display());
+    path
+}
+
+/// Runs `command`, failing the test with its output unless it succeeds; returns its stdout.
+pub fn run_ok(command: &mut Command) -> String {
+    let output = command.output().unwrap_or_else(|err| panic!("{command:?}: {err}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
