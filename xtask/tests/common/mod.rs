@@ -1,5 +1,8 @@
 //! What the xtask integration tests share.
 
+// Each test binary compiles this module and uses only part of it.
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
