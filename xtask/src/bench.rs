@@ -19,6 +19,21 @@ pub fn run(sh: &Shell, args: &flags::Bench) -> anyhow::Result<()> {
     if all || args.which == Some(BenchName::Coldstart) {
         cold_start(sh, args.runs)?;
     }
+    if all || args.which == Some(BenchName::Publish) {
+        publish_rerun(sh, args.runs)?;
+    }
+    Ok(())
+}
+
+/// A no-change publish against moto, next to a first publish; the example prints the figures.
+fn publish_rerun(sh: &Shell, runs: usize) -> anyhow::Result<()> {
+    tools::ensure_python_tools(sh, tools::Requirements::Test)?;
+    let dist = project::target_dir().join("bench/publish-dist");
+    cmd!(sh, "cargo xtask package --out {dist}").quiet().ignore_stdout().run()?;
+    cmd!(sh, "cargo build --quiet --locked --package xtask").run()?;
+    let xtask = project::target_dir().join("debug/xtask");
+    let runs = runs.to_string();
+    cmd!(sh, "cargo run --quiet --locked --package xtask --example bench_publish -- {runs} {xtask} {dist}").run()?;
     Ok(())
 }
 

@@ -19,6 +19,10 @@ pub struct Xtask {
 pub enum Task {
     /// Cross-compile both Lambdas and write the four deterministic zips, SHA256SUMS and manifest.json
     Package(Package),
+    /// Upload the artifacts and add a version of the Service Catalog product Studio shows
+    Publish(Box<Publish>),
+    /// List the Service Catalog product's versions and the artifacts each points to
+    Versions(Versions),
     /// Install the tools the tests need, then run formatting, lint and every test of the workspace
     Test(Test),
     /// Measure the speed targets and print medians against a baseline measured in the same run
@@ -33,6 +37,84 @@ pub struct Package {
     /// Directory for the artifacts [default: <target dir>/dist]
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Publish {
+    /// S3 bucket for the artifacts and the template (cfn/bootstrap.yml's ArtifactBucketName)
+    #[arg(long)]
+    pub bucket: String,
+    /// Key prefix in the bucket
+    #[arg(long, default_value = "sagemaker-gitlab-project")]
+    pub prefix: String,
+    /// AWS region [default: from the environment or profile]
+    #[arg(long)]
+    pub region: Option<String>,
+    /// AWS profile [default: the standard credential chain]
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// Service Catalog product to create or add a version to
+    #[arg(long, default_value = "MLOps with GitLab")]
+    pub product_name: String,
+    /// Portfolio a new product joins (cfn/bootstrap.yml's PortfolioId)
+    #[arg(long)]
+    pub portfolio_id: Option<String>,
+    /// Launch role of a new product's launch constraint (cfn/bootstrap.yml's LaunchRoleArn)
+    #[arg(long)]
+    pub launch_role_arn: Option<String>,
+    /// Version name [default: <crate version>-<template sha256 prefix>]
+    #[arg(long)]
+    pub version_name: Option<String>,
+    /// Version description [default: the commit and the artifacts' hashes]
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Mark every older version DEPRECATED
+    #[arg(long)]
+    pub deprecate_previous: bool,
+    /// Show what would be uploaded and created, and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Also publish the template the S3-based way: tagged for Studio under <prefix>/studio-templates/
+    #[arg(long)]
+    pub s3_template: bool,
+    /// CPU architecture of the Lambda functions
+    #[arg(long, value_enum, default_value_t = Arch::Arm64)]
+    pub arch: Arch,
+    /// Publish the artifacts already packaged in DIR (checked against SHA256SUMS, manifest.json
+    /// and the checkout's commit) instead of packaging
+    #[arg(long, value_name = "DIR")]
+    pub dist: Option<PathBuf>,
+    /// Secrets Manager secret holding the GitLab token
+    #[arg(long, default_value = "sagemaker-gitlab-project/gitlab-token")]
+    pub token_secret_name: String,
+    /// How GitLab CI gets AWS credentials (cfn/bootstrap.yml's GitLabCiAccess)
+    #[arg(long, value_enum, default_value_t = CiAccess::WebIdentity)]
+    pub ci_access: CiAccess,
+    /// Role GitLab CI assumes with id_tokens
+    #[arg(long, default_value = "sagemaker-gitlab-project-ci")]
+    pub ci_role_name: String,
+    /// Secret with the CI access key, for --ci-access access-key
+    #[arg(long, default_value = "sagemaker-gitlab-project/ci-access-key")]
+    pub ci_access_key_secret_name: String,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Versions {
+    /// Service Catalog product to list
+    #[arg(long, default_value = "MLOps with GitLab")]
+    pub product_name: String,
+    /// AWS region [default: from the environment or profile]
+    #[arg(long)]
+    pub region: Option<String>,
+    /// AWS profile [default: the standard credential chain]
+    #[arg(long)]
+    pub profile: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CiAccess {
+    WebIdentity,
+    AccessKey,
 }
 
 #[derive(Debug, clap::Args)]
@@ -60,6 +142,8 @@ pub enum BenchName {
     Checkin,
     /// Both Lambdas' cold start and memory, against a Python process importing boto3 and python-gitlab
     Coldstart,
+    /// `cargo xtask publish` when nothing changed, against moto
+    Publish,
 }
 
 /// Lambda architectures, named as Lambda names them.

@@ -7,6 +7,8 @@ pub mod deterministic_zip;
 pub mod flags;
 pub mod package;
 pub mod project;
+pub mod publish;
 pub mod template;
 pub mod test;
 pub mod tools;
+pub mod versions;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use xtask::{bench, flags, package, project, test};
+use xtask::{bench, flags, package, project, publish, test, versions};
 
 fn main() -> ExitCode {
     let flags = flags::Xtask::parse();
@@ -22,6 +22,8 @@ fn run(task: flags::Task) -> anyhow::Result<()> {
     sh.change_dir(project::root());
     match task {
         flags::Task::Package(args) => package::run(&sh, &args).map(drop),
+        flags::Task::Publish(args) => publish::run(&sh, &args),
+        flags::Task::Versions(args) => versions::run(&args),
         flags::Task::Test(args) => test::run(&sh, &args),
         flags::Task::Bench(args) => bench::run(&sh, &args),
     }

@@ -49,3 +49,26 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
             .ok_or_else(|| format!("environment variable {name} is not set: the project template must set it"))
     }
 }
+
+use aws_sdk_secretsmanager::error::ProvideErrorMetadata as _;
+
+/// An SDK error as one line: the service's code and message, or the transport's cause.
+pub fn describe_sdk_error<E, R>(err: &aws_sdk_secretsmanager::error::SdkError<E, R>) -> String
+where
+    E: aws_sdk_secretsmanager::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match (err.code(), err.message()) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_owned(),
+        _ => {
+            let mut cause = err.to_string();
+            let mut source = std::error::Error::source(err);
+            while let Some(inner) = source {
+                cause = inner.to_string();
+                source = inner.source();
+            }
+            cause
+        }
+    }
+}

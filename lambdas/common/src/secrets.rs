@@ -1,7 +1,7 @@
 //! Reading secrets from Secrets Manager. Errors name the secret and the cause, never the value.
 
 use aws_sdk_secretsmanager::Client;
-use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 
 use crate::token::{Token, TokenError, token_from_secret};
 
@@ -32,7 +32,7 @@ pub async fn read_string(client: &Client, secret: &str) -> Result<String, Secret
             "AccessDeniedException" | "AccessDenied" | "UnrecognizedClientException" | "KMSAccessDeniedException" => {
                 SecretError::AccessDenied { secret: secret.into(), code }
             }
-            _ => SecretError::Failed { secret: secret.into(), reason: describe(&err) },
+            _ => SecretError::Failed { secret: secret.into(), reason: crate::describe_sdk_error(&err) },
         }
     })?;
     output.secret_string.ok_or_else(|| SecretError::NotAString { secret: secret.into() })
@@ -42,25 +42,4 @@ pub async fn read_string(client: &Client, secret: &str) -> Result<String, Secret
 pub async fn read_gitlab_token(client: &Client, secret: &str) -> Result<Token, SecretError> {
     let value = read_string(client, secret).await?;
     Ok(token_from_secret(secret, &value)?)
-}
-
-/// An SDK error as one line: the service's code and message, or the transport's cause.
-pub fn describe<E, R>(err: &SdkError<E, R>) -> String
-where
-    E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
-{
-    match (err.code(), err.message()) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.to_owned(),
-        _ => {
-            let mut cause = err.to_string();
-            let mut source = std::error::Error::source(err);
-            while let Some(inner) = source {
-                cause = inner.to_string();
-                source = inner.source();
-            }
-            cause
-        }
-    }
 }

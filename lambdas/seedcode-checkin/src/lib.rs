@@ -212,7 +212,7 @@ async fn download(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Ve
             Some("AccessDenied") => {
                 format!("reading seed code {location} was denied: the bucket policy must let the Lambda's role read it")
             }
-            _ => format!("reading seed code {location} failed: {}", secrets::describe(&err)),
+            _ => format!("reading seed code {location} failed: {}", lambda_common::describe_sdk_error(&err)),
         }
     })?;
     let bytes =

@@ -8,6 +8,8 @@ import sys
 
 from moto.server import ThreadedMotoServer
 
+import moto_servicecatalog  # noqa: F401  (adds the Service Catalog operations moto lacks)
+
 server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
 with contextlib.redirect_stdout(sys.stderr):  # moto's start-up banner
     server.start()

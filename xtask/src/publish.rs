@@ -1,0 +1,679 @@
+//! `cargo xtask publish`: uploads the artifacts under content-addressed keys and makes the
+//! project template a version (provisioning artifact) of the Service Catalog product Studio
+//! shows. Every check runs before the first write, no version is created before every object it
+//! names is in S3, and a re-run with nothing new uploads nothing and creates nothing.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use aws_sdk_s3::error::ProvideErrorMetadata;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_servicecatalog::types::{
+    ProductType, ProductViewFilterBy, ProvisioningArtifactGuidance, ProvisioningArtifactProperties,
+    ProvisioningArtifactType, Tag,
+};
+use base64::Engine as _;
+use serde::Serialize;
+use xshell::Shell;
+
+use crate::deterministic_zip::sha256_hex;
+use crate::flags::{self, CiAccess};
+use crate::package::{self, Manifest};
+use crate::{project, template};
+
+/// The tag that makes a Service Catalog product (or an S3 template) visible in SageMaker Studio.
+const STUDIO_VISIBILITY: (&str, &str) = ("sagemaker:studio-visibility", "true");
+
+/// The origin SageMaker Studio reads S3-based templates from.
+const STUDIO_ORIGIN: &str = "https://*.sagemaker.aws";
+
+/// User metadata holding an object's SHA-256 (hex), so a re-run can tell it already has it.
+const DIGEST_METADATA: &str = "sha256";
+
+/// What publish did, written to `<dist>/publish.json` for CI.
+#[derive(Debug, Serialize)]
+pub struct Published {
+    pub product_id: String,
+    pub product_name: String,
+    pub version_id: String,
+    pub version_name: String,
+    /// False when a version for exactly this template existed already.
+    pub version_created: bool,
+    pub template_url: String,
+    pub uploaded: Vec<String>,
+    pub reused: Vec<String>,
+    pub bytes_uploaded: u64,
+    pub source_commit: Option<String>,
+    /// `s3://...` of the S3-based template, with `--s3-template`.
+    pub s3_template: Option<String>,
+    /// Requests sent to S3 and Service Catalog.
+    pub aws_requests: u64,
+}
+
+pub fn run(sh: &Shell, args: &flags::Publish) -> anyhow::Result<()> {
+    // Never publish artifacts that differ from the tree: package (cheap when nothing changed),
+    // or check that the given ones were packaged from this commit.
+    let (dist, manifest) = match &args.dist {
+        Some(dist) => (dist.clone(), verified_dist(sh, dist)?),
+        None => {
+            let dist = project::target_dir().join("dist");
+            let manifest = package::run(sh, &flags::Package { arch: args.arch, out: Some(dist.clone()) })?;
+            (dist, manifest)
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let published = runtime.block_on(publish(args, &dist, &manifest))?;
+    if let Some(published) = published {
+        let json = serde_json::to_string_pretty(&published)? + "\n";
+        std::fs::write(dist.join("publish.json"), json).context("cannot write publish.json")?;
+        print_summary(&published);
+    }
+    Ok(())
+}
+
+/// The manifest of packaged artifacts in `dist`, once every file matches it and SHA256SUMS,
+/// and it was packaged from the commit checked out here without uncommitted changes.
+fn verified_dist(sh: &Shell, dist: &Path) -> anyhow::Result<Manifest> {
+    let read = |name: &str| {
+        std::fs::read(dist.join(name))
+            .with_context(|| format!("{} has no {name}: run cargo xtask package", dist.display()))
+    };
+    let manifest: Manifest =
+        serde_json::from_slice(&read("manifest.json")?).context("manifest.json is not a package manifest")?;
+    let sums = String::from_utf8(read("SHA256SUMS")?).context("SHA256SUMS is not text")?;
+    let mut expected: Vec<&str> = package::LAMBDAS.iter().chain(&package::SEEDCODE).map(|(_, zip)| *zip).collect();
+    let mut listed: Vec<&str> = manifest.artifacts.iter().map(|a| a.file.as_str()).collect();
+    expected.sort();
+    listed.sort();
+    anyhow::ensure!(listed == expected, "manifest.json lists {listed:?}, not the four artifacts {expected:?}");
+    for artifact in &manifest.artifacts {
+        let actual = sha256_hex(&read(&artifact.file)?);
+        anyhow::ensure!(
+            actual == artifact.sha256,
+            "{} does not match manifest.json: re-run cargo xtask package",
+            artifact.file
+        );
+        let line = format!("{}  {}", artifact.sha256, artifact.file);
+        anyhow::ensure!(sums.lines().any(|l| l == line), "{} does not match SHA256SUMS", artifact.file);
+    }
+    let here = project::git_state(sh, &project::root());
+    match (&manifest.source_commit, &here.commit) {
+        (Some(packaged), Some(checked_out)) if packaged != checked_out => {
+            bail!(
+                "{} was packaged from commit {packaged}, but {checked_out} is checked out: package this commit",
+                dist.display()
+            )
+        }
+        _ if manifest.dirty == Some(true) => {
+            bail!("{} was packaged from a tree with uncommitted changes: commit, then package", dist.display())
+        }
+        _ => Ok(manifest),
+    }
+}
+
+/// One object publish puts in S3.
+struct Upload {
+    name: String,
+    key: String,
+    bytes: Vec<u8>,
+    sha256_hex: String,
+}
+
+/// Counts the requests both clients send, for the summary and the benchmark.
+#[derive(Debug, Clone, Default)]
+struct RequestCounter(std::sync::Arc<std::sync::atomic::AtomicU64>);
+
+impl aws_sdk_s3::config::Intercept for RequestCounter {
+    fn name(&self) -> &'static str {
+        "RequestCounter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        _context: &aws_sdk_s3::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _components: &aws_sdk_s3::config::RuntimeComponents,
+        _config: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+pub(crate) struct Aws {
+    requests: RequestCounter,
+    pub(crate) s3: aws_sdk_s3::Client,
+    pub(crate) catalog: aws_sdk_servicecatalog::Client,
+    pub(crate) region: String,
+}
+
+/// Credentials and region from the standard chain (environment, profile, web identity in
+/// GitLab CI); `AWS_ENDPOINT_URL` points both clients at an emulator.
+pub(crate) async fn connect(region: Option<&str>, profile: Option<&str>) -> anyhow::Result<Aws> {
+    use aws_sdk_s3::config::ProvideCredentials;
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = region {
+        loader = loader.region(aws_config::Region::new(region.to_owned()));
+    }
+    if let Some(profile) = profile {
+        loader = loader.profile_name(profile);
+    }
+    let sdk = loader.load().await;
+    let region = sdk.region().context("no AWS region: pass --region or set AWS_REGION")?.to_string();
+    let credentials = sdk.credentials_provider().context("no AWS credentials provider is configured")?;
+    credentials.provide_credentials().await.map_err(|_| {
+        anyhow::anyhow!(
+            "no AWS credentials: pass --profile, set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or in GitLab CI set AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE"
+        )
+    })?;
+    // Emulators serve buckets by path, not by host name.
+    let requests = RequestCounter::default();
+    let s3 = aws_sdk_s3::config::Builder::from(&sdk)
+        .force_path_style(sdk.endpoint_url().is_some())
+        .interceptor(requests.clone())
+        .build();
+    let catalog = aws_sdk_servicecatalog::config::Builder::from(&sdk).interceptor(requests.clone()).build();
+    Ok(Aws {
+        requests,
+        s3: aws_sdk_s3::Client::from_conf(s3),
+        catalog: aws_sdk_servicecatalog::Client::from_conf(catalog),
+        region,
+    })
+}
+
+async fn publish(args: &flags::Publish, dist: &Path, manifest: &Manifest) -> anyhow::Result<Option<Published>> {
+    let aws = connect(args.region.as_deref(), args.profile.as_deref()).await?;
+    if args.launch_role_arn.is_some() && args.portfolio_id.is_none() {
+        bail!("--launch-role-arn needs --portfolio-id: a launch constraint belongs to a portfolio");
+    }
+
+    // Everything is checked before the first write.
+    check_bucket(&aws, &args.bucket).await?;
+    if let Some(portfolio) = &args.portfolio_id {
+        check_portfolio(&aws, portfolio).await?;
+    }
+    let product = find_product(&aws, &args.product_name).await?;
+
+    let mut uploads = Vec::new();
+    for artifact in &manifest.artifacts {
+        let bytes =
+            std::fs::read(dist.join(&artifact.file)).with_context(|| format!("cannot read {}", artifact.file))?;
+        anyhow::ensure!(
+            sha256_hex(&bytes) == artifact.sha256,
+            "{} changed since it was packaged: re-run cargo xtask package",
+            artifact.file
+        );
+        let key = format!("{}/artifacts/{}/{}", args.prefix, artifact.sha256, artifact.file);
+        uploads.push(Upload { name: artifact.file.clone(), key, bytes, sha256_hex: artifact.sha256.clone() });
+    }
+    let rendered = render_template(args, manifest, &uploads)?;
+    let template_sha = sha256_hex(rendered.as_bytes());
+    let template_key = format!("{}/templates/{template_sha}/project.yml", args.prefix);
+    let template_url = format!("https://{}.s3.{}.amazonaws.com/{template_key}", args.bucket, aws.region);
+    uploads.push(Upload {
+        name: "project.yml".into(),
+        key: template_key,
+        bytes: rendered.into_bytes(),
+        sha256_hex: template_sha.clone(),
+    });
+
+    let version_name =
+        args.version_name.clone().unwrap_or_else(|| format!("{}-{}", env!("CARGO_PKG_VERSION"), &template_sha[..8]));
+    let description = args.description.clone().unwrap_or_else(|| describe_version(manifest, &template_sha));
+    let existing_version = match &product {
+        Some(product) => find_version(&aws, product, &template_sha).await?,
+        None => None,
+    };
+
+    if args.dry_run {
+        println!("dry run: nothing is uploaded or created");
+        for upload in &uploads {
+            let state = object_state(&aws, &args.bucket, &upload.key, &upload.sha256_hex).await?;
+            println!("  s3://{}/{}: {}", args.bucket, upload.key, state.describe());
+        }
+        match (&product, &existing_version) {
+            (None, _) => println!("  would create product {:?} with version {version_name}", args.product_name),
+            (Some(_), Some((_, name))) => println!("  up to date: version {name} holds this template"),
+            (Some(product), None) => println!("  would add version {version_name} to product {product}"),
+        }
+        if args.s3_template {
+            println!("  would put the S3-based template at s3://{}/{}", args.bucket, s3_template_key(args));
+        }
+        return Ok(None);
+    }
+
+    let (mut uploaded, mut reused, mut bytes_uploaded) = (Vec::new(), Vec::new(), 0);
+    for upload in &uploads {
+        let put = put_once(&aws, &args.bucket, upload).await.with_context(|| {
+            format!("uploading {} failed; no version was created and the current one stays active: re-run cargo xtask publish (objects already uploaded are reused)", upload.name)
+        })?;
+        if put {
+            uploaded.push(upload.key.clone());
+            bytes_uploaded += upload.bytes.len() as u64;
+        } else {
+            reused.push(upload.key.clone());
+        }
+    }
+
+    let properties = ProvisioningArtifactProperties::builder()
+        .name(&version_name)
+        .description(&description)
+        .info("LoadTemplateFromURL", &template_url)
+        .r#type(ProvisioningArtifactType::CloudFormationTemplate)
+        .build();
+    let (product_id, version_id, version_name, version_created) = match (product, existing_version) {
+        (Some(product_id), Some((version_id, name))) => {
+            println!("up to date: version {name} of product {product_id} holds this template; nothing created");
+            (product_id, version_id, name, false)
+        }
+        (Some(product_id), None) => {
+            let created = aws
+                .catalog
+                .create_provisioning_artifact()
+                .product_id(&product_id)
+                .parameters(properties)
+                .idempotency_token(idempotency_token("version", &product_id, &template_sha))
+                .send()
+                .await
+                .map_err(|err| catalog_error("adding the version", err))?;
+            let id = created
+                .provisioning_artifact_detail()
+                .and_then(|d| d.id())
+                .context("CreateProvisioningArtifact returned no ID")?;
+            (product_id, id.to_owned(), version_name, true)
+        }
+        (None, _) => {
+            let (product_id, version_id) = create_product(&aws, args, properties, &template_sha).await?;
+            (product_id, version_id, version_name, true)
+        }
+    };
+    if args.deprecate_previous {
+        deprecate_others(&aws, &product_id, &version_id).await?;
+    }
+    let s3_template = match args.s3_template {
+        true => Some(put_s3_template(&aws, args, uploads.last().expect("the template is uploaded last")).await?),
+        false => None,
+    };
+    Ok(Some(Published {
+        product_id,
+        product_name: args.product_name.clone(),
+        version_id,
+        version_name,
+        version_created,
+        template_url,
+        uploaded,
+        reused,
+        bytes_uploaded,
+        source_commit: manifest.source_commit.clone(),
+        s3_template,
+        aws_requests: aws.requests.0.load(std::sync::atomic::Ordering::Relaxed),
+    }))
+}
+
+/// The template with the keys just computed and the access settings of the flags.
+fn render_template(args: &flags::Publish, manifest: &Manifest, uploads: &[Upload]) -> anyhow::Result<String> {
+    let key_of =
+        |file: &str| uploads.iter().find(|u| u.name == file).map(|u| u.key.as_str()).context("an artifact is missing");
+    let [(_, checkin), (_, trigger)] = package::LAMBDAS;
+    let [(_, build), (_, deploy)] = package::SEEDCODE;
+    let architecture =
+        manifest.artifacts.iter().find(|a| a.file == checkin).map_or("arm64", |a| a.architecture.as_str());
+    let (ci_role, ci_secret) = match args.ci_access {
+        CiAccess::WebIdentity => (args.ci_role_name.as_str(), ""),
+        CiAccess::AccessKey => ("", args.ci_access_key_secret_name.as_str()),
+    };
+    let settings = [
+        ("Artifacts", "Bucket", args.bucket.as_str()),
+        ("Artifacts", "CheckinCodeKey", key_of(checkin)?),
+        ("Artifacts", "TriggerCodeKey", key_of(trigger)?),
+        ("Artifacts", "BuildSeedcodeKey", key_of(build)?),
+        ("Artifacts", "DeploySeedcodeKey", key_of(deploy)?),
+        ("Artifacts", "LambdaArchitecture", architecture),
+        ("Access", "GitLabTokenSecretName", args.token_secret_name.as_str()),
+        ("Access", "GitLabCiRoleName", ci_role),
+        ("Access", "GitLabCiAccessKeySecretName", ci_secret),
+    ];
+    let source = std::fs::read_to_string(project::root().join(template::PROJECT_TEMPLATE))?;
+    template::render(&source, &settings)
+}
+
+/// A version's description: where it comes from, so anyone can trace it back.
+fn describe_version(manifest: &Manifest, template_sha: &str) -> String {
+    let commit = match (&manifest.source_commit, manifest.dirty) {
+        (Some(commit), Some(true)) => format!("commit {commit} (with uncommitted changes)"),
+        (Some(commit), _) => format!("commit {commit}"),
+        (None, _) => "no git commit".to_owned(),
+    };
+    let artifacts: Vec<String> = manifest.artifacts.iter().map(|a| format!("{} {}", a.file, &a.sha256[..12])).collect();
+    format!("{commit}; template sha256 {template_sha}; {}", artifacts.join(", "))
+}
+
+/// The marker by which a version is known to hold exactly this template.
+fn template_marker(template_sha: &str) -> String {
+    format!("template sha256 {template_sha}")
+}
+
+/// Stable per product and content, so a retried call never makes a second product or version.
+fn idempotency_token(what: &str, scope: &str, template_sha: &str) -> String {
+    let scope_hash = sha256_hex(scope.as_bytes());
+    format!("{what}-{}-{}", &scope_hash[..16], &template_sha[..32])
+}
+
+async fn check_bucket(aws: &Aws, bucket: &str) -> anyhow::Result<()> {
+    match aws.s3.head_bucket().bucket(bucket).send().await {
+        Ok(head) => match head.bucket_region() {
+            Some(region) if region != aws.region => {
+                bail!("bucket {bucket} is in {region}, not {}: pass --region {region}", aws.region)
+            }
+            _ => Ok(()),
+        },
+        Err(err) => {
+            let status = err.raw_response().map(|r| r.status().as_u16());
+            let region = err.raw_response().and_then(|r| r.headers().get("x-amz-bucket-region")).map(str::to_owned);
+            match (status, region) {
+                (Some(301), Some(region)) => {
+                    bail!("bucket {bucket} is in {region}, not {}: pass --region {region}", aws.region)
+                }
+                (Some(404), _) => bail!(
+                    "bucket {bucket} does not exist: deploy cfn/bootstrap.yml (its ArtifactBucketName output) or create the bucket"
+                ),
+                (Some(403), _) => bail!(
+                    "access to bucket {bucket} is denied: the publishing identity needs s3:ListBucket, s3:GetObject and s3:PutObject on it"
+                ),
+                _ => bail!("cannot reach bucket {bucket}: {}", lambda_common::describe_sdk_error(&err)),
+            }
+        }
+    }
+}
+
+async fn check_portfolio(aws: &Aws, portfolio: &str) -> anyhow::Result<()> {
+    aws.catalog.describe_portfolio().id(portfolio).send().await.map(drop).map_err(|err| match err.code() {
+        Some("ResourceNotFoundException") => {
+            anyhow::anyhow!("portfolio {portfolio} does not exist in {}: check --portfolio-id (cfn/bootstrap.yml's PortfolioId output)", aws.region)
+        }
+        _ => catalog_error("reading the portfolio", err),
+    })
+}
+
+/// The ID of the one product named `name`, if any.
+pub(crate) async fn find_product(aws: &Aws, name: &str) -> anyhow::Result<Option<String>> {
+    let mut ids = Vec::new();
+    let mut pages = aws
+        .catalog
+        .search_products_as_admin()
+        .filters(ProductViewFilterBy::FullTextSearch, vec![name.to_owned()])
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|err| catalog_error("searching for the product", err))?;
+        for detail in page.product_view_details() {
+            if let Some(summary) = detail.product_view_summary().filter(|s| s.name() == Some(name)) {
+                ids.push(summary.product_id().unwrap_or_default().to_owned());
+            }
+        }
+    }
+    match ids.as_slice() {
+        [] => Ok(None),
+        [id] => Ok(Some(id.clone())),
+        _ => bail!(
+            "{} Service Catalog products are named {name:?} ({}): delete or rename all but one, or choose another --product-name",
+            ids.len(),
+            ids.join(", ")
+        ),
+    }
+}
+
+/// The version of `product` that holds exactly this template: (ID, name).
+async fn find_version(aws: &Aws, product: &str, template_sha: &str) -> anyhow::Result<Option<(String, String)>> {
+    let listed = aws
+        .catalog
+        .list_provisioning_artifacts()
+        .product_id(product)
+        .send()
+        .await
+        .map_err(|err| catalog_error("listing the product's versions", err))?;
+    let marker = template_marker(template_sha);
+    Ok(listed
+        .provisioning_artifact_details()
+        .iter()
+        .find(|a| a.description().is_some_and(|d| d.contains(&marker)))
+        .map(|a| (a.id().unwrap_or_default().to_owned(), a.name().unwrap_or_default().to_owned())))
+}
+
+enum ObjectState {
+    Absent,
+    Same,
+    Different,
+}
+
+impl ObjectState {
+    fn describe(&self) -> &'static str {
+        match self {
+            ObjectState::Absent => "would upload",
+            ObjectState::Same => "already there, reused",
+            ObjectState::Different => "EXISTS WITH OTHER BYTES: publish would refuse",
+        }
+    }
+}
+
+fn base64_of_hex(hex: &str) -> String {
+    let bytes: Vec<u8> =
+        (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("a hex digest")).collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+async fn object_state(aws: &Aws, bucket: &str, key: &str, sha256_hex: &str) -> anyhow::Result<ObjectState> {
+    let head = aws
+        .s3
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .checksum_mode(aws_sdk_s3::types::ChecksumMode::Enabled)
+        .send()
+        .await;
+    match head {
+        Ok(head) => {
+            // S3 returns the checksum it verified on upload; the metadata copy also serves
+            // stores that do not (emulators).
+            let checksum_matches = head.checksum_sha256() == Some(base64_of_hex(sha256_hex).as_str());
+            let metadata_matches =
+                head.metadata().and_then(|m| m.get(DIGEST_METADATA)).map(String::as_str) == Some(sha256_hex);
+            Ok(if checksum_matches || metadata_matches { ObjectState::Same } else { ObjectState::Different })
+        }
+        Err(err) if err.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(ObjectState::Absent),
+        Err(err) => bail!("cannot read s3://{bucket}/{key}: {}", lambda_common::describe_sdk_error(&err)),
+    }
+}
+
+/// Uploads `upload` unless the same bytes are there; refuses to replace different bytes.
+/// Returns whether it uploaded.
+async fn put_once(aws: &Aws, bucket: &str, upload: &Upload) -> anyhow::Result<bool> {
+    match object_state(aws, bucket, &upload.key, &upload.sha256_hex).await? {
+        ObjectState::Same => return Ok(false),
+        ObjectState::Different => bail!(
+            "s3://{bucket}/{} exists with other bytes; content-addressed keys are never overwritten: remove it if it is corrupt",
+            upload.key
+        ),
+        ObjectState::Absent => {}
+    }
+    aws.s3
+        .put_object()
+        .bucket(bucket)
+        .key(&upload.key)
+        .body(ByteStream::from(upload.bytes.clone()))
+        // S3 verifies the bytes it stores against this digest.
+        .checksum_sha256(base64_of_hex(&upload.sha256_hex))
+        .metadata(DIGEST_METADATA, &upload.sha256_hex)
+        .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::Aes256)
+        .send()
+        .await
+        .map_err(|err| anyhow::anyhow!("S3 refused it: {}", lambda_common::describe_sdk_error(&err)))?;
+    Ok(true)
+}
+
+/// Where the S3-based template goes: one stable key per product, replaced by each publish (the
+/// bucket keeps older ones as object versions).
+fn s3_template_key(args: &flags::Publish) -> String {
+    let slug: String = args
+        .product_name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .collect();
+    format!("{}/studio-templates/{slug}.yml", args.prefix)
+}
+
+/// Puts the template where SageMaker's S3-based project templates live, tagged for Studio;
+/// reports the bucket's CORS rule and the domain tag Studio needs. Returns its `s3://` URL.
+async fn put_s3_template(aws: &Aws, args: &flags::Publish, template: &Upload) -> anyhow::Result<String> {
+    use aws_sdk_s3::types::{ServerSideEncryption, Tag as S3Tag, Tagging};
+    let key = s3_template_key(args);
+    aws.s3
+        .put_object()
+        .bucket(&args.bucket)
+        .key(&key)
+        .body(ByteStream::from(template.bytes.clone()))
+        .checksum_sha256(base64_of_hex(&template.sha256_hex))
+        .metadata(DIGEST_METADATA, &template.sha256_hex)
+        .server_side_encryption(ServerSideEncryption::Aes256)
+        .send()
+        .await
+        .map_err(|err| {
+            anyhow::anyhow!("uploading the S3-based template failed: {}", lambda_common::describe_sdk_error(&err))
+        })?;
+    let tag = S3Tag::builder().key(STUDIO_VISIBILITY.0).value(STUDIO_VISIBILITY.1).build()?;
+    aws.s3
+        .put_object_tagging()
+        .bucket(&args.bucket)
+        .key(&key)
+        .tagging(Tagging::builder().tag_set(tag).build()?)
+        .send()
+        .await
+        .map_err(|err| {
+            anyhow::anyhow!("tagging the S3-based template failed: {}", lambda_common::describe_sdk_error(&err))
+        })?;
+
+    let cors = aws.s3.get_bucket_cors().bucket(&args.bucket).send().await;
+    let studio_may_read = cors.as_ref().is_ok_and(|cors| {
+        cors.cors_rules().iter().any(|rule| {
+            rule.allowed_origins().iter().any(|o| o == STUDIO_ORIGIN)
+                && rule.allowed_methods().iter().any(|m| m == "GET")
+        })
+    });
+    let location = format!("s3://{}/{}/studio-templates/", args.bucket, args.prefix);
+    println!("S3-based template  s3://{}/{key} (tagged {}={})", args.bucket, STUDIO_VISIBILITY.0, STUDIO_VISIBILITY.1);
+    if studio_may_read {
+        println!("  CORS: bucket {} allows GET from {STUDIO_ORIGIN}", args.bucket);
+    } else {
+        println!(
+            "  CORS: bucket {} has no rule allowing GET from {STUDIO_ORIGIN}; Studio cannot read the template until one is added",
+            args.bucket
+        );
+    }
+    println!("  tag the Studio domain with sagemaker:projectS3TemplatesLocation={location}");
+    Ok(format!("s3://{}/{key}", args.bucket))
+}
+
+async fn create_product(
+    aws: &Aws,
+    args: &flags::Publish,
+    first_version: ProvisioningArtifactProperties,
+    template_sha: &str,
+) -> anyhow::Result<(String, String)> {
+    let created = aws
+        .catalog
+        .create_product()
+        .name(&args.product_name)
+        .owner("Platform team")
+        .description("MLOps with GitLab: model build and deploy repositories in GitLab, pipelines in GitLab CI")
+        .product_type(ProductType::CloudFormationTemplate)
+        .tags(Tag::builder().key(STUDIO_VISIBILITY.0).value(STUDIO_VISIBILITY.1).build()?)
+        .provisioning_artifact_parameters(first_version)
+        .idempotency_token(idempotency_token("product", &args.product_name, template_sha))
+        .send()
+        .await
+        .map_err(|err| catalog_error("creating the product", err))?;
+    let product_id = created
+        .product_view_detail()
+        .and_then(|d| d.product_view_summary())
+        .and_then(|s| s.product_id())
+        .context("CreateProduct returned no product ID")?
+        .to_owned();
+    let version_id = created
+        .provisioning_artifact_detail()
+        .and_then(|d| d.id())
+        .context("CreateProduct returned no version ID")?
+        .to_owned();
+    if let Some(portfolio) = &args.portfolio_id {
+        aws.catalog
+            .associate_product_with_portfolio()
+            .product_id(&product_id)
+            .portfolio_id(portfolio)
+            .send()
+            .await
+            .map_err(|err| catalog_error("adding the product to the portfolio", err))?;
+        if let Some(role) = &args.launch_role_arn {
+            aws.catalog
+                .create_constraint()
+                .portfolio_id(portfolio)
+                .product_id(&product_id)
+                .r#type("LAUNCH")
+                .parameters(serde_json::json!({ "RoleArn": role }).to_string())
+                .idempotency_token(idempotency_token("launch", &product_id, template_sha))
+                .send()
+                .await
+                .map_err(|err| catalog_error("adding the launch constraint", err))?;
+        }
+    }
+    Ok((product_id, version_id))
+}
+
+/// Marks every other version DEPRECATED: Studio then offers only the new one for new projects.
+async fn deprecate_others(aws: &Aws, product: &str, keep: &str) -> anyhow::Result<()> {
+    let listed = aws
+        .catalog
+        .list_provisioning_artifacts()
+        .product_id(product)
+        .send()
+        .await
+        .map_err(|err| catalog_error("listing the product's versions", err))?;
+    for version in listed.provisioning_artifact_details() {
+        let id = version.id().unwrap_or_default();
+        if id == keep || version.guidance() == Some(&ProvisioningArtifactGuidance::Deprecated) {
+            continue;
+        }
+        aws.catalog
+            .update_provisioning_artifact()
+            .product_id(product)
+            .provisioning_artifact_id(id)
+            .guidance(ProvisioningArtifactGuidance::Deprecated)
+            .send()
+            .await
+            .map_err(|err| catalog_error("deprecating an older version", err))?;
+        println!("deprecated version {} ({id})", version.name().unwrap_or_default());
+    }
+    Ok(())
+}
+
+pub(crate) fn catalog_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    doing: &str,
+    err: aws_sdk_servicecatalog::error::SdkError<E, R>,
+) -> anyhow::Error {
+    match err.code() {
+        Some("AccessDeniedException") => anyhow::anyhow!(
+            "{doing} was denied: the publishing identity needs Service Catalog admin rights (servicecatalog:*Product*, *ProvisioningArtifact*, *Portfolio*, CreateConstraint)"
+        ),
+        _ => anyhow::anyhow!("{doing} failed: {}", lambda_common::describe_sdk_error(&err)),
+    }
+}
+
+fn print_summary(published: &Published) {
+    let made = if published.version_created { "created" } else { "up to date" };
+    println!("product   {} ({})", published.product_name, published.product_id);
+    println!("version   {} ({}), {made}", published.version_name, published.version_id);
+    println!("template  {}", published.template_url);
+    println!(
+        "uploaded  {} objects, {} bytes; reused {}",
+        published.uploaded.len(),
+        published.bytes_uploaded,
+        published.reused.len()
+    );
+}

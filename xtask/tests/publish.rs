@@ -1,0 +1,349 @@
+//! `cargo xtask publish` against moto in server mode, with the Service Catalog operations moto
+//! lacks added by lambdas/testkit/src/moto_servicecatalog.py. The artifacts are small stand-ins
+//! in a dist folder (`--dist`), so no test cross-compiles.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use aws_sdk_servicecatalog::types::ProvisioningArtifactGuidance;
+use common::repo_root;
+use lambda_testkit::moto::{REGION, moto};
+use serde_json::Value;
+use xtask::deterministic_zip::sha256_hex;
+
+const ZIPS: [&str; 4] = [
+    "lambda-seedcode-checkin-gitlab.zip",
+    "lambda-gitlab-pipeline-trigger.zip",
+    "mlops-gitlab-project-seedcode-model-build.zip",
+    "mlops-gitlab-project-seedcode-model-deploy.zip",
+];
+
+fn head_commit() -> String {
+    common::run_ok(Command::new("git").arg("-C").arg(repo_root()).args(["rev-parse", "HEAD"])).trim().to_owned()
+}
+
+/// A dist folder as `cargo xtask package` writes it, with `content(zip)` as each zip's bytes.
+fn write_dist(dir: &Path, content: impl Fn(&str) -> Vec<u8>) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut sums = String::new();
+    let mut artifacts = Vec::new();
+    for zip in ZIPS {
+        let bytes = content(zip);
+        let digest = sha256_hex(&bytes);
+        std::fs::write(dir.join(zip), &bytes).unwrap();
+        sums.push_str(&format!("{digest}  {zip}\n"));
+        let architecture = if zip.starts_with("lambda-") { "arm64" } else { "any" };
+        artifacts.push(serde_json::json!({ "file": zip, "sha256": digest, "size": bytes.len(), "source": "test",
+            "architecture": architecture, "input_sha256": digest }));
+    }
+    std::fs::write(dir.join("SHA256SUMS"), sums).unwrap();
+    let manifest = serde_json::json!({ "source_commit": head_commit(), "dirty": false, "source_date_epoch": 315532800, "artifacts": artifacts });
+    std::fs::write(dir.join("manifest.json"), manifest.to_string()).unwrap();
+}
+
+struct Stand {
+    bucket: String,
+    product: String,
+    dist: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+async fn stand() -> Stand {
+    let n = format!("{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
+    let bucket = format!("templates-{n}");
+    s3().create_bucket().bucket(&bucket).send().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let dist = dir.path().join("dist");
+    write_dist(&dist, |zip| format!("{zip} v1").into_bytes());
+    Stand { bucket, product: format!("MLOps with GitLab {n}"), dist, _dir: dir }
+}
+
+fn s3() -> aws_sdk_s3::Client {
+    let sdk = moto().sdk_config();
+    aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build())
+}
+
+fn catalog() -> aws_sdk_servicecatalog::Client {
+    aws_sdk_servicecatalog::Client::new(&moto().sdk_config())
+}
+
+impl Stand {
+    fn publish(&self, extra: &[&str]) -> Output {
+        self.publish_to(&self.bucket, extra)
+    }
+
+    fn publish_to(&self, bucket: &str, extra: &[&str]) -> Output {
+        let dist = self.dist.to_str().unwrap();
+        let mut args =
+            vec!["publish", "--bucket", bucket, "--region", REGION, "--product-name", &self.product, "--dist", dist];
+        args.extend(extra);
+        self.xtask(&args)
+    }
+
+    /// The xtask binary with moto's endpoint and test credentials in its environment.
+    fn xtask(&self, args: &[&str]) -> Output {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+        command.args(args).env("AWS_EC2_METADATA_DISABLED", "true");
+        for (key, value) in moto().lambda_env() {
+            command.env(key, value);
+        }
+        command.output().unwrap()
+    }
+
+    fn publish_ok(&self, extra: &[&str]) -> Value {
+        let output = self.publish(extra);
+        assert!(output.status.success(), "publish failed:\n{}", String::from_utf8_lossy(&output.stderr));
+        serde_json::from_slice(&std::fs::read(self.dist.join("publish.json")).unwrap()).unwrap()
+    }
+
+    async fn keys(&self) -> Vec<String> {
+        let listed = s3().list_objects_v2().bucket(&self.bucket).send().await.unwrap();
+        let mut keys: Vec<String> = listed.contents().iter().filter_map(|o| o.key().map(str::to_owned)).collect();
+        keys.sort();
+        keys
+    }
+}
+
+fn failed(output: &Output) -> String {
+    assert!(!output.status.success(), "publish should have failed:\n{}", String::from_utf8_lossy(&output.stdout));
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+async fn versions(product_id: &str) -> Vec<(String, Option<ProvisioningArtifactGuidance>)> {
+    let listed = catalog().list_provisioning_artifacts().product_id(product_id).send().await.unwrap();
+    listed
+        .provisioning_artifact_details()
+        .iter()
+        .map(|a| (a.name().unwrap_or_default().to_owned(), a.guidance().cloned()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn first_publish_creates_the_product_and_every_referenced_object_exists() {
+    let stand = stand().await;
+    let published = stand.publish_ok(&[]);
+    assert_eq!(published["version_created"], true);
+    assert_eq!(published["uploaded"].as_array().unwrap().len(), 5, "{published}");
+    assert_eq!(published["source_commit"], head_commit());
+    let product_id = published["product_id"].as_str().unwrap();
+    assert_eq!(versions(product_id).await.len(), 1);
+    let version_name = published["version_name"].as_str().unwrap();
+    assert!(version_name.starts_with(env!("CARGO_PKG_VERSION")), "{version_name}");
+
+    // The template in S3 names only objects that exist, and carries this bucket.
+    let url = published["template_url"].as_str().unwrap();
+    let key = url.split(".amazonaws.com/").nth(1).unwrap();
+    let object = s3().get_object().bucket(&stand.bucket).key(key).send().await.unwrap();
+    let template: serde_yaml::Value =
+        serde_yaml::from_slice(&object.body.collect().await.unwrap().into_bytes()).unwrap();
+    let artifacts = &template["Mappings"]["Publish"]["Artifacts"];
+    assert_eq!(artifacts["Bucket"], stand.bucket.as_str());
+    for slot in ["CheckinCodeKey", "TriggerCodeKey", "BuildSeedcodeKey", "DeploySeedcodeKey"] {
+        let key = artifacts[slot].as_str().unwrap();
+        let head = s3().head_object().bucket(&stand.bucket).key(key).send().await;
+        assert!(head.is_ok(), "{slot}: s3://{}/{key} is missing", stand.bucket);
+        assert_eq!(head.unwrap().server_side_encryption().map(|e| e.as_str()), Some("AES256"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn republishing_the_same_content_uploads_and_creates_nothing() {
+    let stand = stand().await;
+    let first = stand.publish_ok(&[]);
+    let keys = stand.keys().await;
+    let again = stand.publish_ok(&[]);
+    assert_eq!(again["version_created"], false);
+    assert_eq!(again["bytes_uploaded"], 0);
+    assert_eq!(again["uploaded"].as_array().unwrap().len(), 0);
+    assert_eq!(again["version_id"], first["version_id"]);
+    assert_eq!(stand.keys().await, keys);
+    assert_eq!(versions(first["product_id"].as_str().unwrap()).await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn changed_seed_code_uploads_it_and_the_template_and_adds_a_version() {
+    let stand = stand().await;
+    let first = stand.publish_ok(&[]);
+    write_dist(&stand.dist, |zip| {
+        let version = if zip.contains("model-build") { "v2" } else { "v1" };
+        format!("{zip} {version}").into_bytes()
+    });
+    let second = stand.publish_ok(&["--deprecate-previous"]);
+    assert_eq!(second["version_created"], true);
+    assert_eq!(second["product_id"], first["product_id"]);
+    let uploaded: Vec<&str> = second["uploaded"].as_array().unwrap().iter().map(|k| k.as_str().unwrap()).collect();
+    assert_eq!(uploaded.len(), 2, "{uploaded:?}");
+    assert!(uploaded.iter().any(|k| k.ends_with("mlops-gitlab-project-seedcode-model-build.zip")));
+    assert!(uploaded.iter().any(|k| k.ends_with("/project.yml")));
+    let guidance: Vec<Option<ProvisioningArtifactGuidance>> =
+        versions(first["product_id"].as_str().unwrap()).await.into_iter().map(|(_, g)| g).collect();
+    assert_eq!(guidance, [Some(ProvisioningArtifactGuidance::Deprecated), Some(ProvisioningArtifactGuidance::Default)]);
+
+    let listing = stand.xtask(&["versions", "--product-name", &stand.product, "--region", REGION]);
+    assert!(listing.status.success(), "{}", String::from_utf8_lossy(&listing.stderr));
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    let rows: Vec<&str> = listing.lines().filter(|l| l.contains(" pa-")).collect();
+    assert_eq!(rows.len(), 2, "{listing}");
+    assert!(rows[0].contains("deprecated") && rows[1].contains("active"), "{listing}");
+    assert!(listing.contains(second["template_url"].as_str().unwrap()), "{listing}");
+    assert!(listing.contains("mlops-gitlab-project-seedcode-model-build.zip"), "{listing}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_upload_creates_no_version() {
+    let stand = stand().await;
+    // Someone put other bytes under one of the content-addressed keys.
+    let digest = sha256_hex(b"mlops-gitlab-project-seedcode-model-deploy.zip v1");
+    let key = format!("sagemaker-gitlab-project/artifacts/{digest}/mlops-gitlab-project-seedcode-model-deploy.zip");
+    s3().put_object().bucket(&stand.bucket).key(&key).body(b"tampered".to_vec().into()).send().await.unwrap();
+    let stderr = failed(&stand.publish(&[]));
+    assert!(stderr.contains("exists with other bytes") && stderr.contains("no version was created"), "{stderr}");
+    let search = catalog().search_products_as_admin().send().await.unwrap();
+    assert!(
+        search
+            .product_view_details()
+            .iter()
+            .all(|d| d.product_view_summary().and_then(|s| s.name()) != Some(stand.product.as_str()))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_run_changes_nothing() {
+    let stand = stand().await;
+    let output = stand.publish(&["--dry-run"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("would upload") && stdout.contains("would create product"), "{stdout}");
+    assert!(stand.keys().await.is_empty());
+    assert!(!stand.dist.join("publish.json").exists());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn portfolio_and_launch_constraint_for_a_new_product() {
+    let stand = stand().await;
+    let portfolio = catalog()
+        .create_portfolio()
+        .display_name("templates")
+        .provider_name("platform")
+        .idempotency_token("p1")
+        .send()
+        .await
+        .unwrap();
+    let portfolio_id = portfolio.portfolio_detail().unwrap().id().unwrap().to_owned();
+    let published = stand.publish_ok(&[
+        "--portfolio-id",
+        &portfolio_id,
+        "--launch-role-arn",
+        "arn:aws:iam::123456789012:role/sagemaker-gitlab-project-launch",
+    ]);
+    assert_eq!(published["version_created"], true);
+
+    let stderr = failed(&stand.publish(&["--portfolio-id", "port-doesnotexist"]));
+    assert!(stderr.contains("portfolio port-doesnotexist does not exist"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_setups_fail_with_one_clear_line_and_create_nothing() {
+    let stand = stand().await;
+    let stderr = failed(&stand.publish_to("no-such-bucket-anywhere", &[]));
+    assert!(stderr.contains("bucket no-such-bucket-anywhere does not exist"), "{stderr}");
+
+    let stderr = failed(&stand.publish(&["--portfolio-id", "port-missing0000"]));
+    assert!(stderr.contains("does not exist"), "{stderr}");
+    assert!(stand.keys().await.is_empty(), "nothing is uploaded when a check fails");
+
+    let stderr = failed(&stand.publish(&["--launch-role-arn", "arn:aws:iam::123456789012:role/x"]));
+    assert!(stderr.contains("--launch-role-arn needs --portfolio-id"), "{stderr}");
+
+    // Two products with the name.
+    for token in ["dup-1", "dup-2"] {
+        catalog()
+            .create_product()
+            .name(&stand.product)
+            .owner("someone")
+            .product_type(aws_sdk_servicecatalog::types::ProductType::CloudFormationTemplate)
+            .idempotency_token(token)
+            .send()
+            .await
+            .unwrap();
+    }
+    let stderr = failed(&stand.publish(&[]));
+    assert!(stderr.contains("2 Service Catalog products are named"), "{stderr}");
+    assert!(stand.keys().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bucket_in_another_region_is_named() {
+    let stand = stand().await;
+    let elsewhere = format!("{}-eu", stand.bucket);
+    let location = aws_sdk_s3::types::CreateBucketConfiguration::builder()
+        .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::EuWest1)
+        .build();
+    s3().create_bucket().bucket(&elsewhere).create_bucket_configuration(location).send().await.unwrap();
+    let stderr = failed(&stand.publish_to(&elsewhere, &[]));
+    assert!(stderr.contains("is in eu-west-1") && stderr.contains("--region eu-west-1"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn missing_credentials_are_named() {
+    let stand = stand().await;
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["publish", "--bucket", &stand.bucket, "--region", REGION])
+        .arg("--dist")
+        .arg(&stand.dist)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("HOME", stand.dist.as_os_str())
+        .env("CARGO_MANIFEST_DIR", env!("CARGO_MANIFEST_DIR"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ENDPOINT_URL", moto().endpoint())
+        .output()
+        .unwrap();
+    let stderr = failed(&output);
+    assert!(stderr.contains("no AWS credentials") && stderr.contains("--profile"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dist_that_does_not_match_its_sums_is_refused() {
+    let stand = stand().await;
+    std::fs::write(stand.dist.join("lambda-gitlab-pipeline-trigger.zip"), b"changed after packaging").unwrap();
+    let stderr = failed(&stand.publish(&[]));
+    assert!(stderr.contains("lambda-gitlab-pipeline-trigger.zip does not match manifest.json"), "{stderr}");
+    assert!(stand.keys().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn s3_template_is_tagged_for_studio_and_cors_is_reported() {
+    let stand = stand().await;
+    let output = stand.publish(&["--s3-template"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("has no rule allowing GET from https://*.sagemaker.aws"), "{stdout}");
+    let location = format!(
+        "sagemaker:projectS3TemplatesLocation=s3://{}/sagemaker-gitlab-project/studio-templates/",
+        stand.bucket
+    );
+    assert!(stdout.contains(&location), "{stdout}");
+
+    let published: Value = serde_json::from_slice(&std::fs::read(stand.dist.join("publish.json")).unwrap()).unwrap();
+    let url = published["s3_template"].as_str().unwrap();
+    let key = url.trim_start_matches(&format!("s3://{}/", stand.bucket));
+    let tags = s3().get_object_tagging().bucket(&stand.bucket).key(key).send().await.unwrap();
+    let tags: Vec<(&str, &str)> = tags.tag_set().iter().map(|t| (t.key(), t.value())).collect();
+    assert_eq!(tags, [("sagemaker:studio-visibility", "true")]);
+
+    let rule = aws_sdk_s3::types::CorsRule::builder()
+        .allowed_origins("https://*.sagemaker.aws")
+        .allowed_methods("GET")
+        .build()
+        .unwrap();
+    let cors = aws_sdk_s3::types::CorsConfiguration::builder().cors_rules(rule).build().unwrap();
+    s3().put_bucket_cors().bucket(&stand.bucket).cors_configuration(cors).send().await.unwrap();
+    let output = stand.publish(&["--s3-template"]);
+    assert!(String::from_utf8_lossy(&output.stdout).contains("allows GET from https://*.sagemaker.aws"));
+}
