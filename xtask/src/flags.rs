@@ -77,6 +77,10 @@ pub struct Publish {
     /// Also publish the template the S3-based way: tagged for Studio under <prefix>/studio-templates/
     #[arg(long)]
     pub s3_template: bool,
+    /// Also write PRODUCT_ID, VERSION_ID and VERSION_NAME as KEY=value lines to FILE (a GitLab
+    /// CI dotenv report for later jobs)
+    #[arg(long, value_name = "FILE")]
+    pub dotenv: Option<PathBuf>,
     /// CPU architecture of the Lambda functions
     #[arg(long, value_enum, default_value_t = Arch::Arm64)]
     pub arch: Arch,

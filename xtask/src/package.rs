@@ -175,6 +175,10 @@ fn build_lambdas(sh: &Shell, arch: Arch) -> anyhow::Result<Vec<PathBuf>> {
     .env(rustflags_var, remap)
     // zig and cargo-zigbuild keep their caches here rather than in the user's home.
     .env("XDG_CACHE_HOME", project::tools_dir().join("cache"))
+    // One fixed time for the C compilers (__DATE__, __TIME__), whatever the caller's
+    // SOURCE_DATE_EPOCH: the binaries stay reproducible on any day, and a SOURCE_DATE_EPOCH
+    // meant for the zips does not make cc's build scripts rebuild every C dependency.
+    .env("SOURCE_DATE_EPOCH", DOS_EPOCH.to_string())
     .quiet()
     .read()
     .context("the Lambda build failed (compiler output above)")?;

@@ -9,8 +9,8 @@ use anyhow::{Context, bail};
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_servicecatalog::types::{
-    ProductType, ProductViewFilterBy, ProvisioningArtifactGuidance, ProvisioningArtifactProperties,
-    ProvisioningArtifactType, Tag,
+    ProductType, ProductViewFilterBy, ProvisioningArtifactDetail, ProvisioningArtifactGuidance,
+    ProvisioningArtifactProperties, ProvisioningArtifactType, Tag,
 };
 use base64::Engine as _;
 use serde::Serialize;
@@ -66,6 +66,13 @@ pub fn run(sh: &Shell, args: &flags::Publish) -> anyhow::Result<()> {
     if let Some(published) = published {
         let json = serde_json::to_string_pretty(&published)? + "\n";
         std::fs::write(dist.join("publish.json"), json).context("cannot write publish.json")?;
+        if let Some(dotenv) = &args.dotenv {
+            let lines = format!(
+                "PRODUCT_ID={}\nVERSION_ID={}\nVERSION_NAME={}\n",
+                published.product_id, published.version_id, published.version_name
+            );
+            std::fs::write(dotenv, lines).with_context(|| format!("cannot write {}", dotenv.display()))?;
+        }
         print_summary(&published);
     }
     Ok(())
@@ -422,8 +429,8 @@ pub(crate) async fn find_product(aws: &Aws, name: &str) -> anyhow::Result<Option
     }
 }
 
-/// The version of `product` that holds exactly this template: (ID, name).
-async fn find_version(aws: &Aws, product: &str, template_sha: &str) -> anyhow::Result<Option<(String, String)>> {
+/// Every version (provisioning artifact) of `product`.
+pub(crate) async fn list_versions(aws: &Aws, product: &str) -> anyhow::Result<Vec<ProvisioningArtifactDetail>> {
     let listed = aws
         .catalog
         .list_provisioning_artifacts()
@@ -431,10 +438,15 @@ async fn find_version(aws: &Aws, product: &str, template_sha: &str) -> anyhow::R
         .send()
         .await
         .map_err(|err| catalog_error("listing the product's versions", err))?;
+    Ok(listed.provisioning_artifact_details().to_vec())
+}
+
+/// The version of `product` that holds exactly this template: (ID, name).
+async fn find_version(aws: &Aws, product: &str, template_sha: &str) -> anyhow::Result<Option<(String, String)>> {
     let marker = template_marker(template_sha);
-    Ok(listed
-        .provisioning_artifact_details()
-        .iter()
+    Ok(list_versions(aws, product)
+        .await?
+        .into_iter()
         .find(|a| a.description().is_some_and(|d| d.contains(&marker)))
         .map(|a| (a.id().unwrap_or_default().to_owned(), a.name().unwrap_or_default().to_owned())))
 }
@@ -628,14 +640,7 @@ async fn create_product(
 
 /// Marks every other version DEPRECATED: Studio then offers only the new one for new projects.
 async fn deprecate_others(aws: &Aws, product: &str, keep: &str) -> anyhow::Result<()> {
-    let listed = aws
-        .catalog
-        .list_provisioning_artifacts()
-        .product_id(product)
-        .send()
-        .await
-        .map_err(|err| catalog_error("listing the product's versions", err))?;
-    for version in listed.provisioning_artifact_details() {
+    for version in list_versions(aws, product).await? {
         let id = version.id().unwrap_or_default();
         if id == keep || version.guidance() == Some(&ProvisioningArtifactGuidance::Deprecated) {
             continue;

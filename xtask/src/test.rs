@@ -10,6 +10,7 @@ const TEST_PROGRAMS: &[(&str, &str)] = &[
     ("git", "git"),
     ("python3", "python3"),
     ("readelf", "binutils"),
+    ("rsync", "rsync"),
     ("sha256sum", "coreutils"),
     ("unzip", "unzip"),
     ("zipinfo", "unzip"),
@@ -22,6 +23,7 @@ pub fn run(sh: &Shell, args: &flags::Test) -> anyhow::Result<()> {
     tools::ensure_python_tools(sh, tools::Requirements::Build)?;
     tools::ensure_python_tools(sh, tools::Requirements::Test)?;
     tools::ensure_python_tools(sh, tools::Requirements::Checkov)?;
+    tools::ensure_npm_tools(sh)?;
 
     cmd!(sh, "cargo fmt --all --check").run()?;
     cmd!(sh, "cargo clippy --workspace --all-targets --locked -- --deny warnings").run()?;

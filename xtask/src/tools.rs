@@ -46,38 +46,65 @@ pub fn ensure_rust_target(sh: &Shell, target: &str) -> anyhow::Result<()> {
 }
 
 /// The venv holding the pinned tools of `reqs` (`<tools dir>/<name>-venv`), installed or
-/// brought up to date; returns its `bin` folder. A stamp of the requirements file's hash makes
-/// the check free when nothing changed.
+/// brought up to date; returns its `bin` folder.
 pub fn ensure_python_tools(sh: &Shell, reqs: Requirements) -> anyhow::Result<PathBuf> {
     let venv = project::tools_dir().join(format!("{}-venv", reqs.name()));
-    let bin = venv.join("bin");
     let req_file = project::root().join("xtask/requirements").join(format!("{}.txt", reqs.name()));
-    let wanted = sha256_hex(&std::fs::read(&req_file).with_context(|| format!("cannot read {}", req_file.display()))?);
-    let stamp = venv.join(".installed-requirements");
+    ensure_installed(&venv, &req_file, || {
+        if !venv.join("bin/python").exists() {
+            cmd!(sh, "python3 -m venv {venv}").quiet().run().context(
+                "cannot create a Python venv: install Python 3.9 or newer with its venv module (Debian: apt-get install python3-venv)",
+            )?;
+        }
+        let pip = venv.join("bin/pip");
+        cmd!(sh, "{pip} install --quiet --disable-pip-version-check --requirement {req_file}")
+            .quiet()
+            .run()
+            .with_context(|| format!("pip could not install {}: check network access to PyPI", relative(&req_file)))
+    })?;
+    Ok(venv.join("bin"))
+}
+
+/// The pinned npm tools of `xtask/requirements/npm.txt` under `<tools dir>/npm`; returns the
+/// folder of their executables.
+pub fn ensure_npm_tools(sh: &Shell) -> anyhow::Result<PathBuf> {
+    ensure_debian_programs(sh, &[("node", "nodejs"), ("npm", "npm")])?;
+    let prefix = project::tools_dir().join("npm");
+    let req_file = project::root().join("xtask/requirements/npm.txt");
+    let text = std::fs::read_to_string(&req_file).with_context(|| format!("cannot read {}", req_file.display()))?;
+    let packages: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
+    ensure_installed(&prefix, &req_file, || {
+        cmd!(sh, "npm install --prefix {prefix} --no-audit --no-fund --loglevel=error {packages...}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .with_context(|| {
+                format!("npm could not install {}: check network access to the npm registry", relative(&req_file))
+            })
+    })?;
+    Ok(prefix.join("node_modules/.bin"))
+}
+
+/// Runs `install` into `dir` unless a stamp there records `req_file`'s current hash, so the
+/// check costs nothing when nothing changed. Concurrent tasks (parallel tests) wait for one
+/// install instead of racing in one folder.
+fn ensure_installed(dir: &Path, req_file: &Path, install: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
+    let wanted = sha256_hex(&std::fs::read(req_file).with_context(|| format!("cannot read {}", req_file.display()))?);
+    let stamp = dir.join(".installed-requirements");
     let is_current = || std::fs::read_to_string(&stamp).is_ok_and(|have| have == wanted);
     if is_current() {
-        return Ok(bin);
+        return Ok(());
     }
-    // Concurrent tasks (parallel tests) wait for one install instead of racing in one venv.
-    std::fs::create_dir_all(&venv)?;
-    let lock = std::fs::File::create(venv.join(".install.lock"))?;
+    std::fs::create_dir_all(dir)?;
+    let lock = std::fs::File::create(dir.join(".install.lock"))?;
     lock.lock()?;
     if is_current() {
-        return Ok(bin);
+        return Ok(());
     }
-    eprintln!("installing Python tools from {} into {}", relative(&req_file), venv.display());
-    if !bin.join("python").exists() {
-        cmd!(sh, "python3 -m venv {venv}").quiet().run().context(
-            "cannot create a Python venv: install Python 3.9 or newer with its venv module (Debian: apt-get install python3-venv)",
-        )?;
-    }
-    let pip = bin.join("pip");
-    cmd!(sh, "{pip} install --quiet --disable-pip-version-check --requirement {req_file}")
-        .quiet()
-        .run()
-        .with_context(|| format!("pip could not install {}: check network access to PyPI", relative(&req_file)))?;
+    eprintln!("installing the tools of {} into {}", relative(req_file), dir.display());
+    install()?;
     std::fs::write(&stamp, wanted)?;
-    Ok(bin)
+    Ok(())
 }
 
 /// Prepends `bin` to a PATH value, for commands that must find the venv's tools first.

@@ -5,7 +5,7 @@ use anyhow::Context;
 use aws_sdk_servicecatalog::types::ProvisioningArtifactGuidance;
 
 use crate::flags;
-use crate::publish::{catalog_error, connect, find_product};
+use crate::publish::{catalog_error, connect, find_product, list_versions};
 
 pub fn run(args: &flags::Versions) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -17,15 +17,8 @@ async fn list(args: &flags::Versions) -> anyhow::Result<()> {
     let product = find_product(&aws, &args.product_name)
         .await?
         .with_context(|| format!("no Service Catalog product is named {:?} in {}", args.product_name, aws.region))?;
-    let listed = aws
-        .catalog
-        .list_provisioning_artifacts()
-        .product_id(&product)
-        .send()
-        .await
-        .map_err(|err| catalog_error("listing the product's versions", err))?;
     println!("{} ({product})", args.product_name);
-    for version in listed.provisioning_artifact_details() {
+    for version in list_versions(&aws, &product).await? {
         let id = version.id().unwrap_or_default();
         let described = aws
             .catalog

@@ -6,11 +6,11 @@
 //! crates by mtime, and a clone's newer build would otherwise pass for this checkout's.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 mod common;
-use common::{repo_root, run_ok, tools_dir};
+use common::{clone_head, clones_target_dir, repo_root, run_ok, tools_dir};
 
 const ZIPS: [&str; 4] = [
     "lambda-gitlab-pipeline-trigger.zip",
@@ -18,17 +18,6 @@ const ZIPS: [&str; 4] = [
     "mlops-gitlab-project-seedcode-model-build.zip",
     "mlops-gitlab-project-seedcode-model-deploy.zip",
 ];
-
-fn clones_target_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("clones")
-}
-
-/// A fresh clone of HEAD in a new temporary folder.
-fn clone_head(parent: &Path, name: &str) -> PathBuf {
-    let dest = parent.join(name);
-    run_ok(Command::new("git").args(["clone", "--quiet"]).arg(repo_root()).arg(&dest));
-    dest
-}
 
 /// `cargo xtask package ARGS` for the sources in `checkout`, building into the clones' target
 /// dir. It runs this build's xtask binary, which takes the workspace root from

@@ -173,7 +173,15 @@ async fn changed_seed_code_uploads_it_and_the_template_and_adds_a_version() {
         let version = if zip.contains("model-build") { "v2" } else { "v1" };
         format!("{zip} {version}").into_bytes()
     });
-    let second = stand.publish_ok(&["--deprecate-previous"]);
+    let dotenv = stand.dist.join("publish.env");
+    let second = stand.publish_ok(&["--deprecate-previous", "--dotenv", dotenv.to_str().unwrap()]);
+    let expected = format!(
+        "PRODUCT_ID={}\nVERSION_ID={}\nVERSION_NAME={}\n",
+        second["product_id"].as_str().unwrap(),
+        second["version_id"].as_str().unwrap(),
+        second["version_name"].as_str().unwrap()
+    );
+    assert_eq!(std::fs::read_to_string(&dotenv).unwrap(), expected);
     assert_eq!(second["version_created"], true);
     assert_eq!(second["product_id"], first["product_id"]);
     let uploaded: Vec<&str> = second["uploaded"].as_array().unwrap().iter().map(|k| k.as_str().unwrap()).collect();

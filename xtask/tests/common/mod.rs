@@ -22,6 +22,19 @@ pub fn tool(venv: &str, program: &str) -> PathBuf {
     path
 }
 
+/// The target dir of builds from clones of this repository. Apart from this checkout's, since
+/// cargo judges path crates by mtime and a clone's newer build would pass for this checkout's.
+pub fn clones_target_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("clones")
+}
+
+/// A fresh clone of HEAD at `parent/name`.
+pub fn clone_head(parent: &Path, name: &str) -> PathBuf {
+    let dest = parent.join(name);
+    run_ok(Command::new("git").args(["clone", "--quiet"]).arg(repo_root()).arg(&dest));
+    dest
+}
+
 /// Runs `command`, failing the test with its output unless it succeeds; returns its stdout.
 pub fn run_ok(command: &mut Command) -> String {
     let output = command.output().unwrap_or_else(|err| panic!("{command:?}: {err}"));

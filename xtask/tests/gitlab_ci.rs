@@ -1,0 +1,69 @@
+//! The GitLab CI files: valid against GitLab's schema, and this repository's package job run for
+//! real with gitlab-ci-local (shell executor: no Docker here), its artifacts checked.
+
+mod common;
+
+use std::process::Command;
+
+use common::{clone_head, clones_target_dir, repo_root, run_ok, tool, tools_dir};
+
+#[test]
+fn every_gitlab_ci_file_matches_gitlabs_schema() {
+    let files = [".gitlab-ci.yml", "seedcode/model-build/.gitlab-ci.yml", "seedcode/model-deploy/.gitlab-ci.yml"];
+    let output = run_ok(
+        Command::new(tool("test", "check-jsonschema"))
+            .args(["--builtin-schema", "vendor.gitlab-ci"])
+            .args(files)
+            .current_dir(repo_root()),
+    );
+    assert!(output.contains("ok -- validation done"), "{output}");
+}
+
+#[test]
+fn the_package_job_runs_and_its_artifacts_match_their_sums() {
+    let tmp = tempfile::tempdir().unwrap();
+    let checkout = clone_head(tmp.path(), "repo");
+    // gitlab-ci-local reads the remote to fill CI_PROJECT_URL; a local path is none it knows.
+    run_ok(Command::new("git").arg("-C").arg(&checkout).args(["remote", "remove", "origin"]));
+    let cargo_home =
+        std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap()));
+    let variable = |name: &str, value: &str| format!("{name}={value}");
+    let gitlab_ci_local = tools_dir().join("npm/node_modules/.bin/gitlab-ci-local");
+    let output = Command::new(&gitlab_ci_local)
+        .arg("--force-shell-executor=true")
+        // Build where the package tests build, with the tools and registry already here.
+        .args(["--variable", &variable("CARGO_TARGET_DIR", clones_target_dir().to_str().unwrap())])
+        .args(["--variable", &variable("XTASK_TOOLS_DIR", tools_dir().to_str().unwrap())])
+        .args(["--variable", &variable("CARGO_HOME", &cargo_home)])
+        .arg("package")
+        .current_dir(&checkout)
+        .output()
+        .unwrap_or_else(|err| panic!("{}: {err}", gitlab_ci_local.display()));
+    let log = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && log.contains("PASS  package"),
+        "the package job failed:\n{log}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let artifacts = checkout.join(".gitlab-ci-local/artifacts/package/target/dist");
+    let mut files: Vec<String> =
+        std::fs::read_dir(&artifacts).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "SHA256SUMS",
+            "lambda-gitlab-pipeline-trigger.zip",
+            "lambda-seedcode-checkin-gitlab.zip",
+            "manifest.json",
+            "mlops-gitlab-project-seedcode-model-build.zip",
+            "mlops-gitlab-project-seedcode-model-deploy.zip"
+        ]
+    );
+    run_ok(Command::new("sha256sum").args(["--check", "--strict", "SHA256SUMS"]).current_dir(&artifacts));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(artifacts.join("manifest.json")).unwrap()).unwrap();
+    let head = run_ok(Command::new("git").arg("-C").arg(&checkout).args(["rev-parse", "HEAD"]));
+    assert_eq!(manifest["source_commit"], head.trim());
+}
