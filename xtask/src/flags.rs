@@ -47,12 +47,8 @@ pub struct Publish {
     /// Key prefix in the bucket
     #[arg(long, default_value = "sagemaker-gitlab-project")]
     pub prefix: String,
-    /// AWS region [default: from the environment or profile]
-    #[arg(long)]
-    pub region: Option<String>,
-    /// AWS profile [default: the standard credential chain]
-    #[arg(long)]
-    pub profile: Option<String>,
+    #[command(flatten)]
+    pub aws: AwsArgs,
     /// Service Catalog product to create or add a version to
     #[arg(long, default_value = "MLOps with GitLab")]
     pub product_name: String,
@@ -107,6 +103,13 @@ pub struct Versions {
     /// Service Catalog product to list
     #[arg(long, default_value = "MLOps with GitLab")]
     pub product_name: String,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+/// Where AWS calls go; credentials come from the standard chain.
+#[derive(Debug, clap::Args)]
+pub struct AwsArgs {
     /// AWS region [default: from the environment or profile]
     #[arg(long)]
     pub region: Option<String>,

@@ -155,13 +155,13 @@ pub(crate) struct Aws {
 
 /// Credentials and region from the standard chain (environment, profile, web identity in
 /// GitLab CI); `AWS_ENDPOINT_URL` points both clients at an emulator.
-pub(crate) async fn connect(region: Option<&str>, profile: Option<&str>) -> anyhow::Result<Aws> {
+pub(crate) async fn connect(args: &flags::AwsArgs) -> anyhow::Result<Aws> {
     use aws_sdk_s3::config::ProvideCredentials;
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if let Some(region) = region {
-        loader = loader.region(aws_config::Region::new(region.to_owned()));
+    if let Some(region) = &args.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
     }
-    if let Some(profile) = profile {
+    if let Some(profile) = &args.profile {
         loader = loader.profile_name(profile);
     }
     let sdk = loader.load().await;
@@ -188,7 +188,7 @@ pub(crate) async fn connect(region: Option<&str>, profile: Option<&str>) -> anyh
 }
 
 async fn publish(args: &flags::Publish, dist: &Path, manifest: &Manifest) -> anyhow::Result<Option<Published>> {
-    let aws = connect(args.region.as_deref(), args.profile.as_deref()).await?;
+    let aws = connect(&args.aws).await?;
     if args.launch_role_arn.is_some() && args.portfolio_id.is_none() {
         bail!("--launch-role-arn needs --portfolio-id: a launch constraint belongs to a portfolio");
     }
@@ -507,18 +507,7 @@ async fn put_once(aws: &Aws, bucket: &str, upload: &Upload) -> anyhow::Result<bo
         ),
         ObjectState::Absent => {}
     }
-    aws.s3
-        .put_object()
-        .bucket(bucket)
-        .key(&upload.key)
-        .body(ByteStream::from(upload.bytes.clone()))
-        // S3 verifies the bytes it stores against this digest.
-        .checksum_sha256(base64_of_hex(&upload.sha256_hex))
-        .metadata(DIGEST_METADATA, &upload.sha256_hex)
-        .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::Aes256)
-        .send()
-        .await
-        .map_err(|err| anyhow::anyhow!("S3 refused it: {}", lambda_common::describe_sdk_error(&err)))?;
+    put_object(aws, bucket, &upload.key, upload).await.map_err(|err| anyhow::anyhow!("S3 refused it: {err}"))?;
     Ok(true)
 }
 
@@ -536,21 +525,11 @@ fn s3_template_key(args: &flags::Publish) -> String {
 /// Puts the template where SageMaker's S3-based project templates live, tagged for Studio;
 /// reports the bucket's CORS rule and the domain tag Studio needs. Returns its `s3://` URL.
 async fn put_s3_template(aws: &Aws, args: &flags::Publish, template: &Upload) -> anyhow::Result<String> {
-    use aws_sdk_s3::types::{ServerSideEncryption, Tag as S3Tag, Tagging};
+    use aws_sdk_s3::types::{Tag as S3Tag, Tagging};
     let key = s3_template_key(args);
-    aws.s3
-        .put_object()
-        .bucket(&args.bucket)
-        .key(&key)
-        .body(ByteStream::from(template.bytes.clone()))
-        .checksum_sha256(base64_of_hex(&template.sha256_hex))
-        .metadata(DIGEST_METADATA, &template.sha256_hex)
-        .server_side_encryption(ServerSideEncryption::Aes256)
-        .send()
+    put_object(aws, &args.bucket, &key, template)
         .await
-        .map_err(|err| {
-            anyhow::anyhow!("uploading the S3-based template failed: {}", lambda_common::describe_sdk_error(&err))
-        })?;
+        .map_err(|err| anyhow::anyhow!("uploading the S3-based template failed: {err}"))?;
     let tag = S3Tag::builder().key(STUDIO_VISIBILITY.0).value(STUDIO_VISIBILITY.1).build()?;
     aws.s3
         .put_object_tagging()
@@ -582,6 +561,23 @@ async fn put_s3_template(aws: &Aws, args: &flags::Publish, template: &Upload) ->
     }
     println!("  tag the Studio domain with sagemaker:projectS3TemplatesLocation={location}");
     Ok(format!("s3://{}/{key}", args.bucket))
+}
+
+/// Puts `upload`'s bytes at `key`, encrypted, with the SHA-256 S3 verifies them against and a
+/// copy of it as metadata.
+async fn put_object(aws: &Aws, bucket: &str, key: &str, upload: &Upload) -> Result<(), String> {
+    aws.s3
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from(upload.bytes.clone()))
+        .checksum_sha256(base64_of_hex(&upload.sha256_hex))
+        .metadata(DIGEST_METADATA, &upload.sha256_hex)
+        .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::Aes256)
+        .send()
+        .await
+        .map(drop)
+        .map_err(|err| lambda_common::describe_sdk_error(&err))
 }
 
 async fn create_product(

@@ -13,7 +13,7 @@ pub fn run(args: &flags::Versions) -> anyhow::Result<()> {
 }
 
 async fn list(args: &flags::Versions) -> anyhow::Result<()> {
-    let aws = connect(args.region.as_deref(), args.profile.as_deref()).await?;
+    let aws = connect(&args.aws).await?;
     let product = find_product(&aws, &args.product_name)
         .await?
         .with_context(|| format!("no Service Catalog product is named {:?} in {}", args.product_name, aws.region))?;
