@@ -41,7 +41,6 @@ impl Moto {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/src/moto_server.py");
         let mut server = Command::new(tools_python())
             .arg(script)
-            .env("MOTO_ALLOW_NONEXISTENT_REGION", "false")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
