@@ -8,6 +8,8 @@ pub mod token;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use aws_sdk_secretsmanager::error::ProvideErrorMetadata as _;
+
 /// The AWS SDK configuration from the standard chain (Lambda's environment, or a profile, or
 /// web identity); `AWS_ENDPOINT_URL` points every client at a local emulator in tests.
 pub async fn aws_config() -> aws_config::SdkConfig {
@@ -49,8 +51,6 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
             .ok_or_else(|| format!("environment variable {name} is not set: the project template must set it"))
     }
 }
-
-use aws_sdk_secretsmanager::error::ProvideErrorMetadata as _;
 
 /// An SDK error as one line: the service's code and message, or the transport's cause.
 pub fn describe_sdk_error<E, R>(err: &aws_sdk_secretsmanager::error::SdkError<E, R>) -> String

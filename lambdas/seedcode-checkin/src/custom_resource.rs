@@ -102,7 +102,6 @@ pub fn work_deadline(deadline: Instant) -> Instant {
 /// data, FAILED with its reason, FAILED when it panics, and FAILED when it is still running at
 /// `work_deadline(deadline)` (then it is stopped). Errs only when the answer could not be sent.
 pub async fn answer(
-    http: &reqwest::Client,
     request: &Request,
     physical_id: String,
     deadline: Instant,
@@ -122,7 +121,7 @@ pub async fn answer(
         Err(reason) => Response::new(request, Status::Failed, physical_id, reason, BTreeMap::new()),
     };
     tracing::info!(status = ?response.status, reason = response.reason, physical_id = response.physical_resource_id, "answering CloudFormation");
-    send(http, &request.response_url, &response)
+    send(&request.response_url, &response)
         .await
         .inspect_err(|err| tracing::error!(error = err, "CloudFormation was not answered"))
 }
@@ -154,7 +153,8 @@ fn fit_json_string(text: String, room: usize) -> String {
 
 /// PUTs the response to the pre-signed URL with the empty content type S3 signed for, retrying
 /// a few times: a response that never arrives leaves the stack hanging.
-pub async fn send(http: &reqwest::Client, url: &str, response: &Response) -> Result<(), String> {
+pub async fn send(url: &str, response: &Response) -> Result<(), String> {
+    let http = lambda_common::http_client();
     let body = response.body();
     let mut last_error = String::new();
     for attempt in 1..=3u32 {

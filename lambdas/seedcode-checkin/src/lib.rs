@@ -67,9 +67,7 @@ pub async fn handle(deps: Arc<Deps>, event: LambdaEvent<Value>) -> Result<(), Er
         event.context.invoked_function_arn.clone(),
         custom_resource::work_deadline(deadline),
     );
-    custom_resource::answer(&lambda_common::http_client(), &request, physical_id, deadline, work)
-        .await
-        .map_err(Error::from)
+    custom_resource::answer(&request, physical_id, deadline, work).await.map_err(Error::from)
 }
 
 /// Stable across retries and updates: one SageMaker project, one pair of repositories.

@@ -224,9 +224,7 @@ async fn a_panic_still_gets_a_failed_answer() {
     let request = seedcode_checkin::custom_resource::Request::from_payload(&stand.request("Create", None)).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let work = async { panic!("index out of bounds") };
-    seedcode_checkin::custom_resource::answer(&reqwest::Client::new(), &request, "pid".into(), deadline, work)
-        .await
-        .unwrap();
+    seedcode_checkin::custom_resource::answer(&request, "pid".into(), deadline, work).await.unwrap();
     assert_failed(&one_answer(stand.sink.received()), &["internal error", "index out of bounds"]);
 }
 
