@@ -1,1 +1,0 @@
-"""Model build pipelines of this SageMaker project."""

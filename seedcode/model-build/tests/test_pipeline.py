@@ -1,0 +1,143 @@
+"""The pipeline definition, built by the pinned SageMaker SDK against moto, and the CLI that
+creates and starts it."""
+
+import hashlib
+import json
+
+import pytest
+from sagemaker.workflow.pipeline_context import PipelineSession
+
+from pipelines import run_pipeline
+from pipelines.pipeline import SCRIPTS, get_pipeline
+from tests.conftest import PROJECT_ENV
+
+
+@pytest.fixture
+def definition(aws):
+    project = run_pipeline.project_from_env()
+    session = PipelineSession(boto_session=aws, default_bucket=project.bucket)
+    pipeline = get_pipeline(project, session, "s3://example/penguins.csv")
+    return json.loads(pipeline.definition())
+
+
+def steps_by_name(definition):
+    steps = {}
+    for step in definition["Steps"]:
+        steps[step["Name"]] = step
+        for branch in ("IfSteps", "ElseSteps"):
+            steps.update(steps_by_name({"Steps": step.get("Arguments", {}).get(branch, [])}))
+    return steps
+
+
+def test_steps_run_in_order_preprocess_train_evaluate_check(definition):
+    assert [step["Name"] for step in definition["Steps"]] == ["Preprocess", "Train", "Evaluate", "CheckRmse"]
+    steps = steps_by_name(definition)
+    train_inputs = json.dumps(steps["Train"]["Arguments"]["InputDataConfig"])
+    assert "Steps.Preprocess.ProcessingOutputConfig.Outputs['train']" in train_inputs
+    evaluate_inputs = json.dumps(steps["Evaluate"]["Arguments"]["ProcessingInputs"])
+    assert "Steps.Train.ModelArtifacts.S3ModelArtifacts" in evaluate_inputs
+    assert "Steps.Preprocess.ProcessingOutputConfig.Outputs['test']" in evaluate_inputs
+    assert steps["Train"]["Arguments"]["HyperParameters"]["objective"] == "reg:squarederror"
+    assert "xgboost:3.0-5" in steps["Train"]["Arguments"]["AlgorithmSpecification"]["TrainingImage"]
+    assert "scikit-learn:1.4-2" in steps["Preprocess"]["Arguments"]["AppSpecification"]["ImageUri"]
+
+
+def test_condition_registers_below_max_rmse_and_fails_above(definition):
+    check = steps_by_name(definition)["CheckRmse"]["Arguments"]
+    [condition] = check["Conditions"]
+    assert condition["Type"] == "LessThanOrEqualTo"
+    assert condition["LeftValue"]["Std:JsonGet"]["Path"] == "regression_metrics.rmse.value"
+    assert condition["RightValue"] == {"Get": "Parameters.MaxRmse"}
+    assert [step["Type"] for step in check["IfSteps"]] == ["RegisterModel"]
+    assert [(step["Name"], step["Type"]) for step in check["ElseSteps"]] == [("RmseTooHigh", "Fail")]
+
+
+def test_model_is_registered_in_the_project_group_pending_approval(definition):
+    [register] = [step for step in steps_by_name(definition).values() if step["Type"] == "RegisterModel"]
+    arguments = register["Arguments"]
+    assert arguments["ModelPackageGroupName"] == PROJECT_ENV["MODEL_PACKAGE_GROUP_NAME"]
+    assert arguments["ModelApprovalStatus"] == {"Get": "Parameters.ModelApprovalStatus"}
+    parameters = {p["Name"]: p.get("DefaultValue") for p in definition["Parameters"]}
+    assert parameters["ModelApprovalStatus"] == "PendingManualApproval"
+    assert parameters["MaxRmse"] == 400.0
+    assert parameters["InputDataUrl"] == "s3://example/penguins.csv"
+    statistics = arguments["ModelMetrics"]["ModelQuality"]["Statistics"]
+    assert "Steps.Evaluate.ProcessingOutputConfig.Outputs['evaluation']" in json.dumps(statistics)
+
+
+def test_step_scripts_are_uploaded_to_the_artifact_bucket(definition, aws):
+    s3 = aws.client("s3")
+    steps = steps_by_name(definition)
+    for step, script in (("Preprocess", "preprocess.py"), ("Evaluate", "evaluate.py")):
+        [code] = [i for i in steps[step]["Arguments"]["ProcessingInputs"] if i["InputName"] == "code"]
+        uri = code["S3Input"]["S3Uri"]
+        bucket, key = uri.removeprefix("s3://").split("/", 1)
+        assert bucket == PROJECT_ENV["ARTIFACT_BUCKET"]
+        assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == (SCRIPTS / script).read_bytes()
+
+
+def test_cli_creates_tags_and_starts_the_pipeline_then_updates_it(aws, capsys):
+    assert run_pipeline.main(["--no-wait"]) == 0
+    assert run_pipeline.main(["--no-wait"]) == 0
+
+    sagemaker = aws.client("sagemaker")
+    name = f"{PROJECT_ENV['SAGEMAKER_PROJECT_NAME']}-{PROJECT_ENV['SAGEMAKER_PROJECT_ID']}"
+    described = sagemaker.describe_pipeline(PipelineName=name)
+    assert described["RoleArn"] == PROJECT_ENV["SAGEMAKER_PIPELINE_ROLE_ARN"]
+    tags = {t["Key"]: t["Value"] for t in sagemaker.list_tags(ResourceArn=described["PipelineArn"])["Tags"]}
+    assert tags["sagemaker:project-name"] == PROJECT_ENV["SAGEMAKER_PROJECT_NAME"]
+    assert tags["sagemaker:project-id"] == PROJECT_ENV["SAGEMAKER_PROJECT_ID"]
+    assert len(sagemaker.list_pipeline_executions(PipelineName=name)["PipelineExecutionSummaries"]) == 2
+
+    # The committed data went up once, under its content hash, and the pipeline reads it there.
+    body = (run_pipeline.DEFAULT_INPUT).read_bytes()
+    key = f"{name}/input/{hashlib.sha256(body).hexdigest()[:16]}/penguins.csv"
+    assert aws.client("s3").get_object(Bucket=PROJECT_ENV["ARTIFACT_BUCKET"], Key=key)["Body"].read() == body
+    definition = json.loads(described["PipelineDefinition"])
+    defaults = {p["Name"]: p.get("DefaultValue") for p in definition["Parameters"]}
+    assert defaults["InputDataUrl"] == f"s3://{PROJECT_ENV['ARTIFACT_BUCKET']}/{key}"
+    assert "started: arn:aws:sagemaker:" in capsys.readouterr().out
+
+
+def test_cli_names_every_missing_variable(aws, monkeypatch):
+    monkeypatch.delenv("ARTIFACT_BUCKET")
+    monkeypatch.delenv("SAGEMAKER_PIPELINE_ROLE_ARN")
+    with pytest.raises(SystemExit, match="SAGEMAKER_PIPELINE_ROLE_ARN, ARTIFACT_BUCKET"):
+        run_pipeline.main(["--no-wait"])
+
+
+def test_cli_fails_when_sagemaker_refuses(aws, monkeypatch, capsys):
+    monkeypatch.setenv("ARTIFACT_BUCKET", "no-such-bucket")
+    assert run_pipeline.main(["--no-wait"]) == 1
+    assert "creating or starting pipeline" in capsys.readouterr().err
+
+
+class ScriptedExecution:
+    """A run that goes Executing → Failed, as DescribePipelineExecution and
+    ListPipelineExecutionSteps report it (moto has no ListPipelineExecutionSteps)."""
+
+    def __init__(self, statuses):
+        self.statuses = list(statuses)
+
+    def describe_pipeline_execution(self, PipelineExecutionArn):
+        self.status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+        return {"PipelineExecutionStatus": self.status}
+
+    def list_pipeline_execution_steps(self, PipelineExecutionArn, SortOrder):
+        steps = [{"StepName": "Preprocess", "StepStatus": "Succeeded"}]
+        if self.status == "Failed":
+            steps.append({"StepName": "RmseTooHigh", "StepStatus": "Failed", "FailureReason": "the model's test RMSE 512 is above MaxRmse 400"})
+        return {"PipelineExecutionSteps": steps}
+
+
+def test_follow_prints_each_step_once_and_returns_the_final_status(capsys):
+    run = ScriptedExecution(["Executing", "Executing", "Failed"])
+    assert run_pipeline.follow(run, "arn", poll_seconds=0, timeout_seconds=60) == "Failed"
+    out = capsys.readouterr().out
+    assert out.count("step Preprocess: Succeeded") == 1
+    assert "step RmseTooHigh: Failed: the model's test RMSE 512 is above MaxRmse 400" in out
+
+
+def test_follow_gives_up_at_the_timeout_saying_the_run_goes_on():
+    with pytest.raises(SystemExit, match="still Executing after 0 s; it goes on in SageMaker"):
+        run_pipeline.follow(ScriptedExecution(["Executing"]), "arn", poll_seconds=0, timeout_seconds=0)
