@@ -1,0 +1,1 @@
+"""Deploys the project's approved model to a staging and a production endpoint."""

@@ -1,0 +1,147 @@
+"""The deploy pipeline's steps, one command each:
+
+    python -m deploy select             pick the model package → build/model.json
+    python -m deploy stack staging      create or update the staging endpoint stack, wait for it
+    python -m deploy test staging       call the staging endpoint with data/endpoint-sample.csv
+    python -m deploy stack production   the same for production
+
+The project comes from the CI/CD variables the SageMaker project set on this repository
+(SAGEMAKER_PROJECT_NAME, SAGEMAKER_PROJECT_ID, AWS_REGION, MODEL_PACKAGE_GROUP_NAME,
+MODEL_EXECUTION_ROLE_ARN) and, when the model registry's approval started the pipeline,
+MODEL_PACKAGE_ARN. Every command exits non-zero when its step fails.
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from deploy import endpoint_test, stack
+from deploy.model import NotDeployable, select_model_package
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = REPO_ROOT / "endpoint.yml"
+STAGES = ("staging", "production")
+REQUIRED = ("SAGEMAKER_PROJECT_NAME", "SAGEMAKER_PROJECT_ID", "AWS_REGION", "MODEL_PACKAGE_GROUP_NAME", "MODEL_EXECUTION_ROLE_ARN")
+NOTHING_TO_DEPLOY = "nothing to deploy"
+
+
+class Failure(Exception):
+    """A step failed; the message says why and what to do."""
+
+
+def environment() -> dict[str, str]:
+    missing = [name for name in REQUIRED if not os.environ.get(name)]
+    if missing:
+        raise Failure(
+            f"missing environment variables: {', '.join(missing)}. The SageMaker project sets them as CI/CD "
+            "variables of this repository (Settings > CI/CD > Variables); export them to run locally."
+        )
+    return {name: os.environ[name] for name in REQUIRED}
+
+
+def select(args, env, session) -> None:
+    explicit = os.environ.get("MODEL_PACKAGE_ARN") or None
+    try:
+        package = select_model_package(session.client("sagemaker"), env["MODEL_PACKAGE_GROUP_NAME"], explicit)
+    except NotDeployable as err:
+        raise Failure(str(err)) from None
+    args.model_file.parent.mkdir(parents=True, exist_ok=True)
+    if package is None:
+        args.model_file.write_text(json.dumps({"ModelPackageArn": None}) + "\n")
+        print(f"{NOTHING_TO_DEPLOY}: group {env['MODEL_PACKAGE_GROUP_NAME']} has no approved model package yet", flush=True)
+        return
+    chosen = {
+        "ModelPackageArn": package["ModelPackageArn"],
+        "ModelPackageVersion": package.get("ModelPackageVersion"),
+        "ChosenBecause": "named by the approval event" if explicit else "newest approved package of the group",
+    }
+    args.model_file.write_text(json.dumps(chosen, indent=2) + "\n")
+    print(f"deploying {chosen['ModelPackageArn']} ({chosen['ChosenBecause']})", flush=True)
+
+
+def chosen_package(model_file: Path) -> str | None:
+    if not model_file.is_file():
+        raise Failure(f"{model_file} does not exist: run `python -m deploy select` first (the build job)")
+    return json.loads(model_file.read_text())["ModelPackageArn"]
+
+
+def deploy_stack(args, env, session) -> None:
+    package_arn = chosen_package(args.model_file)
+    if package_arn is None:
+        print(f"{NOTHING_TO_DEPLOY}: no approved model package", flush=True)
+        return
+    config_file = REPO_ROOT / "config" / f"{args.stage}.json"
+    parameters = {
+        **json.loads(config_file.read_text()),
+        "ProjectName": env["SAGEMAKER_PROJECT_NAME"],
+        "ProjectId": env["SAGEMAKER_PROJECT_ID"],
+        "StageName": args.stage,
+        "ModelPackageArn": package_arn,
+        "ModelExecutionRoleArn": env["MODEL_EXECUTION_ROLE_ARN"],
+    }
+    tags = {
+        "sagemaker:project-name": env["SAGEMAKER_PROJECT_NAME"],
+        "sagemaker:project-id": env["SAGEMAKER_PROJECT_ID"],
+    }
+    name = stack.stack_name(env["SAGEMAKER_PROJECT_NAME"], env["SAGEMAKER_PROJECT_ID"], args.stage)
+    try:
+        outputs = stack.deploy(
+            session.client("cloudformation"), name, TEMPLATE.read_text(), parameters, tags, args.poll_seconds, args.timeout_minutes * 60
+        )
+    except stack.DeployFailed as err:
+        raise Failure(str(err)) from None
+    print(f"endpoint {outputs['EndpointName']} serves {package_arn}", flush=True)
+
+
+def test_endpoint(args, env, session) -> None:
+    if chosen_package(args.model_file) is None:
+        print(f"{NOTHING_TO_DEPLOY}: no endpoint to test", flush=True)
+        return
+    name = stack.stack_name(env["SAGEMAKER_PROJECT_NAME"], env["SAGEMAKER_PROJECT_ID"], args.stage)
+    endpoint = stack.outputs(session.client("cloudformation"), name)["EndpointName"]
+    try:
+        error = endpoint_test.run(session.client("sagemaker-runtime"), endpoint, args.sample, args.max_mean_absolute_error)
+    except endpoint_test.EndpointTestFailed as err:
+        raise Failure(f"endpoint {endpoint}: {err}") from None
+    print(f"endpoint {endpoint} answered every sample row; mean absolute error {error:.1f}", flush=True)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="python -m deploy", description=__doc__.splitlines()[0])
+    root.add_argument("--model-file", type=Path, default=REPO_ROOT / "build" / "model.json")
+    commands = root.add_subparsers(dest="command", required=True)
+    commands.add_parser("select", help="pick the model package to deploy").set_defaults(run=select)
+    stack_command = commands.add_parser("stack", help="deploy one stage's endpoint stack")
+    stack_command.add_argument("stage", choices=STAGES)
+    stack_command.add_argument("--poll-seconds", type=float, default=20.0)
+    stack_command.add_argument("--timeout-minutes", type=float, default=60.0)
+    stack_command.set_defaults(run=deploy_stack)
+    test_command = commands.add_parser("test", help="call one stage's endpoint with sample rows")
+    test_command.add_argument("stage", choices=STAGES)
+    test_command.add_argument("--sample", type=Path, default=REPO_ROOT / "data" / "endpoint-sample.csv")
+    test_command.add_argument("--max-mean-absolute-error", type=float, default=600.0)
+    test_command.set_defaults(run=test_endpoint)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        env = environment()
+        args.run(args, env, boto3.Session(region_name=env["AWS_REGION"]))
+    except Failure as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    except (ClientError, BotoCoreError) as err:
+        print(f"error: {args.command} failed calling AWS: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

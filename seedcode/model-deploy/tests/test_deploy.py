@@ -1,0 +1,129 @@
+"""The deploy commands against moto: model selection in the registry, the endpoint stack in
+CloudFormation, the endpoint test through SageMaker Runtime."""
+
+import json
+
+import pytest
+import requests
+
+from deploy.__main__ import main
+from tests.conftest import GROUP, PROJECT_ENV, register
+
+STACK = f"sagemaker-{PROJECT_ENV['SAGEMAKER_PROJECT_NAME']}-{PROJECT_ENV['SAGEMAKER_PROJECT_ID']}-staging"
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    return tmp_path / "build" / "model.json"
+
+
+def chosen(model_file):
+    return json.loads(model_file.read_text())["ModelPackageArn"]
+
+
+def answer_next_invocation_with(body: str):
+    """Queues what moto's SageMaker Runtime answers to the next InvokeEndpoint."""
+    results = {"results": [{"Body": body, "ContentType": "text/csv"}], "region": PROJECT_ENV["AWS_REGION"]}
+    requests.post("http://motoapi.amazonaws.com/moto-api/static/sagemaker/endpoint-results", json=results).raise_for_status()
+
+
+def test_select_takes_the_package_the_approval_event_named(aws, model_file, monkeypatch):
+    older = register(aws, "Approved")
+    register(aws, "Approved")
+    monkeypatch.setenv("MODEL_PACKAGE_ARN", older)
+
+    assert main(["--model-file", str(model_file), "select"]) == 0
+    assert chosen(model_file) == older
+
+
+def test_select_refuses_a_named_package_that_is_not_approved(aws, model_file, monkeypatch, capsys):
+    monkeypatch.setenv("MODEL_PACKAGE_ARN", register(aws, "Rejected"))
+
+    assert main(["--model-file", str(model_file), "select"]) == 1
+    assert "is Rejected, not Approved" in capsys.readouterr().err
+    assert not model_file.exists()
+
+
+def test_select_refuses_a_package_of_another_group(aws, model_file, monkeypatch, capsys):
+    aws.client("sagemaker").create_model_package_group(ModelPackageGroupName="other")
+    monkeypatch.setenv("MODEL_PACKAGE_ARN", register(aws, "Approved", group="other"))
+
+    assert main(["--model-file", str(model_file), "select"]) == 1
+    assert f"not to this project's {GROUP}" in capsys.readouterr().err
+
+
+def test_select_takes_the_newest_approved_of_several(aws, model_file):
+    register(aws, "Approved")
+    newest_approved = register(aws, "Approved")
+    register(aws, "PendingManualApproval")
+    register(aws, "Rejected")
+
+    assert main(["--model-file", str(model_file), "select"]) == 0
+    assert chosen(model_file) == newest_approved
+    assert json.loads(model_file.read_text())["ModelPackageVersion"] == 2
+
+
+def test_with_none_approved_every_step_ends_successfully_saying_nothing_to_deploy(aws, model_file, capsys):
+    register(aws, "PendingManualApproval")
+
+    assert main(["--model-file", str(model_file), "select"]) == 0
+    assert chosen(model_file) is None
+    assert main(["--model-file", str(model_file), "stack", "staging"]) == 0
+    assert main(["--model-file", str(model_file), "test", "staging"]) == 0
+    assert capsys.readouterr().out.count("nothing to deploy") == 3
+    assert aws.client("cloudformation").list_stacks()["StackSummaries"] == []
+
+
+def test_stack_deploys_the_chosen_package_with_the_stage_config_then_the_test_checks_answers(aws, model_file, capsys):
+    package = register(aws, "Approved")
+    assert main(["--model-file", str(model_file), "select"]) == 0
+
+    assert main(["--model-file", str(model_file), "stack", "staging", "--poll-seconds", "0"]) == 0
+
+    cfn = aws.client("cloudformation")
+    [described] = cfn.describe_stacks(StackName=STACK)["Stacks"]
+    assert described["StackStatus"] == "CREATE_COMPLETE"
+    parameters = {p["ParameterKey"]: p["ParameterValue"] for p in described["Parameters"]}
+    assert parameters["ModelPackageArn"] == package
+    assert parameters["InstanceType"] == "ml.m5.large"
+    assert parameters["InstanceCount"] == "1"
+    assert {t["Key"]: t["Value"] for t in described["Tags"]}["sagemaker:project-id"] == PROJECT_ENV["SAGEMAKER_PROJECT_ID"]
+    endpoint = {o["OutputKey"]: o["OutputValue"] for o in described["Outputs"]}["EndpointName"]
+    config = aws.client("sagemaker").describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
+    [variant] = aws.client("sagemaker").describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"]
+    assert (variant["InstanceType"], variant["InitialInstanceCount"]) == ("ml.m5.large", 1)
+
+    # Ten sample rows of bodies between 3,300 g and 5,400 g; predictions within 250 g pass.
+    answer_next_invocation_with("\n".join(["3650", "3650", "4650", "3450", "5050", "3750", "4150", "4150", "5250", "4650"]))
+    assert main(["--model-file", str(model_file), "test", "staging"]) == 0
+    assert f"endpoint {endpoint} answered every sample row" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "answer, complaint",
+    [
+        ("not a number", "not one number per row"),
+        ("4000,4000", "10 rows sent, 2 predictions received"),
+        (",".join(["100"] * 10), "mean absolute error"),
+        (",".join(["nan"] * 10), "non-finite"),
+    ],
+)
+def test_the_endpoint_test_fails_on_a_wrong_answer(aws, model_file, capsys, answer, complaint):
+    register(aws, "Approved")
+    assert main(["--model-file", str(model_file), "select"]) == 0
+    assert main(["--model-file", str(model_file), "stack", "staging", "--poll-seconds", "0"]) == 0
+
+    answer_next_invocation_with(answer)
+    assert main(["--model-file", str(model_file), "test", "staging"]) == 1
+    assert complaint in capsys.readouterr().err
+
+
+def test_stack_and_test_need_the_select_step_first(aws, model_file, capsys):
+    assert main(["--model-file", str(model_file), "stack", "staging"]) == 1
+    assert "run `python -m deploy select` first" in capsys.readouterr().err
+
+
+def test_missing_variables_are_named(aws, model_file, monkeypatch, capsys):
+    monkeypatch.delenv("MODEL_EXECUTION_ROLE_ARN")
+    assert main(["--model-file", str(model_file), "select"]) == 1
+    assert "missing environment variables: MODEL_EXECUTION_ROLE_ARN" in capsys.readouterr().err
