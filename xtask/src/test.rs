@@ -23,6 +23,7 @@ pub fn run(sh: &Shell, args: &flags::Test) -> anyhow::Result<()> {
     tools::ensure_python_tools(sh, tools::Requirements::Build)?;
     tools::ensure_python_tools(sh, tools::Requirements::Test)?;
     tools::ensure_python_tools(sh, tools::Requirements::Checkov)?;
+    tools::ensure_python_tools(sh, tools::Requirements::Seedcode)?;
     tools::ensure_npm_tools(sh)?;
 
     cmd!(sh, "cargo fmt --all --check").run()?;

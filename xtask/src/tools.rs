@@ -18,6 +18,8 @@ pub enum Requirements {
     Test,
     /// checkov, the CloudFormation security scanner.
     Checkov,
+    /// The seed repositories' test requirements, which pin the SageMaker SDK and its stack.
+    Seedcode,
 }
 
 impl Requirements {
@@ -26,6 +28,7 @@ impl Requirements {
             Requirements::Build => "build",
             Requirements::Test => "test",
             Requirements::Checkov => "checkov",
+            Requirements::Seedcode => "seedcode",
         }
     }
 }
@@ -85,11 +88,13 @@ pub fn ensure_npm_tools(sh: &Shell) -> anyhow::Result<PathBuf> {
     Ok(prefix.join("node_modules/.bin"))
 }
 
-/// Runs `install` into `dir` unless a stamp there records `req_file`'s current hash, so the
-/// check costs nothing when nothing changed. Concurrent tasks (parallel tests) wait for one
-/// install instead of racing in one folder.
+/// Runs `install` into `dir` unless a stamp there records the current hash of `req_file` and the
+/// files it includes, so the check costs nothing when nothing changed. Concurrent tasks
+/// (parallel tests) wait for one install instead of racing in one folder.
 fn ensure_installed(dir: &Path, req_file: &Path, install: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
-    let wanted = sha256_hex(&std::fs::read(req_file).with_context(|| format!("cannot read {}", req_file.display()))?);
+    let mut contents = Vec::new();
+    read_with_includes(req_file, &mut contents)?;
+    let wanted = sha256_hex(&contents);
     let stamp = dir.join(".installed-requirements");
     let is_current = || std::fs::read_to_string(&stamp).is_ok_and(|have| have == wanted);
     if is_current() {
@@ -104,6 +109,19 @@ fn ensure_installed(dir: &Path, req_file: &Path, install: impl FnOnce() -> anyho
     eprintln!("installing the tools of {} into {}", relative(req_file), dir.display());
     install()?;
     std::fs::write(&stamp, wanted)?;
+    Ok(())
+}
+
+/// Appends `req_file` and every file it includes with pip's `-r` to `out`.
+fn read_with_includes(req_file: &Path, out: &mut Vec<u8>) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(req_file).with_context(|| format!("cannot read {}", req_file.display()))?;
+    out.extend_from_slice(text.as_bytes());
+    for line in text.lines() {
+        let included = line.trim().strip_prefix("-r ").or_else(|| line.trim().strip_prefix("--requirement "));
+        if let Some(included) = included {
+            read_with_includes(&req_file.parent().unwrap_or(Path::new(".")).join(included.trim()), out)?;
+        }
+    }
     Ok(())
 }
 

@@ -1,0 +1,102 @@
+//! The seed repositories as their users get them: their own unit tests pass with their own pins,
+//! their CI's unit-test job runs under gitlab-ci-local, the endpoint template lints clean, and
+//! the two repositories agree on the model's input format.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{repo_root, run_ok, tool, tools_dir};
+
+const SEED_REPOS: [&str; 2] = ["model-build", "model-deploy"];
+
+fn seed_repo(name: &str) -> PathBuf {
+    repo_root().join("seedcode").join(name)
+}
+
+/// A command in the seed venv's Python world, leaving no bytecode in the source tree.
+fn seed_python(dir: &Path) -> Command {
+    let mut command = Command::new(tool("seedcode", "python"));
+    command.current_dir(dir).env("PYTHONDONTWRITEBYTECODE", "1").env("SAGEMAKER_SUPPRESS_V2_WARNING", "1");
+    command
+}
+
+#[test]
+fn each_seed_repos_unit_tests_pass_with_its_pinned_requirements() {
+    for repo in SEED_REPOS {
+        let output = run_ok(seed_python(&seed_repo(repo)).args(["-m", "pytest", "-q", "-rs"]));
+        let summary = output.lines().last().unwrap_or_default();
+        assert!(summary.contains(" passed") && !summary.contains("skipped"), "{repo}: {output}");
+    }
+}
+
+#[test]
+fn the_endpoint_template_passes_cfn_lint() {
+    let output = run_ok(Command::new(tool("test", "cfn-lint")).arg(seed_repo("model-deploy").join("endpoint.yml")));
+    assert_eq!(output.trim(), "", "cfn-lint reported:\n{output}");
+}
+
+/// The deploy's staging test sends its sample rows to a model the build trained: they must be
+/// rows the build's preprocessing writes, label first.
+#[test]
+fn the_endpoint_sample_is_rows_the_build_preprocessing_writes() {
+    let work = tempfile::tempdir().unwrap();
+    std::fs::create_dir(work.path().join("input")).unwrap();
+    std::fs::copy(seed_repo("model-build").join("data/penguins.csv"), work.path().join("input/penguins.csv")).unwrap();
+    run_ok(seed_python(&seed_repo("model-build")).args(["-m", "pipelines.preprocess", "--base-dir"]).arg(work.path()));
+
+    let test_split = std::fs::read_to_string(work.path().join("test/test.csv")).unwrap();
+    let sample = std::fs::read_to_string(seed_repo("model-deploy").join("data/endpoint-sample.csv")).unwrap();
+    let rows: Vec<&str> = sample.lines().filter(|line| !line.starts_with('#') && !line.trim().is_empty()).collect();
+    assert!(rows.len() >= 5, "the sample has {} rows", rows.len());
+    for row in rows {
+        assert!(test_split.lines().any(|line| line == row), "{row} is not a row of the build's test split");
+    }
+}
+
+/// Each seed repo's `unit-tests` job, run by gitlab-ci-local in a git repository holding just
+/// that seed tree, as the checkin Lambda commits it. The seed venv comes first on PATH, so the
+/// job's `pip install` finds its pins satisfied and needs no network.
+#[test]
+fn each_seed_repos_unit_test_job_runs_under_gitlab_ci_local() {
+    let gitlab_ci_local = tools_dir().join("npm/node_modules/.bin/gitlab-ci-local");
+    let seed_bin = tool("seedcode", "python").parent().unwrap().to_path_buf();
+    let path = std::env::join_paths(
+        std::iter::once(seed_bin).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+    )
+    .unwrap();
+    for repo in SEED_REPOS {
+        let work = tempfile::tempdir().unwrap();
+        let checkout = work.path().join(repo);
+        run_ok(Command::new("cp").arg("-R").arg(seed_repo(repo)).arg(&checkout));
+        let git = |args: &[&str]| {
+            run_ok(
+                Command::new("git")
+                    .arg("-C")
+                    .arg(&checkout)
+                    .args(["-c", "user.name=ci", "-c", "user.email=ci@example.com"])
+                    .args(args),
+            )
+        };
+        git(&["init", "--quiet", "--initial-branch=main"]);
+        git(&["add", "--all"]);
+        git(&["commit", "--quiet", "--message", "Seed code"]);
+
+        let output = Command::new(&gitlab_ci_local)
+            .arg("--force-shell-executor=true")
+            .arg("unit-tests")
+            .current_dir(&checkout)
+            .env("PATH", &path)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env("PIP_NO_INDEX", "1")
+            .output()
+            .unwrap_or_else(|err| panic!("{}: {err}", gitlab_ci_local.display()));
+        let log = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && log.contains("PASS  unit-tests") && log.contains(" passed"),
+            "{repo}: the unit-tests job failed:\n{log}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
