@@ -30,9 +30,9 @@ pub struct GitLab {
 #[derive(Debug, thiserror::Error)]
 pub enum GitLabError {
     #[error(
-        "GitLab at {host} rejected the token ({status}) on {operation}: {message}. Store a valid token with the api scope in the secret"
+        "GitLab at {host} rejected the token ({status}) on {operation}: {message}. Store a valid token with the api scope in secret {secret}"
     )]
-    Unauthorized { host: String, operation: String, status: u16, message: String },
+    Unauthorized { host: String, operation: String, status: u16, message: String, secret: String },
     #[error("GitLab at {host} answered {status} to {operation}: {message}")]
     Api { host: String, operation: String, status: u16, message: String },
     #[error("GitLab at {host} could not be reached for {operation} after {attempts} attempts: {reason}")]
@@ -327,7 +327,9 @@ impl GitLab {
     fn api_error(&self, operation: &str, status: StatusCode, message: String) -> GitLabError {
         let (host, operation, status) = (self.host.clone(), operation.to_owned(), status.as_u16());
         match status {
-            401 | 403 => GitLabError::Unauthorized { host, operation, status, message },
+            401 | 403 => {
+                GitLabError::Unauthorized { host, operation, status, message, secret: self.token.secret().into() }
+            }
             _ => GitLabError::Api { host, operation, status, message },
         }
     }

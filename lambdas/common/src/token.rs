@@ -2,14 +2,23 @@
 
 use std::fmt;
 
-/// A GitLab access token. Neither `Debug` nor any error shows its value.
+/// A GitLab access token and the secret it came from. Neither `Debug` nor any error shows its
+/// value; errors name the secret, so whoever reads them knows where to store a new one.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Token(String);
+pub struct Token {
+    value: String,
+    secret: String,
+}
 
 impl Token {
     /// The value, for the one place that needs it: the `PRIVATE-TOKEN` header.
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.value
+    }
+
+    /// The Secrets Manager secret holding the token.
+    pub fn secret(&self) -> &str {
+        &self.secret
     }
 }
 
@@ -54,7 +63,7 @@ pub fn token_from_secret(secret: &str, value: &str) -> Result<Token, TokenError>
     if candidate.chars().any(char::is_whitespace) {
         return Err(TokenError::NotAToken { secret: secret.into() });
     }
-    Ok(Token(candidate))
+    Ok(Token { value: candidate, secret: secret.into() })
 }
 
 #[cfg(test)]

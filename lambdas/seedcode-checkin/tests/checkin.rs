@@ -150,7 +150,8 @@ async fn rejected_token_fails_once_with_a_remedy() {
     let mut stand = stand;
     stand.env.insert("GITLAB_SERVER_URL".into(), wrong.url());
     let body = stand.invoke("Create", None).await;
-    assert_failed(&body, &["rejected the token", "401", "valid token"]);
+    let secret = stand.env["GITLAB_TOKEN_SECRET_NAME"].clone();
+    assert_failed(&body, &["rejected the token", "401", "valid token", &format!("in secret {secret}")]);
     assert!(wrong.requests().len() <= 2, "a 401 is not retried: {}", wrong.requests().len());
 }
 
