@@ -112,21 +112,28 @@ impl RuntimeApi {
     /// Delivers `payload` with `time_limit` until the function's deadline, and waits (at most
     /// the time limit plus a grace second) for what the function reports.
     pub async fn invoke(&self, payload: Value, time_limit: Duration) -> Outcome {
+        self.try_invoke(payload, time_limit).await.unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    /// `invoke`, saying what went wrong instead of panicking, for callers that report it.
+    pub async fn try_invoke(&self, payload: Value, time_limit: Duration) -> Result<Outcome, String> {
         let n = self.next_request.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let request_id = format!("00000000-0000-4000-8000-{n:012}");
         let invocation = Invocation { request_id, deadline: SystemTime::now() + time_limit, payload };
-        self.invocations.send(invocation).expect("the emulator's server task is running");
+        self.invocations.send(invocation).map_err(|_| "the emulator's server task stopped".to_owned())?;
         let mut outcomes = self.outcomes.lock().await;
-        tokio::time::timeout(time_limit + Duration::from_secs(1), outcomes.recv())
-            .await
-            .expect("the function reported nothing before its deadline")
-            .expect("the emulator's server task is running")
+        match tokio::time::timeout(time_limit + Duration::from_secs(1), outcomes.recv()).await {
+            Ok(Some(outcome)) => Ok(outcome),
+            Ok(None) => Err("the emulator's server task stopped".into()),
+            Err(_) => Err(format!("the function reported nothing within its {} s time limit", time_limit.as_secs())),
+        }
     }
 }
 
-async fn next_invocation(State(shared): State<Shared>) -> (HeaderMap, Json<Value>) {
+async fn next_invocation(State(shared): State<Shared>) -> Result<(HeaderMap, Json<Value>), StatusCode> {
     shared.first_poll.get_or_init(Instant::now);
-    let invocation = shared.pending.lock().await.recv().await.expect("the emulator handle is alive");
+    // None: the emulator's handle is gone, so no invocation will come; the function is ending.
+    let invocation = shared.pending.lock().await.recv().await.ok_or(StatusCode::GONE)?;
     let deadline_ms = invocation.deadline.duration_since(UNIX_EPOCH).expect("deadline after 1970").as_millis();
     let mut headers = HeaderMap::new();
     let header = |value: String| HeaderValue::from_str(&value).expect("header values are ASCII");
@@ -137,7 +144,7 @@ async fn next_invocation(State(shared): State<Shared>) -> (HeaderMap, Json<Value
         header("arn:aws:lambda:us-east-1:123456789012:function:test-function".into()),
     );
     headers.insert("lambda-runtime-trace-id", header("Root=1-00000000-000000000000000000000000".into()));
-    (headers, Json(invocation.payload))
+    Ok((headers, Json(invocation.payload)))
 }
 
 async fn invocation_response(
