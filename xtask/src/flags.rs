@@ -25,6 +25,9 @@ pub enum Task {
     Versions(Versions),
     /// Install the tools the tests need, then run formatting, lint and every test of the workspace
     Test(Test),
+    /// Run the whole flow on this machine against moto and a GitLab double: publish, provision,
+    /// checkin, approve, trigger, and three fault runs
+    E2e(E2e),
     /// Measure the speed targets and print medians against a baseline measured in the same run
     Bench(Bench),
 }
@@ -129,6 +132,13 @@ pub struct Test {
     /// Extra arguments for `cargo test`, e.g. a test name filter
     #[arg(last = true)]
     pub cargo_test_args: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct E2e {
+    /// Architecture to package and run (arm64, what ships, runs under qemu-user on x86_64)
+    #[arg(long, value_enum, default_value_t = Arch::Arm64)]
+    pub arch: Arch,
 }
 
 #[derive(Debug, clap::Args)]

@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod deterministic_zip;
+pub mod e2e;
 pub mod flags;
 pub mod package;
 pub mod project;

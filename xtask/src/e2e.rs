@@ -1,0 +1,563 @@
+//! `cargo xtask e2e`: the whole flow on one machine, with the artifacts `publish` packages:
+//! publish to moto, provision the project's custom resource by playing CloudFormation's part,
+//! check what the checkin Lambda made in a GitLab double, approve a model package and deliver
+//! the EventBridge event to the trigger Lambda, then three fault runs. Each step prints as it
+//! goes; a table at the end says which passed.
+
+mod cfn;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use lambda_testkit::gitlab::{GitLabDouble, ProjectState};
+use lambda_testkit::moto::{ACCOUNT_ID, REGION, moto};
+use lambda_testkit::response_sink::ResponseSink;
+use lambda_testkit::runtime_api::{Outcome, RuntimeApi};
+use serde_json::{Value, json};
+use xshell::{Shell, cmd};
+
+use crate::deterministic_zip::sha256_hex;
+use crate::flags::{self, Arch};
+use crate::{project, template, tools};
+use cfn::Stack;
+
+const BUCKET: &str = "e2e-artifacts";
+const TOKEN_SECRET: &str = "sagemaker-gitlab-project/gitlab-token";
+const REVOKED_TOKEN_SECRET: &str = "sagemaker-gitlab-project/revoked-token";
+const PROJECT_NAME: &str = "churn";
+const PROJECT_ID: &str = "p-e2e0test0001";
+const GROUP_PATH: &str = "data-science";
+const CHECKIN_ZIP: &str = "lambda-seedcode-checkin-gitlab.zip";
+const TRIGGER_ZIP: &str = "lambda-gitlab-pipeline-trigger.zip";
+const SEED_ZIPS: [(&str, &str); 2] = [
+    ("Build", "mlops-gitlab-project-seedcode-model-build.zip"),
+    ("Deploy", "mlops-gitlab-project-seedcode-model-deploy.zip"),
+];
+/// Variables the checkin sets on both projects; the CI jobs of the seed code read them.
+const PROJECT_VARIABLES: [&str; 7] = [
+    "SAGEMAKER_PROJECT_NAME",
+    "SAGEMAKER_PROJECT_ID",
+    "SAGEMAKER_PROJECT_ARN",
+    "AWS_REGION",
+    "ARTIFACT_BUCKET",
+    "MODEL_PACKAGE_GROUP_NAME",
+    "AWS_ROLE_ARN",
+];
+
+pub fn run(sh: &Shell, args: &flags::E2e) -> anyhow::Result<()> {
+    tools::ensure_python_tools(sh, tools::Requirements::Test)?;
+    let runner = Runner::for_arch(sh, args.arch)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let mut report = Report::default();
+    runtime.block_on(flow(args, &runner, &mut report));
+    report.print_table();
+    let failed = report.rows.iter().filter(|row| row.1.is_err()).count();
+    if failed > 0 {
+        bail!("{failed} step(s) of the end-to-end run failed");
+    }
+    Ok(())
+}
+
+/// How a packaged `bootstrap` runs here: natively, or under qemu-user on another CPU.
+enum Runner {
+    Native,
+    Qemu { qemu: PathBuf },
+}
+
+impl Runner {
+    fn for_arch(sh: &Shell, arch: Arch) -> anyhow::Result<Runner> {
+        let native = matches!((arch, std::env::consts::ARCH), (Arch::X86_64, "x86_64") | (Arch::Arm64, "aarch64"));
+        if native {
+            return Ok(Runner::Native);
+        }
+        ensure!(arch == Arch::Arm64, "an x86_64 bootstrap cannot run on this {} machine", std::env::consts::ARCH);
+        tools::ensure_debian_programs(
+            sh,
+            &[("qemu-aarch64-static", "qemu-user-static"), (ARM64_LOADER, "libc6-arm64-cross")],
+        )?;
+        let qemu = cmd!(sh, "sh -c 'command -v qemu-aarch64-static'").quiet().read()?;
+        Ok(Runner::Qemu { qemu: PathBuf::from(qemu) })
+    }
+
+    fn spawn(&self, api: &RuntimeApi, bootstrap: &Path, env: &[(String, String)]) -> tokio::process::Child {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        match self {
+            Runner::Native => api.spawn_function(bootstrap, &env),
+            Runner::Qemu { qemu } => {
+                let bootstrap = bootstrap.to_str().expect("temporary paths are UTF-8");
+                api.spawn_command(qemu, &["-L", "/usr/aarch64-linux-gnu", bootstrap], &env)
+            }
+        }
+    }
+
+    fn describe(&self) -> &'static str {
+        match self {
+            Runner::Native => "natively",
+            Runner::Qemu { .. } => "under qemu-aarch64-static",
+        }
+    }
+}
+
+/// The arm64 dynamic loader libc6-arm64-cross installs, which qemu's `-L` points at.
+const ARM64_LOADER: &str = "/usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1";
+
+#[derive(Default)]
+struct Report {
+    rows: Vec<(String, Result<String, String>)>,
+}
+
+impl Report {
+    /// Prints the step's outcome as it ends and keeps it for the table; the value goes on to
+    /// the steps that need it.
+    fn record<T>(&mut self, step: &str, result: anyhow::Result<(T, String)>) -> Option<T> {
+        match result {
+            Ok((value, summary)) => {
+                println!("  ok      {step}: {summary}");
+                self.rows.push((step.to_owned(), Ok(summary)));
+                Some(value)
+            }
+            Err(err) => {
+                let reason = format!("{err:#}");
+                println!("  FAILED  {step}: {reason}");
+                self.rows.push((step.to_owned(), Err(reason)));
+                None
+            }
+        }
+    }
+
+    fn start(&self, step: &str) {
+        println!("▶ {step}");
+    }
+
+    fn print_table(&self) {
+        let width = self.rows.iter().map(|row| row.0.len()).max().unwrap_or(4).max(4);
+        println!("\n{:width$}  result", "step");
+        for (step, result) in &self.rows {
+            let (verdict, text) = match result {
+                Ok(summary) => ("pass", summary),
+                Err(reason) => ("FAIL", reason),
+            };
+            println!("{step:width$}  {verdict}  {text}");
+        }
+    }
+}
+
+/// What the steps share.
+struct World {
+    gitlab: GitLabDouble,
+    group_id: u64,
+    dist: PathBuf,
+    work: tempfile::TempDir,
+}
+
+async fn flow(args: &flags::E2e, runner: &Runner, report: &mut Report) {
+    report.start("start moto and the GitLab double, store the token");
+    let Some(world) = report.record("stand-ins", start_stand_ins().await) else { return };
+
+    report.start("cargo xtask publish to moto");
+    let Some(template_url) = report.record("publish", publish(args, &world)) else { return };
+
+    report.start("provision: resolve the published template for a sample project");
+    let Some(mut stack) = report.record("provision", provision(&world, &template_url, args.arch).await) else {
+        return;
+    };
+
+    report.start(&format!("checkin Create: the packaged bootstrap {}", runner.describe()));
+    let api = RuntimeApi::start().await;
+    let checkin_env = lambda_env(&stack, "CheckinFunction");
+    let checkin = checkin_env.map(|env| runner.spawn(&api, &world.work.path().join("checkin/bootstrap"), &env));
+    let created = match checkin {
+        Ok(_) => create(&api, &stack).await,
+        Err(err) => Err(err),
+    };
+    let Some(answer) = report.record("checkin Create", created) else { return };
+    for (key, value) in answer["Data"].as_object().into_iter().flatten() {
+        stack.set_attribute("SeedCodeCheckin", key, value.as_str().unwrap_or_default());
+    }
+
+    report.start("GitLab: projects, files, variables");
+    report.record("GitLab projects", check_projects(&world, &stack));
+
+    report.start(&format!("approve a model package, deliver the event to the trigger {}", runner.describe()));
+    report.record("trigger on approval", approve_and_trigger(&world, &stack, runner).await);
+
+    report.start("fault: GitLab unreachable");
+    report.record("fault: GitLab unreachable", unreachable_gitlab(&world, &stack, runner).await);
+    report.start("fault: token rejected");
+    report.record("fault: token rejected", rejected_token(&world, &stack, runner).await);
+    report.start("fault: CloudFormation retries the Create");
+    report.record("fault: retried Create", retried_create(&api, &stack, &world).await);
+}
+
+async fn start_stand_ins() -> anyhow::Result<(World, String)> {
+    let token = format!("glpat-e2e-{}", std::process::id());
+    let endpoint = moto().endpoint().to_owned();
+    let gitlab = GitLabDouble::start(&token).await;
+    let group_id = gitlab.add_group(GROUP_PATH);
+    let s3 = aws_sdk_s3::Client::new(&moto().sdk_config());
+    s3.create_bucket().bucket(BUCKET).send().await.context("creating the artifact bucket in moto")?;
+    aws_json("secretsmanager", "secretsmanager.CreateSecret", json!({ "Name": TOKEN_SECRET, "SecretString": token }))
+        .await?;
+    let world = World { gitlab, group_id, dist: project::target_dir().join("dist"), work: tempfile::tempdir()? };
+    let summary = format!(
+        "moto {endpoint}, GitLab double {} (group {GROUP_PATH} = {group_id}), token in {TOKEN_SECRET}",
+        world.gitlab.url()
+    );
+    Ok((world, summary))
+}
+
+/// Runs the real `publish` command against moto; it packages into target/dist first.
+fn publish(args: &flags::E2e, world: &World) -> anyhow::Result<(String, String)> {
+    let arch = match args.arch {
+        Arch::Arm64 => "arm64",
+        Arch::X86_64 => "x86_64",
+    };
+    let exe = std::env::current_exe().context("cannot find the xtask binary")?;
+    let status = std::process::Command::new(exe)
+        .args(["publish", "--bucket", BUCKET, "--region", REGION, "--arch", arch])
+        .envs(moto().lambda_env())
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .status()
+        .context("cannot run cargo xtask publish")?;
+    ensure!(status.success(), "cargo xtask publish failed ({status})");
+    let published: Value = serde_json::from_slice(&std::fs::read(world.dist.join("publish.json"))?)?;
+    let url = published["template_url"].as_str().context("publish.json has no template_url")?.to_owned();
+    let summary = format!(
+        "product {} version {} ({}), template {url}",
+        published["product_id"].as_str().unwrap_or("?"),
+        published["version_id"].as_str().unwrap_or("?"),
+        published["version_name"].as_str().unwrap_or("?"),
+    );
+    Ok((url, summary))
+}
+
+/// Reads the template Service Catalog would load, resolves it for the sample project, and
+/// fetches both Lambdas' code from where the template points, checking it is what was packaged.
+async fn provision(world: &World, template_url: &str, arch: Arch) -> anyhow::Result<(Stack, String)> {
+    let key = template_url.split_once(".amazonaws.com/").map(|(_, key)| key).context("unexpected template URL")?;
+    let template = String::from_utf8(s3_get(BUCKET, key).await?).context("the template is not UTF-8")?;
+    let group_id = world.group_id.to_string();
+    let gitlab_url = world.gitlab.url();
+    let parameters = [
+        ("SageMakerProjectName", PROJECT_NAME),
+        ("SageMakerProjectId", PROJECT_ID),
+        ("GitLabServerUrl", gitlab_url.as_str()),
+        ("GitLabGroupId", group_id.as_str()),
+    ];
+    let stack = Stack::new(&template, REGION, ACCOUNT_ID, &parameters)?;
+    for (function, zip, folder) in
+        [("CheckinFunction", CHECKIN_ZIP, "checkin"), ("TriggerFunction", TRIGGER_ZIP, "trigger")]
+    {
+        let architecture = stack.property(function, &["Architectures"])?;
+        let wanted = match arch {
+            Arch::Arm64 => "arm64",
+            Arch::X86_64 => "x86_64",
+        };
+        ensure!(architecture[0].as_str() == Some(wanted), "{function} is built for {architecture:?}, not {wanted}");
+        let bucket = stack.property(function, &["Code", "S3Bucket"])?;
+        let code_key = stack.property(function, &["Code", "S3Key"])?;
+        let (bucket, code_key) = (bucket.as_str().unwrap_or_default(), code_key.as_str().unwrap_or_default());
+        let deployed = s3_get(bucket, code_key).await?;
+        let packaged = std::fs::read(world.dist.join(zip))?;
+        ensure!(
+            sha256_hex(&deployed) == sha256_hex(&packaged),
+            "s3://{bucket}/{code_key} differs from target/dist/{zip}"
+        );
+        let bootstrap = zip_entries(&deployed)?.remove("bootstrap").context("the zip has no bootstrap")?;
+        let path = world.work.path().join(folder).join("bootstrap");
+        std::fs::create_dir_all(path.parent().unwrap())?;
+        std::fs::write(&path, bootstrap)?;
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    }
+    let summary = format!(
+        "{} resolved for {PROJECT_NAME} ({PROJECT_ID}); both Lambdas' code matches target/dist",
+        template::PROJECT_TEMPLATE
+    );
+    Ok((stack, summary))
+}
+
+fn lambda_env(stack: &Stack, function: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let mut env: Vec<(String, String)> = stack.lambda_environment(function)?.into_iter().collect();
+    env.extend(moto().lambda_env().into_iter().map(|(k, v)| (k.to_owned(), v)));
+    env.push(("AWS_EC2_METADATA_DISABLED".into(), "true".into()));
+    Ok(env)
+}
+
+fn create_event(sink: &ResponseSink, request_id: &str) -> Value {
+    json!({
+        "RequestType": "Create",
+        "RequestId": request_id,
+        "ResponseURL": sink.url(),
+        "ResourceType": "Custom::SeedCodeCheckin",
+        "LogicalResourceId": "SeedCodeCheckin",
+        "StackId": format!("arn:aws:cloudformation:{REGION}:{ACCOUNT_ID}:stack/SC-{ACCOUNT_ID}-pp-e2e/0000"),
+        "ServiceToken": format!("arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:sagemaker-{PROJECT_ID}-gitlab-checkin"),
+        "ResourceProperties": { "ServiceToken": "checkin" }
+    })
+}
+
+/// Sends a Create as CloudFormation does and returns the one answer the ResponseURL got.
+async fn answer_to(api: &RuntimeApi, request_id: &str, time_limit: Duration) -> anyhow::Result<Value> {
+    let sink = ResponseSink::start().await;
+    let started = Instant::now();
+    let outcome = api.try_invoke(create_event(&sink, request_id), time_limit).await.map_err(anyhow::Error::msg)?;
+    ensure!(matches!(outcome, Outcome::Response { .. }), "the invocation ended {outcome:?}");
+    let answers = sink.wait(Duration::from_secs(1)).await;
+    ensure!(started.elapsed() < time_limit, "answered after the deadline ({:?})", started.elapsed());
+    let [answer] = &answers[..] else { bail!("{} answers reached the ResponseURL, not one", answers.len()) };
+    Ok(answer.body.clone())
+}
+
+fn timeout_of(stack: &Stack, function: &str) -> Duration {
+    let seconds = stack.property(function, &["Timeout"]).ok().and_then(|t| t.as_u64()).unwrap_or(60);
+    Duration::from_secs(seconds)
+}
+
+async fn create(api: &RuntimeApi, stack: &Stack) -> anyhow::Result<(Value, String)> {
+    let answer = answer_to(api, "e2e-create-1", timeout_of(stack, "CheckinFunction")).await?;
+    ensure!(answer["Status"] == "SUCCESS", "the checkin answered {answer}");
+    for key in ["BuildProjectId", "BuildProjectPath", "BuildProjectCloneUrl", "DeployProjectId", "DeployProjectPath"] {
+        ensure!(answer["Data"][key].as_str().is_some_and(|v| !v.is_empty()), "Data has no {key}: {answer}");
+    }
+    let summary = format!("SUCCESS, {}; {}", answer["PhysicalResourceId"], answer["Reason"].as_str().unwrap_or(""));
+    Ok((answer, summary))
+}
+
+fn project_at(world: &World, path: &str) -> anyhow::Result<ProjectState> {
+    world.gitlab.project(path).with_context(|| format!("GitLab has no project {path}"))
+}
+
+fn check_projects(world: &World, stack: &Stack) -> anyhow::Result<((), String)> {
+    ensure!(world.gitlab.projects().len() == 2, "GitLab holds {} projects, not 2", world.gitlab.projects().len());
+    let mut files = 0;
+    for (role, zip) in SEED_ZIPS {
+        let path = stack
+            .attribute("SeedCodeCheckin", &format!("{role}ProjectPath"))
+            .context("the checkin's Data has no path")?;
+        let project = project_at(world, path)?;
+        let expected = zip_entries(&std::fs::read(world.dist.join(zip))?)?;
+        let actual = project.branches.get(&project.default_branch).context("no default branch")?;
+        let names = |m: &BTreeMap<String, Vec<u8>>| m.keys().cloned().collect::<Vec<_>>();
+        let actual_bytes: BTreeMap<String, Vec<u8>> =
+            actual.iter().map(|(k, f)| (k.clone(), f.content.clone())).collect();
+        ensure!(
+            names(&actual_bytes) == names(&expected),
+            "{path}: files {:?} differ from {zip}'s {:?}",
+            names(&actual_bytes),
+            names(&expected)
+        );
+        for (name, bytes) in &expected {
+            ensure!(&actual_bytes[name] == bytes, "{path}: {name} differs from {zip}");
+        }
+        files += expected.len();
+        let [first_commit, ..] = &project.commits[..] else { bail!("{path} has no commit") };
+        for key in PROJECT_VARIABLES {
+            let (_, written) = project.variables.get(key).with_context(|| format!("{path} lacks variable {key}"))?;
+            ensure!(*written < first_commit.at, "{path}: {key} was set after the first commit");
+        }
+    }
+    Ok((
+        (),
+        format!(
+            "2 projects in {GROUP_PATH}, {files} files byte-equal to the seed code zips, variables set before the first commit"
+        ),
+    ))
+}
+
+/// Registers a package in the project's group, approves it, routes SageMaker's state-change
+/// event through the template's rule in moto's EventBridge to a queue, and delivers what
+/// arrives to the packaged trigger.
+async fn approve_and_trigger(world: &World, stack: &Stack, runner: &Runner) -> anyhow::Result<((), String)> {
+    let group = format!("{PROJECT_NAME}-{PROJECT_ID}");
+    let sagemaker = |action: &str, body: Value| aws_json("sagemaker", format!("SageMaker.{action}"), body);
+    sagemaker("CreateModelPackageGroup", json!({ "ModelPackageGroupName": group })).await?;
+    let created = sagemaker(
+        "CreateModelPackage",
+        json!({
+            "ModelPackageGroupName": group,
+            "ModelApprovalStatus": "PendingManualApproval",
+            "InferenceSpecification": {
+                "Containers": [{ "Image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5" }],
+                "SupportedContentTypes": ["text/csv"],
+                "SupportedResponseMIMETypes": ["text/csv"]
+            }
+        }),
+    )
+    .await?;
+    let arn = created["ModelPackageArn"].as_str().context("CreateModelPackage returned no ARN")?.to_owned();
+    sagemaker("UpdateModelPackage", json!({ "ModelPackageArn": arn, "ModelApprovalStatus": "Approved" })).await?;
+    let package = sagemaker("DescribeModelPackage", json!({ "ModelPackageName": arn })).await?;
+
+    let queue = aws_json("sqs", "AmazonSQS.CreateQueue", json!({ "QueueName": "e2e-approvals" })).await?;
+    let queue_url = queue["QueueUrl"].as_str().context("CreateQueue returned no URL")?.to_owned();
+    let pattern = stack.property("ModelApprovedRule", &["EventPattern"])?;
+    let rule = stack.property("ModelApprovedRule", &["Name"])?;
+    let rule = rule.as_str().context("the rule has no name")?;
+    let events = |action: &str, body: Value| aws_json("events", format!("AWSEvents.{action}"), body);
+    events("PutRule", json!({ "Name": rule, "EventPattern": serde_json::to_string(&pattern)? })).await?;
+    let queue_arn = format!("arn:aws:sqs:{REGION}:{ACCOUNT_ID}:e2e-approvals");
+    events("PutTargets", json!({ "Rule": rule, "Targets": [{ "Id": "trigger", "Arn": queue_arn }] })).await?;
+    let detail = json!({
+        "ModelPackageGroupName": package["ModelPackageGroupName"],
+        "ModelPackageVersion": package["ModelPackageVersion"],
+        "ModelPackageArn": package["ModelPackageArn"],
+        "ModelApprovalStatus": package["ModelApprovalStatus"],
+        "CreationTime": package["CreationTime"],
+    });
+    events(
+        "PutEvents",
+        json!({ "Entries": [{
+            "Source": "aws.sagemaker",
+            "DetailType": "SageMaker Model Package State Change",
+            "Detail": detail.to_string(),
+            "Resources": [arn],
+        }] }),
+    )
+    .await?;
+    let received =
+        aws_json("sqs", "AmazonSQS.ReceiveMessage", json!({ "QueueUrl": queue_url, "MaxNumberOfMessages": 10 }))
+            .await?;
+    let messages = received["Messages"].as_array().cloned().unwrap_or_default();
+    let [message] = &messages[..] else { bail!("the rule delivered {} events, not 1", messages.len()) };
+    let event: Value = serde_json::from_str(message["Body"].as_str().unwrap_or_default())?;
+
+    let api = RuntimeApi::start().await;
+    let _trigger =
+        runner.spawn(&api, &world.work.path().join("trigger/bootstrap"), &lambda_env(stack, "TriggerFunction")?);
+    let outcome = api.try_invoke(event, timeout_of(stack, "TriggerFunction")).await.map_err(anyhow::Error::msg)?;
+    ensure!(matches!(outcome, Outcome::Response { .. }), "the trigger ended {outcome:?}");
+    let deploy_path = stack.attribute("SeedCodeCheckin", "DeployProjectPath").context("no DeployProjectPath")?;
+    let deploy = project_at(world, deploy_path)?;
+    let [pipeline] = &deploy.pipelines[..] else {
+        bail!("{deploy_path} has {} pipelines, not 1", deploy.pipelines.len())
+    };
+    ensure!(
+        pipeline.variables.get("MODEL_PACKAGE_ARN") == Some(&arn),
+        "the pipeline's variables are {:?}",
+        pipeline.variables
+    );
+    let build_path = stack.attribute("SeedCodeCheckin", "BuildProjectPath").context("no BuildProjectPath")?;
+    ensure!(project_at(world, build_path)?.pipelines.is_empty(), "the build project got a pipeline");
+    Ok((
+        (),
+        format!(
+            "{arn} approved; the rule routed 1 event; pipeline {} on {deploy_path}@{}",
+            pipeline.id, pipeline.git_ref
+        ),
+    ))
+}
+
+/// A checkin process with `overrides` on the template's environment, answering one Create.
+async fn checkin_with(
+    world: &World,
+    stack: &Stack,
+    runner: &Runner,
+    overrides: &[(&str, &str)],
+    time_limit: Duration,
+) -> anyhow::Result<Value> {
+    let mut env = lambda_env(stack, "CheckinFunction")?;
+    for (key, value) in overrides {
+        env.retain(|(k, _)| k != key);
+        env.push(((*key).to_owned(), (*value).to_owned()));
+    }
+    let api = RuntimeApi::start().await;
+    let _checkin = runner.spawn(&api, &world.work.path().join("checkin/bootstrap"), &env);
+    answer_to(&api, "e2e-fault", time_limit).await
+}
+
+async fn unreachable_gitlab(world: &World, stack: &Stack, runner: &Runner) -> anyhow::Result<((), String)> {
+    // A port that was just free: nothing listens there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let url = format!("http://{closed}");
+    let time_limit = Duration::from_secs(20);
+    let started = Instant::now();
+    let answer = checkin_with(world, stack, runner, &[("GITLAB_SERVER_URL", &url)], time_limit).await?;
+    ensure!(answer["Status"] == "FAILED", "answered {answer}");
+    Ok((
+        (),
+        format!(
+            "one FAILED after {:.1} s of a {} s limit: {}",
+            started.elapsed().as_secs_f64(),
+            time_limit.as_secs(),
+            answer["Reason"]
+        ),
+    ))
+}
+
+async fn rejected_token(world: &World, stack: &Stack, runner: &Runner) -> anyhow::Result<((), String)> {
+    let revoked = "glpat-revoked-e2e";
+    aws_json(
+        "secretsmanager",
+        "secretsmanager.CreateSecret",
+        json!({ "Name": REVOKED_TOKEN_SECRET, "SecretString": revoked }),
+    )
+    .await?;
+    let answer = checkin_with(
+        world,
+        stack,
+        runner,
+        &[("GITLAB_TOKEN_SECRET_NAME", REVOKED_TOKEN_SECRET)],
+        Duration::from_secs(30),
+    )
+    .await?;
+    let reason = answer["Reason"].as_str().unwrap_or_default();
+    ensure!(answer["Status"] == "FAILED", "answered {answer}");
+    ensure!(reason.contains(REVOKED_TOKEN_SECRET), "the reason does not name the secret: {reason}");
+    ensure!(!reason.contains(revoked), "the reason shows the token");
+    Ok(((), format!("FAILED: {reason}")))
+}
+
+async fn retried_create(api: &RuntimeApi, stack: &Stack, world: &World) -> anyhow::Result<((), String)> {
+    let commits = |w: &World| w.gitlab.projects().iter().map(|p| p.commits.len()).sum::<usize>();
+    let before = (world.gitlab.projects().len(), commits(world));
+    let answer = answer_to(api, "e2e-create-2", timeout_of(stack, "CheckinFunction")).await?;
+    ensure!(answer["Status"] == "SUCCESS", "answered {answer}");
+    let after = (world.gitlab.projects().len(), commits(world));
+    ensure!(before == after, "projects and commits went from {before:?} to {after:?}");
+    Ok(((), format!("SUCCESS again, still {} projects and {} commits", after.0, after.1)))
+}
+
+/// One call to an AWS JSON-protocol API in moto. moto routes by the credential scope of the
+/// Authorization header and does not check signatures.
+async fn aws_json(service: &str, target: impl Into<String>, body: Value) -> anyhow::Result<Value> {
+    let target = target.into();
+    let authorization = format!(
+        "AWS4-HMAC-SHA256 Credential=testing/20261126/{REGION}/{service}/aws4_request, SignedHeaders=host, Signature=0"
+    );
+    let response = lambda_common::http_client()
+        .post(moto().endpoint())
+        .header("X-Amz-Target", &target)
+        .header("Content-Type", "application/x-amz-json-1.1")
+        .header("Authorization", authorization)
+        .body(body.to_string())
+        .send()
+        .await
+        .with_context(|| format!("{target}: moto unreachable"))?;
+    let status = response.status();
+    let text = response.text().await?;
+    ensure!(status.is_success(), "{target} answered {status}: {text}");
+    Ok(if text.is_empty() { Value::Null } else { serde_json::from_str(&text)? })
+}
+
+async fn s3_get(bucket: &str, key: &str) -> anyhow::Result<Vec<u8>> {
+    let s3 = aws_sdk_s3::Client::new(&moto().sdk_config());
+    let object =
+        s3.get_object().bucket(bucket).key(key).send().await.with_context(|| format!("s3://{bucket}/{key}"))?;
+    Ok(object.body.collect().await?.into_bytes().to_vec())
+}
+
+fn zip_entries(bytes: &[u8]) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes))?;
+    let mut entries = BTreeMap::new();
+    for index in 0..archive.len() {
+        let mut entry = archive.by_index(index)?;
+        let name = entry.name()?.into_owned();
+        let mut content = Vec::new();
+        entry.read_to_end(&mut content)?;
+        entries.insert(name, content);
+    }
+    Ok(entries)
+}

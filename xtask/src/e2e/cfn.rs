@@ -1,0 +1,235 @@
+//! CloudFormation's part in the end-to-end run: the intrinsic functions the project template
+//! uses (`Ref`, `Fn::Sub`, `Fn::FindInMap`, `Fn::If`, `Fn::Equals`, `Fn::Not`, `Fn::GetAtt`),
+//! resolved for one sample project, so the Lambdas get the environment a real stack gives them.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, bail};
+use serde_yaml::Value;
+
+pub struct Stack {
+    template: Value,
+    parameters: BTreeMap<String, String>,
+    /// `Resource.Attribute` values, e.g. the custom resource's Data after it answered.
+    attributes: BTreeMap<String, String>,
+}
+
+impl Stack {
+    /// `parameters` as the caller gives them; the template's defaults fill the rest.
+    pub fn new(template: &str, region: &str, account: &str, given: &[(&str, &str)]) -> anyhow::Result<Stack> {
+        let template: Value = serde_yaml::from_str(template).context("the published template is not YAML")?;
+        let mut parameters: BTreeMap<String, String> = [
+            ("AWS::Region", region),
+            ("AWS::AccountId", account),
+            ("AWS::Partition", "aws"),
+            ("AWS::URLSuffix", "amazonaws.com"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        if let Some(declared) = template.get("Parameters").and_then(Value::as_mapping) {
+            for (name, spec) in declared {
+                if let (Some(name), Some(default)) = (name.as_str(), spec.get("Default")) {
+                    parameters.insert(name.to_owned(), scalar(default)?);
+                }
+            }
+        }
+        parameters.extend(given.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        Ok(Stack { template, parameters, attributes: BTreeMap::new() })
+    }
+
+    pub fn attribute(&self, resource: &str, attribute: &str) -> Option<&str> {
+        self.attributes.get(&format!("{resource}.{attribute}")).map(String::as_str)
+    }
+
+    pub fn set_attribute(&mut self, resource: &str, attribute: &str, value: &str) {
+        self.attributes.insert(format!("{resource}.{attribute}"), value.to_owned());
+    }
+
+    /// A resource's property, resolved.
+    pub fn property(&self, resource: &str, path: &[&str]) -> anyhow::Result<Value> {
+        let mut value = self.template.get("Resources").and_then(|r| r.get(resource)).and_then(|r| r.get("Properties"));
+        for key in path {
+            value = value.and_then(|v| v.get(*key));
+        }
+        let value = value.with_context(|| format!("the template has no {resource}.Properties.{}", path.join(".")))?;
+        self.resolve(value)
+    }
+
+    /// A Lambda function's environment variables, resolved to strings.
+    pub fn lambda_environment(&self, function: &str) -> anyhow::Result<BTreeMap<String, String>> {
+        let variables = self.property(function, &["Environment", "Variables"])?;
+        let mapping = variables.as_mapping().with_context(|| format!("{function}'s environment is not a mapping"))?;
+        mapping.iter().map(|(k, v)| Ok((scalar(k)?, scalar(v)?))).collect()
+    }
+
+    fn resolve(&self, value: &Value) -> anyhow::Result<Value> {
+        match value {
+            Value::Tagged(tagged) => {
+                let tag = tagged.tag.to_string();
+                let name = tag.trim_start_matches('!');
+                let name = if name == "Ref" || name == "Condition" { name.to_owned() } else { format!("Fn::{name}") };
+                self.intrinsic(&name, &tagged.value)
+            }
+            Value::Mapping(mapping) => {
+                if let [(Value::String(key), argument)] = mapping.iter().collect::<Vec<_>>()[..]
+                    && (key == "Ref" || key == "Condition" || key.starts_with("Fn::"))
+                {
+                    return self.intrinsic(key, argument);
+                }
+                let resolved = mapping.iter().map(|(k, v)| Ok((k.clone(), self.resolve(v)?)));
+                Ok(Value::Mapping(resolved.collect::<anyhow::Result<_>>()?))
+            }
+            Value::Sequence(items) => {
+                Ok(Value::Sequence(items.iter().map(|v| self.resolve(v)).collect::<anyhow::Result<_>>()?))
+            }
+            other => Ok(other.clone()),
+        }
+    }
+
+    fn intrinsic(&self, name: &str, argument: &Value) -> anyhow::Result<Value> {
+        let arguments = || -> anyhow::Result<Vec<Value>> {
+            let items = argument.as_sequence().with_context(|| format!("{name} takes a list"))?;
+            items.iter().map(|v| self.resolve(v)).collect()
+        };
+        match name {
+            "Ref" => self.reference(&scalar(argument)?).map(Value::String),
+            "Fn::GetAtt" => {
+                let path = match argument {
+                    Value::Sequence(parts) => parts.iter().map(scalar).collect::<anyhow::Result<Vec<_>>>()?.join("."),
+                    other => scalar(other)?,
+                };
+                let value = self.attributes.get(&path).with_context(|| format!("no value for GetAtt {path} yet"))?;
+                Ok(Value::String(value.clone()))
+            }
+            "Fn::FindInMap" => {
+                let keys = arguments()?.iter().map(scalar).collect::<anyhow::Result<Vec<_>>>()?;
+                let [map, first, second] = &keys[..] else { bail!("FindInMap takes three keys: {keys:?}") };
+                let found = self.template.get("Mappings").and_then(|m| m.get(map)).and_then(|m| m.get(first));
+                found
+                    .and_then(|m| m.get(second))
+                    .cloned()
+                    .with_context(|| format!("Mappings has no {map}.{first}.{second}"))
+            }
+            "Fn::Sub" => {
+                let (text, variables) = match argument {
+                    Value::Sequence(parts) if parts.len() == 2 => {
+                        let variables = self.resolve(&parts[1])?;
+                        let variables = variables.as_mapping().context("Sub's variables are not a mapping")?;
+                        let variables = variables
+                            .iter()
+                            .map(|(k, v)| Ok((scalar(k)?, scalar(v)?)))
+                            .collect::<anyhow::Result<_>>()?;
+                        (scalar(&parts[0])?, variables)
+                    }
+                    other => (scalar(other)?, BTreeMap::new()),
+                };
+                self.substitute(&text, &variables).map(Value::String)
+            }
+            "Fn::If" => {
+                let [condition, then, otherwise] = argument.as_sequence().map(Vec::as_slice).unwrap_or_default() else {
+                    bail!("If takes [condition, value, value]")
+                };
+                let chosen = if self.condition(&scalar(condition)?)? { then } else { otherwise };
+                self.resolve(chosen)
+            }
+            "Fn::Equals" => {
+                let values = arguments()?;
+                let [a, b] = &values[..] else { bail!("Equals takes two values") };
+                Ok(Value::Bool(scalar(a)? == scalar(b)?))
+            }
+            "Fn::Not" => {
+                let values = arguments()?;
+                let [Value::Bool(value)] = &values[..] else { bail!("Not takes one condition") };
+                Ok(Value::Bool(!value))
+            }
+            "Condition" => self.condition(&scalar(argument)?).map(Value::Bool),
+            other => bail!("the end-to-end run does not resolve {other}"),
+        }
+    }
+
+    fn reference(&self, name: &str) -> anyhow::Result<String> {
+        self.parameters.get(name).cloned().with_context(|| format!("Ref {name}: not a parameter of this run"))
+    }
+
+    fn condition(&self, name: &str) -> anyhow::Result<bool> {
+        let definition = self.template.get("Conditions").and_then(|c| c.get(name));
+        let resolved = self.resolve(definition.with_context(|| format!("no condition {name}"))?)?;
+        resolved.as_bool().with_context(|| format!("condition {name} is not true or false"))
+    }
+
+    fn substitute(&self, text: &str, variables: &BTreeMap<String, String>) -> anyhow::Result<String> {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("${") {
+            out.push_str(&rest[..start]);
+            let end = rest[start..].find('}').with_context(|| format!("unclosed ${{ in {text:?}"))? + start;
+            let name = &rest[start + 2..end];
+            let value = match variables.get(name) {
+                Some(value) => value.clone(),
+                None if name.contains('.') && !name.starts_with("AWS::") => {
+                    self.attributes.get(name).cloned().with_context(|| format!("no value for ${{{name}}} yet"))?
+                }
+                None => self.reference(name)?,
+            };
+            out.push_str(&value);
+            rest = &rest[end + 1..];
+        }
+        out.push_str(rest);
+        Ok(out)
+    }
+}
+
+fn scalar(value: &Value) -> anyhow::Result<String> {
+    match value {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(n) => Ok(n.to_string()),
+        Value::Bool(b) => Ok(b.to_string()),
+        other => bail!("expected a plain value, found {other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TEMPLATE: &str = r#"
+Parameters:
+  Name: { Type: String }
+  Group: { Type: String, Default: None }
+Mappings:
+  Publish:
+    Access: { Role: ci-role, Secret: "" }
+Conditions:
+  HasRole: !Not [!Equals [!FindInMap [Publish, Access, Role], ""]]
+Resources:
+  Fn:
+    Properties:
+      Environment:
+        Variables:
+          NAME: !Ref Name
+          GROUP: { Ref: Group }
+          ARN: !Sub arn:${AWS::Partition}:iam::${AWS::AccountId}:role/${Name}
+          ROLE: !If [HasRole, !Sub ["x-${R}", { R: !FindInMap [Publish, Access, Role] }], ""]
+          DEPLOY: !GetAtt Checkin.DeployProjectId
+"#;
+
+    #[test]
+    fn resolves_short_and_long_forms_conditions_and_attributes() {
+        let mut stack = Stack::new(TEMPLATE, "eu-west-1", "111122223333", &[("Name", "churn")]).unwrap();
+        assert!(stack.lambda_environment("Fn").unwrap_err().to_string().contains("GetAtt Checkin.DeployProjectId"));
+        stack.set_attribute("Checkin", "DeployProjectId", "42");
+        let env = stack.lambda_environment("Fn").unwrap();
+        assert_eq!(env["NAME"], "churn");
+        assert_eq!(env["GROUP"], "None");
+        assert_eq!(env["ARN"], "arn:aws:iam::111122223333:role/churn");
+        assert_eq!(env["ROLE"], "x-ci-role");
+        assert_eq!(env["DEPLOY"], "42");
+    }
+
+    #[test]
+    fn unknown_references_are_errors() {
+        let stack = Stack::new("Resources: { Fn: { Properties: { A: !Ref Nope } } }", "r", "1", &[]).unwrap();
+        assert!(stack.property("Fn", &["A"]).unwrap_err().to_string().contains("Ref Nope"));
+    }
+}
