@@ -224,6 +224,10 @@ fn failed_compile_leaves_no_artifact() {
     let source = checkout.join("lambdas/pipeline-trigger/src/lib.rs");
     let broken = std::fs::read_to_string(&source).unwrap() + "\nfn broken( {\n";
     std::fs::write(&source, broken).unwrap();
+    // Clones share one target dir and cargo judges path crates by mtime: a clone built by a
+    // parallel test after this write would otherwise pass for this one's fresh build.
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+    std::fs::File::options().write(true).open(&source).unwrap().set_modified(later).unwrap();
     let out = tmp.path().join("out");
     let stderr = failed(&xtask_package(&checkout, &["--out", out.to_str().unwrap()]));
     assert!(stderr.contains("the Lambda build failed"), "{stderr}");
