@@ -32,19 +32,34 @@ const PROJECT_ID: &str = "p-e2e0test0001";
 const GROUP_PATH: &str = "data-science";
 const CHECKIN_ZIP: &str = "lambda-seedcode-checkin-gitlab.zip";
 const TRIGGER_ZIP: &str = "lambda-gitlab-pipeline-trigger.zip";
-const SEED_ZIPS: [(&str, &str); 2] = [
-    ("Build", "mlops-gitlab-project-seedcode-model-build.zip"),
-    ("Deploy", "mlops-gitlab-project-seedcode-model-deploy.zip"),
-];
-/// Variables the checkin sets on both projects; the CI jobs of the seed code read them.
-const PROJECT_VARIABLES: [&str; 7] = [
-    "SAGEMAKER_PROJECT_NAME",
-    "SAGEMAKER_PROJECT_ID",
-    "SAGEMAKER_PROJECT_ARN",
-    "AWS_REGION",
-    "ARTIFACT_BUCKET",
-    "MODEL_PACKAGE_GROUP_NAME",
-    "AWS_ROLE_ARN",
+/// Each seed repository's zip and the CI/CD variables its code reads (model-build's
+/// `pipelines/run_pipeline.py`, model-deploy's `deploy/__main__.py`, both `ci/aws-credentials.sh`).
+const SEED_REPOS: [(&str, &str, &[&str]); 2] = [
+    (
+        "Build",
+        "mlops-gitlab-project-seedcode-model-build.zip",
+        &[
+            "SAGEMAKER_PROJECT_NAME",
+            "SAGEMAKER_PROJECT_ID",
+            "AWS_REGION",
+            "ARTIFACT_BUCKET",
+            "MODEL_PACKAGE_GROUP_NAME",
+            "SAGEMAKER_PIPELINE_ROLE_ARN",
+            "AWS_ROLE_ARN",
+        ],
+    ),
+    (
+        "Deploy",
+        "mlops-gitlab-project-seedcode-model-deploy.zip",
+        &[
+            "SAGEMAKER_PROJECT_NAME",
+            "SAGEMAKER_PROJECT_ID",
+            "AWS_REGION",
+            "MODEL_PACKAGE_GROUP_NAME",
+            "MODEL_EXECUTION_ROLE_ARN",
+            "AWS_ROLE_ARN",
+        ],
+    ),
 ];
 
 pub fn run(sh: &Shell, args: &flags::E2e) -> anyhow::Result<()> {
@@ -333,7 +348,7 @@ fn project_at(world: &World, path: &str) -> anyhow::Result<ProjectState> {
 fn check_projects(world: &World, stack: &Stack) -> anyhow::Result<((), String)> {
     ensure!(world.gitlab.projects().len() == 2, "GitLab holds {} projects, not 2", world.gitlab.projects().len());
     let mut files = 0;
-    for (role, zip) in SEED_ZIPS {
+    for (role, zip, read_by_seed_code) in SEED_REPOS {
         let path = stack
             .attribute("SeedCodeCheckin", &format!("{role}ProjectPath"))
             .context("the checkin's Data has no path")?;
@@ -354,7 +369,7 @@ fn check_projects(world: &World, stack: &Stack) -> anyhow::Result<((), String)> 
         }
         files += expected.len();
         let [first_commit, ..] = &project.commits[..] else { bail!("{path} has no commit") };
-        for key in PROJECT_VARIABLES {
+        for &key in read_by_seed_code {
             let (_, written) = project.variables.get(key).with_context(|| format!("{path} lacks variable {key}"))?;
             ensure!(*written < first_commit.at, "{path}: {key} was set after the first commit");
         }
