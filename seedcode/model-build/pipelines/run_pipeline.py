@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-wait", action="store_true", help="start the run and return")
     parser.add_argument("--print-definition", action="store_true", help="print the pipeline's JSON and stop")
     parser.add_argument("--poll-seconds", type=float, default=30.0)
-    parser.add_argument("--timeout-minutes", type=float, default=120.0)
+    # Under the job's 2 h timeout in .gitlab-ci.yml, so the job ends with this script's message.
+    parser.add_argument("--timeout-minutes", type=float, default=110.0)
     args = parser.parse_args(argv)
 
     project = project_from_env()
