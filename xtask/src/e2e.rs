@@ -182,13 +182,15 @@ async fn flow(args: &flags::E2e, runner: &Runner, report: &mut Report) {
 
     report.start(&format!("checkin Create: the packaged bootstrap {}", runner.describe()));
     let api = RuntimeApi::start().await;
-    let checkin_env = lambda_env(&stack, "CheckinFunction");
-    let checkin = checkin_env.map(|env| runner.spawn(&api, &world.work.path().join("checkin/bootstrap"), &env));
-    let created = match checkin {
-        Ok(_) => create(&api, &stack).await,
-        Err(err) => Err(err),
+    // One checkin process serves this Create and, at the end, CloudFormation's retry of it.
+    let _checkin = match lambda_env(&stack, "CheckinFunction") {
+        Ok(env) => runner.spawn(&api, &world.work.path().join("checkin/bootstrap"), &env),
+        Err(err) => {
+            report.record::<()>("checkin Create", Err(err));
+            return;
+        }
     };
-    let Some(answer) = report.record("checkin Create", created) else { return };
+    let Some(answer) = report.record("checkin Create", create(&api, &stack).await) else { return };
     for (key, value) in answer["Data"].as_object().into_iter().flatten() {
         stack.set_attribute("SeedCodeCheckin", key, value.as_str().unwrap_or_default());
     }
@@ -226,10 +228,7 @@ async fn start_stand_ins() -> anyhow::Result<(World, String)> {
 
 /// Runs the real `publish` command against moto; it packages into target/dist first.
 fn publish(args: &flags::E2e, world: &World) -> anyhow::Result<(String, String)> {
-    let arch = match args.arch {
-        Arch::Arm64 => "arm64",
-        Arch::X86_64 => "x86_64",
-    };
+    let arch = args.arch.lambda_name();
     let exe = std::env::current_exe().context("cannot find the xtask binary")?;
     let status = std::process::Command::new(exe)
         .args(["publish", "--bucket", BUCKET, "--region", REGION, "--arch", arch])
@@ -267,10 +266,7 @@ async fn provision(world: &World, template_url: &str, arch: Arch) -> anyhow::Res
         [("CheckinFunction", CHECKIN_ZIP, "checkin"), ("TriggerFunction", TRIGGER_ZIP, "trigger")]
     {
         let architecture = stack.property(function, &["Architectures"])?;
-        let wanted = match arch {
-            Arch::Arm64 => "arm64",
-            Arch::X86_64 => "x86_64",
-        };
+        let wanted = arch.lambda_name();
         ensure!(architecture[0].as_str() == Some(wanted), "{function} is built for {architecture:?}, not {wanted}");
         let bucket = stack.property(function, &["Code", "S3Bucket"])?;
         let code_key = stack.property(function, &["Code", "S3Key"])?;
