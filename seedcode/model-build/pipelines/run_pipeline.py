@@ -1,7 +1,7 @@
 """Creates or updates this project's SageMaker Pipeline, starts it and follows the run.
 
     python -m pipelines.run_pipeline                 # what GitLab CI runs
-    python -m pipelines.run_pipeline --no-wait       # start and return
+    python -m pipelines.run_pipeline --no-wait       # start and return (or PIPELINE_WAIT=false)
     python -m pipelines.run_pipeline --print-definition
 
 The project comes from the CI/CD variables the SageMaker project set on this repository
@@ -84,7 +84,13 @@ def follow(sagemaker, execution_arn: str, poll_seconds: float, timeout_seconds: 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input-data", default=str(DEFAULT_INPUT), help="a CSV file to upload, or an s3:// URL")
-    parser.add_argument("--no-wait", action="store_true", help="start the run and return")
+    parser.add_argument(
+        "--no-wait",
+        action="store_true",
+        # A CI/CD variable can make every job return once the run started, saving runner minutes.
+        default=os.environ.get("PIPELINE_WAIT", "true").lower() in ("false", "0", "no"),
+        help="start the run and return [default: from PIPELINE_WAIT=false]",
+    )
     parser.add_argument("--print-definition", action="store_true", help="print the pipeline's JSON and stop")
     parser.add_argument("--poll-seconds", type=float, default=30.0)
     # Under the job's 2 h timeout in .gitlab-ci.yml, so the job ends with this script's message.

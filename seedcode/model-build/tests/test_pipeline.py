@@ -99,6 +99,13 @@ def test_cli_creates_tags_and_starts_the_pipeline_then_updates_it(aws, capsys):
     assert "started: arn:aws:sagemaker:" in capsys.readouterr().out
 
 
+def test_pipeline_wait_false_starts_the_run_without_following_it(aws, monkeypatch, capsys):
+    monkeypatch.setenv("PIPELINE_WAIT", "false")
+    # moto has no ListPipelineExecutionSteps: following the run would fail this call.
+    assert run_pipeline.main([]) == 0
+    assert "pipeline run" not in capsys.readouterr().out
+
+
 def test_cli_names_every_missing_variable(aws, monkeypatch):
     monkeypatch.delenv("ARTIFACT_BUCKET")
     monkeypatch.delenv("SAGEMAKER_PIPELINE_ROLE_ARN")
