@@ -1,7 +1,8 @@
 //! `cargo xtask e2e`: the whole flow on one machine, with the artifacts `publish` packages:
 //! publish to moto, provision the project's custom resource by playing CloudFormation's part,
-//! check what the checkin Lambda made in a GitLab double, approve a model package and deliver
-//! the EventBridge event to the trigger Lambda, then three fault runs. Each step prints as it
+//! check what the checkin Lambda made in a GitLab double, run the seeded build repository's CI
+//! job, approve a model package and deliver the EventBridge event to the trigger Lambda, run the
+//! deploy pipeline's jobs it started, then three fault runs. Each step prints as it
 //! goes; a table at the end says which passed.
 
 mod cfn;
@@ -64,6 +65,7 @@ const SEED_REPOS: [(&str, &str, &[&str]); 2] = [
 
 pub fn run(sh: &Shell, args: &flags::E2e) -> anyhow::Result<()> {
     tools::ensure_python_tools(sh, tools::Requirements::Test)?;
+    tools::ensure_python_tools(sh, tools::Requirements::Seedcode)?;
     let runner = Runner::for_arch(sh, args.arch)?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let mut report = Report::default();
@@ -198,8 +200,14 @@ async fn flow(args: &flags::E2e, runner: &Runner, report: &mut Report) {
     report.start("GitLab: projects, files, variables");
     report.record("GitLab projects", check_projects(&world, &stack));
 
+    report.start("model-build CI: the run-pipeline job against moto");
+    report.record("model-build CI job", build_job(&world, &stack).await);
+
     report.start(&format!("approve a model package, deliver the event to the trigger {}", runner.describe()));
-    report.record("trigger on approval", approve_and_trigger(&world, &stack, runner).await);
+    if let Some(approved) = report.record("trigger on approval", approve_and_trigger(&world, &stack, runner).await) {
+        report.start("model-deploy CI: the build and deploy-staging jobs against moto");
+        report.record("model-deploy CI jobs", deploy_jobs(&world, &stack, &approved).await);
+    }
 
     report.start("fault: GitLab unreachable");
     report.record("fault: GitLab unreachable", unreachable_gitlab(&world, &stack, runner).await);
@@ -373,7 +381,7 @@ fn check_projects(world: &World, stack: &Stack) -> anyhow::Result<((), String)> 
     Ok((
         (),
         format!(
-            "2 projects in {GROUP_PATH}, {files} files byte-equal to the seed code zips, variables set before the first commit"
+            "2 projects in {GROUP_PATH}, {files} files byte-equal to the seed code zips, the variables their code reads set before the first commit"
         ),
     ))
 }
@@ -381,7 +389,7 @@ fn check_projects(world: &World, stack: &Stack) -> anyhow::Result<((), String)> 
 /// Registers a package in the project's group, approves it, routes SageMaker's state-change
 /// event through the template's rule in moto's EventBridge to a queue, and delivers what
 /// arrives to the packaged trigger.
-async fn approve_and_trigger(world: &World, stack: &Stack, runner: &Runner) -> anyhow::Result<((), String)> {
+async fn approve_and_trigger(world: &World, stack: &Stack, runner: &Runner) -> anyhow::Result<(Approved, String)> {
     let group = format!("{PROJECT_NAME}-{PROJECT_ID}");
     let sagemaker = |action: &str, body: Value| aws_json("sagemaker", format!("SageMaker.{action}"), body);
     sagemaker("CreateModelPackageGroup", json!({ "ModelPackageGroupName": group })).await?;
@@ -452,13 +460,144 @@ async fn approve_and_trigger(world: &World, stack: &Stack, runner: &Runner) -> a
     );
     let build_path = stack.attribute("SeedCodeCheckin", "BuildProjectPath").context("no BuildProjectPath")?;
     ensure!(project_at(world, build_path)?.pipelines.is_empty(), "the build project got a pipeline");
+    let approved = Approved { package_arn: arn.clone(), pipeline_variables: pipeline.variables.clone() };
     Ok((
-        (),
+        approved,
         format!(
             "{arn} approved; the rule routed 1 event; pipeline {} on {deploy_path}@{}",
             pipeline.id, pipeline.git_ref
         ),
     ))
+}
+
+/// The approved package and the variables of the deploy pipeline its approval started.
+struct Approved {
+    package_arn: String,
+    pipeline_variables: BTreeMap<String, String>,
+}
+
+/// The model-build repository's `run-pipeline` job, as GitLab would run it on the seeded commit
+/// with the project's CI/CD variables, against moto: it creates and starts the SageMaker Pipeline.
+/// `PIPELINE_WAIT=false`, a variable the seed code documents: moto does not execute pipelines.
+async fn build_job(world: &World, stack: &Stack) -> anyhow::Result<((), String)> {
+    // CloudFormation's part: the project's artifact bucket, which the job uploads to.
+    let bucket = stack.property("ArtifactBucket", &["BucketName"])?;
+    let bucket = bucket.as_str().context("the bucket has no name")?;
+    let s3 = aws_sdk_s3::Client::new(&moto().sdk_config());
+    s3.create_bucket().bucket(bucket).send().await.context("creating the project's bucket in moto")?;
+
+    let path = stack.attribute("SeedCodeCheckin", "BuildProjectPath").context("no BuildProjectPath")?;
+    let project = project_at(world, path)?;
+    let mut variables = ci_variables(&project);
+    variables.insert("PIPELINE_WAIT".into(), "false".into());
+    let log = run_ci_job(world, &project, "run-pipeline", &variables)?;
+
+    let name = format!("{PROJECT_NAME}-{PROJECT_ID}");
+    let sagemaker = |action: &str, body: Value| aws_json("sagemaker", format!("SageMaker.{action}"), body);
+    let pipeline = sagemaker("DescribePipeline", json!({ "PipelineName": name })).await?;
+    let tags = sagemaker("ListTags", json!({ "ResourceArn": pipeline["PipelineArn"] })).await?;
+    let tagged = tags["Tags"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|t| t["Key"] == "sagemaker:project-id" && t["Value"] == PROJECT_ID);
+    ensure!(tagged, "pipeline {name} lacks the sagemaker:project-id tag: {tags}");
+    let executions = sagemaker("ListPipelineExecutions", json!({ "PipelineName": name })).await?;
+    let runs = executions["PipelineExecutionSummaries"].as_array().map_or(0, Vec::len);
+    ensure!(runs == 1, "pipeline {name} has {runs} runs, not 1:\n{log}");
+    Ok((
+        (),
+        format!("pipeline {name} created with the project tags in SageMaker, 1 run started, data in s3://{bucket}"),
+    ))
+}
+
+/// The model-deploy repository's `build` and `deploy-staging` jobs in the pipeline the approval
+/// started, against moto: the approved package ends up behind the staging endpoint.
+async fn deploy_jobs(world: &World, stack: &Stack, approved: &Approved) -> anyhow::Result<((), String)> {
+    let path = stack.attribute("SeedCodeCheckin", "DeployProjectPath").context("no DeployProjectPath")?;
+    let project = project_at(world, path)?;
+    let mut variables = ci_variables(&project);
+    variables.extend(approved.pipeline_variables.clone());
+    let checkout = world.work.path().join("deploy-checkout");
+    run_ci_job_in(&checkout, &project, "build", &variables)?;
+    let chosen: Value = serde_json::from_slice(&std::fs::read(checkout.join("build/model.json"))?)?;
+    ensure!(chosen["ModelPackageArn"] == approved.package_arn.as_str(), "the build job chose {chosen}");
+    run_ci_job_in(&checkout, &project, "deploy-staging", &variables)?;
+
+    let sagemaker = |action: &str, body: Value| aws_json("sagemaker", format!("SageMaker.{action}"), body);
+    let endpoints = sagemaker("ListEndpoints", json!({})).await?;
+    let [endpoint] = endpoints["Endpoints"].as_array().map(Vec::as_slice).unwrap_or_default() else {
+        bail!("moto holds endpoints {endpoints}, not one")
+    };
+    let endpoint = sagemaker("DescribeEndpoint", json!({ "EndpointName": endpoint["EndpointName"] })).await?;
+    let config =
+        sagemaker("DescribeEndpointConfig", json!({ "EndpointConfigName": endpoint["EndpointConfigName"] })).await?;
+    let model =
+        sagemaker("DescribeModel", json!({ "ModelName": config["ProductionVariants"][0]["ModelName"] })).await?;
+    let served = &model["PrimaryContainer"]["ModelPackageName"];
+    ensure!(*served == approved.package_arn.as_str(), "the staging model serves {served}");
+    Ok((
+        (),
+        format!(
+            "build chose the approved package; deploy-staging made stack sagemaker-{PROJECT_NAME}-{PROJECT_ID}-staging, whose endpoint serves it"
+        ),
+    ))
+}
+
+/// A project's CI/CD variables as a job sees them.
+fn ci_variables(project: &ProjectState) -> BTreeMap<String, String> {
+    project.variables.iter().map(|(key, (variable, _))| (key.clone(), variable.value.clone())).collect()
+}
+
+fn run_ci_job(
+    world: &World,
+    project: &ProjectState,
+    job: &str,
+    variables: &BTreeMap<String, String>,
+) -> anyhow::Result<String> {
+    run_ci_job_in(&world.work.path().join(format!("{}-checkout", project.path)), project, job, variables)
+}
+
+/// Checks out `project`'s default branch into `checkout` (once) and runs `job`'s `script` lines
+/// there as GitLab's shell would. Its `before_script` is left out: AWS credentials come from
+/// moto's environment, the Python packages from the seed code venv.
+fn run_ci_job_in(
+    checkout: &Path,
+    project: &ProjectState,
+    job: &str,
+    variables: &BTreeMap<String, String>,
+) -> anyhow::Result<String> {
+    if !checkout.exists() {
+        let files = project.branches.get(&project.default_branch).context("no default branch")?;
+        for (name, file) in files {
+            let path = checkout.join(name);
+            std::fs::create_dir_all(path.parent().unwrap())?;
+            std::fs::write(&path, &file.content)?;
+        }
+    }
+    let ci: serde_yaml::Value = serde_yaml::from_slice(&std::fs::read(checkout.join(".gitlab-ci.yml"))?)?;
+    let script = ci[job]["script"].as_sequence().with_context(|| format!("{}'s CI has no job {job}", project.path))?;
+    let python = tools::venv_bin(tools::Requirements::Seedcode);
+    let mut log = String::new();
+    for line in script {
+        let line = line.as_str().context("a script line is not text")?;
+        let output = std::process::Command::new("bash")
+            .args(["-ec", line])
+            .current_dir(checkout)
+            .env_clear()
+            .env("PATH", tools::path_with(&python)?)
+            .env("HOME", checkout)
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .envs(variables)
+            .envs(moto().lambda_env())
+            .output()?;
+        log.push_str(&String::from_utf8_lossy(&output.stdout));
+        log.push_str(&String::from_utf8_lossy(&output.stderr));
+        ensure!(output.status.success(), "job {job}: `{line}` failed:\n{log}");
+    }
+    Ok(log)
 }
 
 /// A checkin process with `overrides` on the template's environment, answering one Create.

@@ -26,7 +26,7 @@ pub enum Task {
     /// Install the tools the tests need, then run formatting, lint and every test of the workspace
     Test(Test),
     /// Run the whole flow on this machine against moto and a GitLab double: publish, provision,
-    /// checkin, approve, trigger, and three fault runs
+    /// checkin, the seed repositories' CI jobs, approve, trigger, and three fault runs
     E2e(E2e),
     /// Measure the speed targets and print medians against a baseline measured in the same run
     Bench(Bench),

@@ -51,7 +51,7 @@ pub fn ensure_rust_target(sh: &Shell, target: &str) -> anyhow::Result<()> {
 /// The venv holding the pinned tools of `reqs` (`<tools dir>/<name>-venv`), installed or
 /// brought up to date; returns its `bin` folder.
 pub fn ensure_python_tools(sh: &Shell, reqs: Requirements) -> anyhow::Result<PathBuf> {
-    let venv = project::tools_dir().join(format!("{}-venv", reqs.name()));
+    let venv = venv_dir(reqs);
     let req_file = project::root().join("xtask/requirements").join(format!("{}.txt", reqs.name()));
     ensure_installed(&venv, &req_file, || {
         if !venv.join("bin/python").exists() {
@@ -65,7 +65,16 @@ pub fn ensure_python_tools(sh: &Shell, reqs: Requirements) -> anyhow::Result<Pat
             .run()
             .with_context(|| format!("pip could not install {}: check network access to PyPI", relative(&req_file)))
     })?;
-    Ok(venv.join("bin"))
+    Ok(venv_bin(reqs))
+}
+
+fn venv_dir(reqs: Requirements) -> PathBuf {
+    project::tools_dir().join(format!("{}-venv", reqs.name()))
+}
+
+/// The `bin` folder of the venv of `reqs`, once `ensure_python_tools` installed it.
+pub fn venv_bin(reqs: Requirements) -> PathBuf {
+    venv_dir(reqs).join("bin")
 }
 
 /// The pinned npm tools of `xtask/requirements/npm.txt` under `<tools dir>/npm`; returns the

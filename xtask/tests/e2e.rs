@@ -6,13 +6,15 @@ use std::process::Command;
 
 use common::{clone_head, clones_target_dir, tools_dir};
 
-const STEPS: [&str; 9] = [
+const STEPS: [&str; 11] = [
     "stand-ins",
     "publish",
     "provision",
     "checkin Create",
     "GitLab projects",
+    "model-build CI job",
     "trigger on approval",
+    "model-deploy CI jobs",
     "fault: GitLab unreachable",
     "fault: token rejected",
     "fault: retried Create",
