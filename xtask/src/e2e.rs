@@ -234,24 +234,32 @@ async fn start_stand_ins() -> anyhow::Result<(World, String)> {
     Ok((world, summary))
 }
 
-/// Runs the real `publish` command against moto; it packages into target/dist first.
+/// Runs the real `publish` command against moto (it packages into target/dist first), then
+/// `versions`, which must list the version publish made.
 fn publish(args: &flags::E2e, world: &World) -> anyhow::Result<(String, String)> {
-    let arch = args.arch.lambda_name();
     let exe = std::env::current_exe().context("cannot find the xtask binary")?;
-    let status = std::process::Command::new(exe)
-        .args(["publish", "--bucket", BUCKET, "--region", REGION, "--arch", arch])
-        .envs(moto().lambda_env())
-        .env("AWS_EC2_METADATA_DISABLED", "true")
+    let xtask = |task_args: &[&str]| {
+        let mut command = std::process::Command::new(&exe);
+        command.args(task_args).envs(moto().lambda_env()).env("AWS_EC2_METADATA_DISABLED", "true");
+        command
+    };
+    let status = xtask(&["publish", "--bucket", BUCKET, "--region", REGION, "--arch", args.arch.lambda_name()])
         .status()
         .context("cannot run cargo xtask publish")?;
     ensure!(status.success(), "cargo xtask publish failed ({status})");
     let published: Value = serde_json::from_slice(&std::fs::read(world.dist.join("publish.json"))?)?;
     let url = published["template_url"].as_str().context("publish.json has no template_url")?.to_owned();
+    let version = published["version_name"].as_str().context("publish.json has no version_name")?;
+    let listed = xtask(&["versions", "--region", REGION]).output().context("cannot run cargo xtask versions")?;
+    let listing = String::from_utf8_lossy(&listed.stdout);
+    ensure!(
+        listed.status.success() && listing.contains(version),
+        "cargo xtask versions does not list {version}:\n{listing}"
+    );
     let summary = format!(
-        "product {} version {} ({}), template {url}",
+        "product {} version {} ({version}, listed by versions), template {url}",
         published["product_id"].as_str().unwrap_or("?"),
         published["version_id"].as_str().unwrap_or("?"),
-        published["version_name"].as_str().unwrap_or("?"),
     );
     Ok((url, summary))
 }
@@ -518,11 +526,11 @@ async fn deploy_jobs(world: &World, stack: &Stack, approved: &Approved) -> anyho
     let project = project_at(world, path)?;
     let mut variables = ci_variables(&project);
     variables.extend(approved.pipeline_variables.clone());
-    let checkout = world.work.path().join("deploy-checkout");
-    run_ci_job_in(&checkout, &project, "build", &variables)?;
-    let chosen: Value = serde_json::from_slice(&std::fs::read(checkout.join("build/model.json"))?)?;
+    run_ci_job(world, &project, "build", &variables)?;
+    let chosen: Value =
+        serde_json::from_slice(&std::fs::read(checkout_dir(world, &project).join("build/model.json"))?)?;
     ensure!(chosen["ModelPackageArn"] == approved.package_arn.as_str(), "the build job chose {chosen}");
-    run_ci_job_in(&checkout, &project, "deploy-staging", &variables)?;
+    run_ci_job(world, &project, "deploy-staging", &variables)?;
 
     let sagemaker = |action: &str, body: Value| aws_json("sagemaker", format!("SageMaker.{action}"), body);
     let endpoints = sagemaker("ListEndpoints", json!({})).await?;
@@ -549,24 +557,21 @@ fn ci_variables(project: &ProjectState) -> BTreeMap<String, String> {
     project.variables.iter().map(|(key, (variable, _))| (key.clone(), variable.value.clone())).collect()
 }
 
+/// Where `run_ci_job` checks `project` out.
+fn checkout_dir(world: &World, project: &ProjectState) -> PathBuf {
+    world.work.path().join(format!("{}-checkout", project.path))
+}
+
+/// Checks out `project`'s default branch (once) and runs `job`'s `script` lines
+/// there as GitLab's shell would. Its `before_script` is left out: AWS credentials come from
+/// moto's environment, the Python packages from the seed code venv.
 fn run_ci_job(
     world: &World,
     project: &ProjectState,
     job: &str,
     variables: &BTreeMap<String, String>,
 ) -> anyhow::Result<String> {
-    run_ci_job_in(&world.work.path().join(format!("{}-checkout", project.path)), project, job, variables)
-}
-
-/// Checks out `project`'s default branch into `checkout` (once) and runs `job`'s `script` lines
-/// there as GitLab's shell would. Its `before_script` is left out: AWS credentials come from
-/// moto's environment, the Python packages from the seed code venv.
-fn run_ci_job_in(
-    checkout: &Path,
-    project: &ProjectState,
-    job: &str,
-    variables: &BTreeMap<String, String>,
-) -> anyhow::Result<String> {
+    let checkout = &checkout_dir(world, project);
     if !checkout.exists() {
         let files = project.branches.get(&project.default_branch).context("no default branch")?;
         for (name, file) in files {
