@@ -48,9 +48,7 @@ async fn main() {
 
 fn publish(xtask: &str, dist: &str, bucket: &str, product: &str) -> (Duration, Value) {
     let mut command = Command::new(xtask);
-    command
-        .args(["publish", "--bucket", bucket, "--region", REGION, "--product-name", product, "--dist", dist])
-        .env("AWS_EC2_METADATA_DISABLED", "true");
+    command.args(["publish", "--bucket", bucket, "--region", REGION, "--product-name", product, "--dist", dist]);
     for (key, value) in moto().lambda_env() {
         command.env(key, value);
     }

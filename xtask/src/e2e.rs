@@ -20,7 +20,6 @@ use lambda_testkit::runtime_api::{Outcome, RuntimeApi};
 use serde_json::{Value, json};
 use xshell::{Shell, cmd};
 
-use crate::deterministic_zip::sha256_hex;
 use crate::flags::{self, Arch};
 use crate::{project, template, tools};
 use cfn::Stack;
@@ -165,6 +164,8 @@ impl Report {
 /// What the steps share.
 struct World {
     gitlab: GitLabDouble,
+    /// moto's S3.
+    s3: aws_sdk_s3::Client,
     group_id: u64,
     dist: PathBuf,
     work: tempfile::TempDir,
@@ -226,7 +227,7 @@ async fn start_stand_ins() -> anyhow::Result<(World, String)> {
     s3.create_bucket().bucket(BUCKET).send().await.context("creating the artifact bucket in moto")?;
     aws_json("secretsmanager", "secretsmanager.CreateSecret", json!({ "Name": TOKEN_SECRET, "SecretString": token }))
         .await?;
-    let world = World { gitlab, group_id, dist: project::target_dir().join("dist"), work: tempfile::tempdir()? };
+    let world = World { gitlab, s3, group_id, dist: project::target_dir().join("dist"), work: tempfile::tempdir()? };
     let summary = format!(
         "moto {endpoint}, GitLab double {} (group {GROUP_PATH} = {group_id}), token in {TOKEN_SECRET}",
         world.gitlab.url()
@@ -240,7 +241,7 @@ fn publish(args: &flags::E2e, world: &World) -> anyhow::Result<(String, String)>
     let exe = std::env::current_exe().context("cannot find the xtask binary")?;
     let xtask = |task_args: &[&str]| {
         let mut command = std::process::Command::new(&exe);
-        command.args(task_args).envs(moto().lambda_env()).env("AWS_EC2_METADATA_DISABLED", "true");
+        command.args(task_args).envs(moto().lambda_env());
         command
     };
     let status = xtask(&["publish", "--bucket", BUCKET, "--region", REGION, "--arch", args.arch.lambda_name()])
@@ -268,7 +269,7 @@ fn publish(args: &flags::E2e, world: &World) -> anyhow::Result<(String, String)>
 /// fetches both Lambdas' code from where the template points, checking it is what was packaged.
 async fn provision(world: &World, template_url: &str, arch: Arch) -> anyhow::Result<(Stack, String)> {
     let key = template_url.split_once(".amazonaws.com/").map(|(_, key)| key).context("unexpected template URL")?;
-    let template = String::from_utf8(s3_get(BUCKET, key).await?).context("the template is not UTF-8")?;
+    let template = String::from_utf8(s3_get(world, BUCKET, key).await?).context("the template is not UTF-8")?;
     let group_id = world.group_id.to_string();
     let gitlab_url = world.gitlab.url();
     let parameters = [
@@ -287,12 +288,9 @@ async fn provision(world: &World, template_url: &str, arch: Arch) -> anyhow::Res
         let bucket = stack.property(function, &["Code", "S3Bucket"])?;
         let code_key = stack.property(function, &["Code", "S3Key"])?;
         let (bucket, code_key) = (bucket.as_str().unwrap_or_default(), code_key.as_str().unwrap_or_default());
-        let deployed = s3_get(bucket, code_key).await?;
+        let deployed = s3_get(world, bucket, code_key).await?;
         let packaged = std::fs::read(world.dist.join(zip))?;
-        ensure!(
-            sha256_hex(&deployed) == sha256_hex(&packaged),
-            "s3://{bucket}/{code_key} differs from target/dist/{zip}"
-        );
+        ensure!(deployed == packaged, "s3://{bucket}/{code_key} differs from target/dist/{zip}");
         let bootstrap = zip_entries(&deployed)?.remove("bootstrap").context("the zip has no bootstrap")?;
         let path = world.work.path().join(folder).join("bootstrap");
         std::fs::create_dir_all(path.parent().unwrap())?;
@@ -309,7 +307,6 @@ async fn provision(world: &World, template_url: &str, arch: Arch) -> anyhow::Res
 fn lambda_env(stack: &Stack, function: &str) -> anyhow::Result<Vec<(String, String)>> {
     let mut env: Vec<(String, String)> = stack.lambda_environment(function)?.into_iter().collect();
     env.extend(moto().lambda_env().into_iter().map(|(k, v)| (k.to_owned(), v)));
-    env.push(("AWS_EC2_METADATA_DISABLED".into(), "true".into()));
     Ok(env)
 }
 
@@ -353,7 +350,11 @@ async fn create(api: &RuntimeApi, stack: &Stack) -> anyhow::Result<(Value, Strin
     Ok((answer, summary))
 }
 
-fn project_at(world: &World, path: &str) -> anyhow::Result<ProjectState> {
+/// The GitLab project the checkin reported for `role` (`Build` or `Deploy`) in its Data.
+fn seeded_project(world: &World, stack: &Stack, role: &str) -> anyhow::Result<ProjectState> {
+    let path = stack
+        .attribute("SeedCodeCheckin", &format!("{role}ProjectPath"))
+        .with_context(|| format!("the checkin's Data has no {role}ProjectPath"))?;
     world.gitlab.project(path).with_context(|| format!("GitLab has no project {path}"))
 }
 
@@ -361,24 +362,17 @@ fn check_projects(world: &World, stack: &Stack) -> anyhow::Result<((), String)> 
     ensure!(world.gitlab.projects().len() == 2, "GitLab holds {} projects, not 2", world.gitlab.projects().len());
     let mut files = 0;
     for (role, zip, read_by_seed_code) in SEED_REPOS {
-        let path = stack
-            .attribute("SeedCodeCheckin", &format!("{role}ProjectPath"))
-            .context("the checkin's Data has no path")?;
-        let project = project_at(world, path)?;
+        let project = seeded_project(world, stack, role)?;
+        let path = project.full_path();
         let expected = zip_entries(&std::fs::read(world.dist.join(zip))?)?;
-        let actual = project.branches.get(&project.default_branch).context("no default branch")?;
-        let names = |m: &BTreeMap<String, Vec<u8>>| m.keys().cloned().collect::<Vec<_>>();
-        let actual_bytes: BTreeMap<String, Vec<u8>> =
-            actual.iter().map(|(k, f)| (k.clone(), f.content.clone())).collect();
+        let branch = project.branches.get(&project.default_branch).context("no default branch")?;
+        let actual: BTreeMap<String, Vec<u8>> = branch.iter().map(|(k, f)| (k.clone(), f.content.clone())).collect();
+        let differing: Vec<&String> = expected.keys().filter(|name| actual.get(*name) != expected.get(*name)).collect();
+        let extra: Vec<&String> = actual.keys().filter(|name| !expected.contains_key(*name)).collect();
         ensure!(
-            names(&actual_bytes) == names(&expected),
-            "{path}: files {:?} differ from {zip}'s {:?}",
-            names(&actual_bytes),
-            names(&expected)
+            differing.is_empty() && extra.is_empty(),
+            "{path}: {differing:?} missing or different, {extra:?} extra, against {zip}"
         );
-        for (name, bytes) in &expected {
-            ensure!(&actual_bytes[name] == bytes, "{path}: {name} differs from {zip}");
-        }
         files += expected.len();
         let [first_commit, ..] = &project.commits[..] else { bail!("{path} has no commit") };
         for &key in read_by_seed_code {
@@ -399,7 +393,6 @@ fn check_projects(world: &World, stack: &Stack) -> anyhow::Result<((), String)> 
 /// arrives to the packaged trigger.
 async fn approve_and_trigger(world: &World, stack: &Stack, runner: &Runner) -> anyhow::Result<(Approved, String)> {
     let group = format!("{PROJECT_NAME}-{PROJECT_ID}");
-    let sagemaker = |action: &str, body: Value| aws_json("sagemaker", format!("SageMaker.{action}"), body);
     sagemaker("CreateModelPackageGroup", json!({ "ModelPackageGroupName": group })).await?;
     let created = sagemaker(
         "CreateModelPackage",
@@ -456,8 +449,8 @@ async fn approve_and_trigger(world: &World, stack: &Stack, runner: &Runner) -> a
         runner.spawn(&api, &world.work.path().join("trigger/bootstrap"), &lambda_env(stack, "TriggerFunction")?);
     let outcome = api.try_invoke(event, timeout_of(stack, "TriggerFunction")).await.map_err(anyhow::Error::msg)?;
     ensure!(matches!(outcome, Outcome::Response { .. }), "the trigger ended {outcome:?}");
-    let deploy_path = stack.attribute("SeedCodeCheckin", "DeployProjectPath").context("no DeployProjectPath")?;
-    let deploy = project_at(world, deploy_path)?;
+    let deploy = seeded_project(world, stack, "Deploy")?;
+    let deploy_path = deploy.full_path();
     let [pipeline] = &deploy.pipelines[..] else {
         bail!("{deploy_path} has {} pipelines, not 1", deploy.pipelines.len())
     };
@@ -466,8 +459,7 @@ async fn approve_and_trigger(world: &World, stack: &Stack, runner: &Runner) -> a
         "the pipeline's variables are {:?}",
         pipeline.variables
     );
-    let build_path = stack.attribute("SeedCodeCheckin", "BuildProjectPath").context("no BuildProjectPath")?;
-    ensure!(project_at(world, build_path)?.pipelines.is_empty(), "the build project got a pipeline");
+    ensure!(seeded_project(world, stack, "Build")?.pipelines.is_empty(), "the build project got a pipeline");
     let approved = Approved { package_arn: arn.clone(), pipeline_variables: pipeline.variables.clone() };
     Ok((
         approved,
@@ -491,17 +483,14 @@ async fn build_job(world: &World, stack: &Stack) -> anyhow::Result<((), String)>
     // CloudFormation's part: the project's artifact bucket, which the job uploads to.
     let bucket = stack.property("ArtifactBucket", &["BucketName"])?;
     let bucket = bucket.as_str().context("the bucket has no name")?;
-    let s3 = aws_sdk_s3::Client::new(&moto().sdk_config());
-    s3.create_bucket().bucket(bucket).send().await.context("creating the project's bucket in moto")?;
+    world.s3.create_bucket().bucket(bucket).send().await.context("creating the project's bucket in moto")?;
 
-    let path = stack.attribute("SeedCodeCheckin", "BuildProjectPath").context("no BuildProjectPath")?;
-    let project = project_at(world, path)?;
+    let project = seeded_project(world, stack, "Build")?;
     let mut variables = ci_variables(&project);
     variables.insert("PIPELINE_WAIT".into(), "false".into());
     let log = run_ci_job(world, &project, "run-pipeline", &variables)?;
 
     let name = format!("{PROJECT_NAME}-{PROJECT_ID}");
-    let sagemaker = |action: &str, body: Value| aws_json("sagemaker", format!("SageMaker.{action}"), body);
     let pipeline = sagemaker("DescribePipeline", json!({ "PipelineName": name })).await?;
     let tags = sagemaker("ListTags", json!({ "ResourceArn": pipeline["PipelineArn"] })).await?;
     let tagged = tags["Tags"]
@@ -522,8 +511,7 @@ async fn build_job(world: &World, stack: &Stack) -> anyhow::Result<((), String)>
 /// The model-deploy repository's `build` and `deploy-staging` jobs in the pipeline the approval
 /// started, against moto: the approved package ends up behind the staging endpoint.
 async fn deploy_jobs(world: &World, stack: &Stack, approved: &Approved) -> anyhow::Result<((), String)> {
-    let path = stack.attribute("SeedCodeCheckin", "DeployProjectPath").context("no DeployProjectPath")?;
-    let project = project_at(world, path)?;
+    let project = seeded_project(world, stack, "Deploy")?;
     let mut variables = ci_variables(&project);
     variables.extend(approved.pipeline_variables.clone());
     run_ci_job(world, &project, "build", &variables)?;
@@ -532,7 +520,6 @@ async fn deploy_jobs(world: &World, stack: &Stack, approved: &Approved) -> anyho
     ensure!(chosen["ModelPackageArn"] == approved.package_arn.as_str(), "the build job chose {chosen}");
     run_ci_job(world, &project, "deploy-staging", &variables)?;
 
-    let sagemaker = |action: &str, body: Value| aws_json("sagemaker", format!("SageMaker.{action}"), body);
     let endpoints = sagemaker("ListEndpoints", json!({})).await?;
     let [endpoint] = endpoints["Endpoints"].as_array().map(Vec::as_slice).unwrap_or_default() else {
         bail!("moto holds endpoints {endpoints}, not one")
@@ -594,7 +581,6 @@ fn run_ci_job(
             .env("HOME", checkout)
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .env("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
             .envs(variables)
             .envs(moto().lambda_env())
             .output()?;
@@ -675,6 +661,10 @@ async fn retried_create(api: &RuntimeApi, stack: &Stack, world: &World) -> anyho
     Ok(((), format!("SUCCESS again, still {} projects and {} commits", after.0, after.1)))
 }
 
+async fn sagemaker(action: &str, body: Value) -> anyhow::Result<Value> {
+    aws_json("sagemaker", format!("SageMaker.{action}"), body).await
+}
+
 /// One call to an AWS JSON-protocol API in moto. moto routes by the credential scope of the
 /// Authorization header and does not check signatures.
 async fn aws_json(service: &str, target: impl Into<String>, body: Value) -> anyhow::Result<Value> {
@@ -697,10 +687,9 @@ async fn aws_json(service: &str, target: impl Into<String>, body: Value) -> anyh
     Ok(if text.is_empty() { Value::Null } else { serde_json::from_str(&text)? })
 }
 
-async fn s3_get(bucket: &str, key: &str) -> anyhow::Result<Vec<u8>> {
-    let s3 = aws_sdk_s3::Client::new(&moto().sdk_config());
+async fn s3_get(world: &World, bucket: &str, key: &str) -> anyhow::Result<Vec<u8>> {
     let object =
-        s3.get_object().bucket(bucket).key(key).send().await.with_context(|| format!("s3://{bucket}/{key}"))?;
+        world.s3.get_object().bucket(bucket).key(key).send().await.with_context(|| format!("s3://{bucket}/{key}"))?;
     Ok(object.body.collect().await?.into_bytes().to_vec())
 }
 

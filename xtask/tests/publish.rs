@@ -88,7 +88,7 @@ impl Stand {
     /// The xtask binary with moto's endpoint and test credentials in its environment.
     fn xtask(&self, args: &[&str]) -> Output {
         let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
-        command.args(args).env("AWS_EC2_METADATA_DISABLED", "true");
+        command.args(args);
         for (key, value) in moto().lambda_env() {
             command.env(key, value);
         }

@@ -69,10 +69,7 @@ fn the_endpoint_sample_is_rows_the_build_preprocessing_writes() {
 fn each_seed_repos_unit_test_job_runs_under_gitlab_ci_local() {
     let gitlab_ci_local = tools_dir().join("npm/node_modules/.bin/gitlab-ci-local");
     let seed_bin = tool("seedcode", "python").parent().unwrap().to_path_buf();
-    let path = std::env::join_paths(
-        std::iter::once(seed_bin).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
-    )
-    .unwrap();
+    let path = xtask::tools::path_with(&seed_bin).unwrap();
     for repo in SEED_REPOS {
         let work = tempfile::tempdir().unwrap();
         let checkout = work.path().join(repo);

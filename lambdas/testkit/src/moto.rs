@@ -78,6 +78,8 @@ impl Moto {
             ("AWS_DEFAULT_REGION", REGION.into()),
             ("AWS_ACCESS_KEY_ID", "testing".into()),
             ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+            // No instance metadata service here: the SDKs would wait on it for a region or role.
+            ("AWS_EC2_METADATA_DISABLED", "true".into()),
         ]
     }
 }
