@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 use xshell::{Shell, cmd};
 
 use crate::flags::{self, Arch};
-use crate::{project, template, tools};
+use crate::{package, project, template, tools};
 use cfn::Stack;
 
 const BUCKET: &str = "e2e-artifacts";
@@ -30,14 +30,12 @@ const REVOKED_TOKEN_SECRET: &str = "sagemaker-gitlab-project/revoked-token";
 const PROJECT_NAME: &str = "churn";
 const PROJECT_ID: &str = "p-e2e0test0001";
 const GROUP_PATH: &str = "data-science";
-const CHECKIN_ZIP: &str = "lambda-seedcode-checkin-gitlab.zip";
-const TRIGGER_ZIP: &str = "lambda-gitlab-pipeline-trigger.zip";
-/// Each seed repository's zip and the CI/CD variables its code reads (model-build's
-/// `pipelines/run_pipeline.py`, model-deploy's `deploy/__main__.py`, both `ci/aws-credentials.sh`).
-const SEED_REPOS: [(&str, &str, &[&str]); 2] = [
+/// The CI/CD variables each seed repository's code reads (model-build's
+/// `pipelines/run_pipeline.py`, model-deploy's `deploy/__main__.py`, both `ci/aws-credentials.sh`),
+/// in the order of `package::SEEDCODE`.
+const READ_BY_SEED_CODE: [(&str, &[&str]); 2] = [
     (
         "Build",
-        "mlops-gitlab-project-seedcode-model-build.zip",
         &[
             "SAGEMAKER_PROJECT_NAME",
             "SAGEMAKER_PROJECT_ID",
@@ -50,7 +48,6 @@ const SEED_REPOS: [(&str, &str, &[&str]); 2] = [
     ),
     (
         "Deploy",
-        "mlops-gitlab-project-seedcode-model-deploy.zip",
         &[
             "SAGEMAKER_PROJECT_NAME",
             "SAGEMAKER_PROJECT_ID",
@@ -279,8 +276,9 @@ async fn provision(world: &World, template_url: &str, arch: Arch) -> anyhow::Res
         ("GitLabGroupId", group_id.as_str()),
     ];
     let stack = Stack::new(&template, REGION, ACCOUNT_ID, &parameters)?;
+    let [(_, checkin_zip), (_, trigger_zip)] = package::LAMBDAS;
     for (function, zip, folder) in
-        [("CheckinFunction", CHECKIN_ZIP, "checkin"), ("TriggerFunction", TRIGGER_ZIP, "trigger")]
+        [("CheckinFunction", checkin_zip, "checkin"), ("TriggerFunction", trigger_zip, "trigger")]
     {
         let architecture = stack.property(function, &["Architectures"])?;
         let wanted = arch.lambda_name();
@@ -361,7 +359,7 @@ fn seeded_project(world: &World, stack: &Stack, role: &str) -> anyhow::Result<Pr
 fn check_projects(world: &World, stack: &Stack) -> anyhow::Result<((), String)> {
     ensure!(world.gitlab.projects().len() == 2, "GitLab holds {} projects, not 2", world.gitlab.projects().len());
     let mut files = 0;
-    for (role, zip, read_by_seed_code) in SEED_REPOS {
+    for ((role, read_by_seed_code), (_, zip)) in READ_BY_SEED_CODE.into_iter().zip(package::SEEDCODE) {
         let project = seeded_project(world, stack, role)?;
         let path = project.full_path();
         let expected = zip_entries(&std::fs::read(world.dist.join(zip))?)?;

@@ -6,16 +6,12 @@ mod common;
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use common::{repo_root, run_ok, tool};
+use common::{read_repo_file, repo_root, run_ok, tool};
 use serde_yaml::Value;
 use xtask::template::{BOOTSTRAP_TEMPLATE, PROJECT_TEMPLATE, render};
 
-fn read(relative: &str) -> String {
-    std::fs::read_to_string(repo_root().join(relative)).unwrap()
-}
-
 fn parse(relative: &str) -> Value {
-    serde_yaml::from_str(&read(relative)).unwrap()
+    serde_yaml::from_str(&read_repo_file(relative)).unwrap()
 }
 
 /// The project template as publish renders it, with every mapping value replaced.
@@ -30,7 +26,7 @@ fn rendered_project() -> String {
         ("Access", "GitLabCiRoleName", ""),
         ("Access", "GitLabCiAccessKeySecretName", "sagemaker-gitlab-project/ci-access-key"),
     ];
-    render(&read(PROJECT_TEMPLATE), &settings).unwrap()
+    render(&read_repo_file(PROJECT_TEMPLATE), &settings).unwrap()
 }
 
 #[test]
@@ -131,7 +127,7 @@ fn iam_allows_no_wildcard_action_or_resource() {
 #[test]
 fn every_permission_statement_has_a_sid_and_a_comment_saying_why() {
     for template in [PROJECT_TEMPLATE, BOOTSTRAP_TEMPLATE] {
-        let text = read(template);
+        let text = read_repo_file(template);
         let lines: Vec<&str> = text.lines().collect();
         let sids = lines.iter().enumerate().filter(|(_, line)| line.trim_start().starts_with("- Sid:"));
         let mut count = 0;

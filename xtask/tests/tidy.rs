@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 use clap::CommandFactory;
-use common::{repo_root, run_ok};
+use common::{read_repo_file, repo_root, run_ok};
 use serde_yaml::Value;
 use xtask::flags::Xtask;
 
@@ -19,17 +19,13 @@ fn tracked_files() -> Vec<String> {
     listing.split('\0').filter(|path| !path.is_empty()).map(str::to_owned).collect()
 }
 
-fn read(relative: &str) -> String {
-    std::fs::read_to_string(repo_root().join(relative)).unwrap_or_else(|err| panic!("{relative}: {err}"))
-}
-
 fn assert_none(offences: Vec<String>, rule: &str) {
     assert!(offences.is_empty(), "{rule}:\n  {}", offences.join("\n  "));
 }
 
 #[test]
 fn every_xtask_command_has_a_readme_section_with_an_example() {
-    let readme = read("README.md");
+    let readme = read_repo_file("README.md");
     let offences = Xtask::command()
         .get_subcommands()
         .map(|task| task.get_name().to_owned())
@@ -71,7 +67,7 @@ fn python_and_npm_tools_are_pinned_to_one_exact_version_everywhere() {
     });
     for file in requirement_files {
         let npm = file.ends_with("npm.txt");
-        for (number, line) in read(&file).lines().enumerate() {
+        for (number, line) in read_repo_file(&file).lines().enumerate() {
             let line = line.split(" #").next().unwrap().trim();
             if line.is_empty() || line.starts_with('#') {
                 continue;
@@ -116,7 +112,7 @@ fn ci_images(value: &Value, images: &mut Vec<String>) {
 
 #[test]
 fn ci_images_are_pinned_and_in_step_with_the_toolchains() {
-    let toolchain = read("rust-toolchain.toml");
+    let toolchain = read_repo_file("rust-toolchain.toml");
     let rust_channel = toolchain
         .lines()
         .find_map(|line| line.strip_prefix("channel = "))
@@ -126,7 +122,7 @@ fn ci_images_are_pinned_and_in_step_with_the_toolchains() {
     let mut rust_images = 0;
     for file in tracked_files().into_iter().filter(|path| path.ends_with(".gitlab-ci.yml")) {
         let mut images = Vec::new();
-        ci_images(&serde_yaml::from_str(&read(&file)).unwrap(), &mut images);
+        ci_images(&serde_yaml::from_str(&read_repo_file(&file)).unwrap(), &mut images);
         for image in images {
             let tag = image.rsplit('/').next().unwrap().split_once(':').map(|(_, tag)| tag);
             let Some(tag) =
@@ -144,7 +140,7 @@ fn ci_images_are_pinned_and_in_step_with_the_toolchains() {
             if image.starts_with("python:") {
                 // The seed's pins are a freeze on the Python its pyproject.toml names.
                 let pyproject = Path::new(&file).with_file_name("pyproject.toml");
-                let python = read(pyproject.to_str().unwrap())
+                let python = read_repo_file(pyproject.to_str().unwrap())
                     .lines()
                     .find_map(|line| line.strip_prefix("requires-python = \">="))
                     .map(|version| version.trim_end_matches('"').to_owned())
@@ -165,7 +161,7 @@ fn crate_dependencies_take_their_versions_from_the_workspace() {
     let manifests = tracked_files().into_iter().filter(|path| path.ends_with("/Cargo.toml"));
     for manifest in manifests {
         let mut in_dependencies = false;
-        for line in read(&manifest).lines().map(str::trim) {
+        for line in read_repo_file(&manifest).lines().map(str::trim) {
             if line.starts_with('[') {
                 in_dependencies = line.ends_with("dependencies]");
             } else if in_dependencies
@@ -196,7 +192,7 @@ fn no_unfinished_or_debugging_code() {
         if !markers.iter().any(|(ext, _)| *ext == extension) {
             continue;
         }
-        for (number, line) in read(&file).lines().enumerate() {
+        for (number, line) in read_repo_file(&file).lines().enumerate() {
             for (_, marker) in markers.iter().filter(|(ext, marker)| *ext == extension && line.contains(marker)) {
                 offences.push(format!("{file}:{}: {marker}", number + 1));
             }

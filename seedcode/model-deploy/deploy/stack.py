@@ -48,7 +48,7 @@ def deploy(cfn, name: str, template: str, parameters: dict, tags: dict, poll_sec
         # A stack whose creation failed can only be deleted; this deploy starts it over.
         print(f"stack {name} is left from a failed creation: deleting it first", flush=True)
         cfn.delete_stack(StackName=name)
-        wait(cfn, name, poll_seconds, timeout_seconds, until={"DELETE_COMPLETE"}, deleting=True)
+        wait(cfn, name, poll_seconds, timeout_seconds, until={"DELETE_COMPLETE"})
         status = None
     started = time.time()
     if status is None:
@@ -67,11 +67,12 @@ def deploy(cfn, name: str, template: str, parameters: dict, tags: dict, poll_sec
     return outputs(cfn, name)
 
 
-def wait(cfn, name: str, poll_seconds: float, timeout_seconds: float, until: set[str], since: float = 0.0, deleting: bool = False) -> None:
+def wait(cfn, name: str, poll_seconds: float, timeout_seconds: float, until: set[str], since: float = 0.0) -> None:
     deadline = time.monotonic() + timeout_seconds
     while True:
         status = current_status(cfn, name)
-        if status is None and deleting:
+        if status is None and "DELETE_COMPLETE" in until:
+            # A deleted stack is gone from describe_stacks by name.
             return
         if status in until:
             print(f"stack {name}: {status}", flush=True)

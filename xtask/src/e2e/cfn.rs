@@ -58,9 +58,7 @@ impl Stack {
 
     /// A Lambda function's environment variables, resolved to strings.
     pub fn lambda_environment(&self, function: &str) -> anyhow::Result<BTreeMap<String, String>> {
-        let variables = self.property(function, &["Environment", "Variables"])?;
-        let mapping = variables.as_mapping().with_context(|| format!("{function}'s environment is not a mapping"))?;
-        mapping.iter().map(|(k, v)| Ok((scalar(k)?, scalar(v)?))).collect()
+        string_map(&self.property(function, &["Environment", "Variables"])?, &format!("{function}'s environment"))
     }
 
     fn resolve(&self, value: &Value) -> anyhow::Result<Value> {
@@ -114,13 +112,7 @@ impl Stack {
             "Fn::Sub" => {
                 let (text, variables) = match argument {
                     Value::Sequence(parts) if parts.len() == 2 => {
-                        let variables = self.resolve(&parts[1])?;
-                        let variables = variables.as_mapping().context("Sub's variables are not a mapping")?;
-                        let variables = variables
-                            .iter()
-                            .map(|(k, v)| Ok((scalar(k)?, scalar(v)?)))
-                            .collect::<anyhow::Result<_>>()?;
-                        (scalar(&parts[0])?, variables)
+                        (scalar(&parts[0])?, string_map(&self.resolve(&parts[1])?, "Sub's variables")?)
                     }
                     other => (scalar(other)?, BTreeMap::new()),
                 };
@@ -187,6 +179,12 @@ fn scalar(value: &Value) -> anyhow::Result<String> {
         Value::Bool(b) => Ok(b.to_string()),
         other => bail!("expected a plain value, found {other:?}"),
     }
+}
+
+/// A mapping of plain values, as strings; `what` names it in the error.
+fn string_map(value: &Value, what: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    let mapping = value.as_mapping().with_context(|| format!("{what} is not a mapping"))?;
+    mapping.iter().map(|(k, v)| Ok((scalar(k)?, scalar(v)?))).collect()
 }
 
 #[cfg(test)]

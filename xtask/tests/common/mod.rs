@@ -10,6 +10,11 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
+/// A file of this checkout, by its path from the repository root.
+pub fn read_repo_file(relative: &str) -> String {
+    std::fs::read_to_string(repo_root().join(relative)).unwrap_or_else(|err| panic!("{relative}: {err}"))
+}
+
 /// The tools `cargo xtask test` installed before running the tests (one venv per
 /// requirements file in xtask/requirements).
 pub fn tools_dir() -> PathBuf {
