@@ -1,12 +1,16 @@
 //! A small client for the parts of GitLab's REST API (v4) the Lambdas use.
 //!
-//! Every call retries what is worth retrying (429 honouring `Retry-After`, 5xx, connection
-//! failures and timeouts) within the policy and the caller's deadline. Errors name the call and
-//! GitLab's message; the token never appears in them or in the log.
+//! Every call retries what is worth retrying within the policy and the caller's deadline: 429
+//! (honouring `Retry-After`) and refused connections always, since GitLab did nothing; 5xx and
+//! timeouts only for calls that are safe to repeat. A POST that may have landed is never sent
+//! blindly again: its caller gets `GitLabError::Uncertain` and looks at GitLab's state first.
+//! Redirects are errors, certificate failures are not retried. Errors name the call and GitLab's
+//! message; the token never appears in them or in the log.
 
 use std::time::{Duration, Instant};
 
-use reqwest::{Method, StatusCode, header::RETRY_AFTER};
+use reqwest::header::{LOCATION, RETRY_AFTER};
+use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -30,11 +34,23 @@ pub struct GitLab {
 #[derive(Debug, thiserror::Error)]
 pub enum GitLabError {
     #[error(
-        "GitLab at {host} rejected the token ({status}) on {operation}: {message}. Store a valid token with the api scope in secret {secret}"
+        "GitLab at {host} did not accept the token on {operation}: {message}. Store a valid, unexpired token with the api scope in secret {secret}"
     )]
-    Unauthorized { host: String, operation: String, status: u16, message: String, secret: String },
+    Unauthorized { host: String, operation: String, message: String, secret: String },
+    #[error("GitLab at {host} refused {operation} (403: {message}): {}", cause.remedy(secret))]
+    Forbidden { host: String, operation: String, cause: Forbidden, message: String, secret: String },
     #[error("GitLab at {host} answered {status} to {operation}: {message}")]
     Api { host: String, operation: String, status: u16, message: String },
+    #[error("GitLab at {host} may or may not have done {operation}: {reason}")]
+    Uncertain { host: String, operation: String, reason: String },
+    #[error(
+        "GitLab at {host} answered {operation} with a redirect ({status}) to {location}: redirects are not followed (they turn a POST into a GET and carry the token elsewhere); set the GitLab server URL to the https:// address GitLab itself uses"
+    )]
+    Redirected { host: String, operation: String, status: u16, location: String },
+    #[error(
+        "GitLab at {host} presented a certificate that is not trusted on {operation} ({reason}): if a private CA signed it, store that CA's PEM bundle in a secret and publish with --gitlab-ca-bundle-secret-name (README, \"GitLab behind a private CA\")"
+    )]
+    Certificate { host: String, operation: String, reason: String },
     #[error("GitLab at {host} could not be reached for {operation} after {attempts} attempts: {reason}")]
     Unreachable { host: String, operation: String, attempts: u32, reason: String },
     #[error("GitLab at {host} sent an answer to {operation} that is not what its API documents: {reason}")]
@@ -43,15 +59,58 @@ pub enum GitLabError {
     BadUrl { url: String, reason: String },
 }
 
+/// Why GitLab answered 403, told from its body (see the GitLab double's `answers.rs` for the
+/// bodies and the GitLab source they come from).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forbidden {
+    /// `{"error": "insufficient_scope"}`: the token was made without the `api` scope.
+    TokenScope,
+    /// `limit_reached`: the user's personal project limit.
+    ProjectLimit,
+    /// `403 Forbidden`: the user's role in the project or group is too low, or the project is
+    /// archived (read-only), or an IP allow list keeps the caller out. GitLab's body is the same.
+    RoleOrArchived,
+}
+
+impl Forbidden {
+    fn from_body(body: &serde_json::Value, message: &str) -> Forbidden {
+        if body.get("error").and_then(|e| e.as_str()) == Some("insufficient_scope") {
+            Forbidden::TokenScope
+        } else if message.contains("project limit") || message.contains("Personal project creation is not allowed") {
+            Forbidden::ProjectLimit
+        } else {
+            Forbidden::RoleOrArchived
+        }
+    }
+
+    fn remedy(&self, secret: &str) -> String {
+        match self {
+            Forbidden::TokenScope => {
+                format!("the token lacks the api scope: create one with the api scope and store it in secret {secret}")
+            }
+            Forbidden::ProjectLimit => "the token's user may create no more projects in their personal namespace: raise the user's project limit, or give a GitLab group ID so the projects go to a group".into(),
+            Forbidden::RoleOrArchived => "the token's user lacks the role for it (Maintainer for CI/CD variables and settings, Developer to commit and start pipelines), or the project is archived, or an IP allow list of the group keeps AWS out".into(),
+        }
+    }
+}
+
 impl GitLabError {
     /// GitLab's answer to creating something whose name or key exists already.
     pub fn is_already_taken(&self) -> bool {
         matches!(self, GitLabError::Api { status: 400 | 409, message, .. } if message.contains("has already been taken"))
     }
 
+    /// GitLab's 400 when the project's `ci_pipeline_variables_minimum_override_role` does not let
+    /// the token's user pass pipeline variables.
+    pub fn is_pipeline_variables_not_allowed(&self) -> bool {
+        matches!(self, GitLabError::Api { status: 400, message, .. } if message.contains("Insufficient permissions to set pipeline variables"))
+    }
+
     pub fn status(&self) -> Option<u16> {
         match self {
-            GitLabError::Unauthorized { status, .. } | GitLabError::Api { status, .. } => Some(*status),
+            GitLabError::Unauthorized { .. } => Some(401),
+            GitLabError::Forbidden { .. } => Some(403),
+            GitLabError::Api { status, .. } => Some(*status),
             _ => None,
         }
     }
@@ -80,6 +139,12 @@ pub struct Project {
     pub web_url: String,
     pub http_url_to_repo: String,
     pub namespace: Namespace,
+    /// Archived projects are read-only.
+    #[serde(default)]
+    pub archived: bool,
+    /// Who may pass variables to a pipeline; absent before GitLab 17.1, which has no such setting.
+    #[serde(default)]
+    pub ci_pipeline_variables_minimum_override_role: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -95,7 +160,7 @@ pub struct NewProject<'a> {
     pub initialize_with_readme: bool,
 }
 
-/// A CI/CD variable of a project.
+/// A CI/CD variable of a project, in the `*` environment scope.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Variable {
     pub key: String,
@@ -105,6 +170,9 @@ pub struct Variable {
     /// Raw: `$` in the value is not expanded.
     pub raw: bool,
 }
+
+/// The one environment scope the Lambdas write: every environment.
+const ALL_ENVIRONMENTS: &str = "*";
 
 /// One file of a commit (`POST /projects/:id/repository/commits` actions).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -143,29 +211,105 @@ pub struct Pipeline {
     pub web_url: String,
 }
 
-#[derive(Serialize)]
-struct PipelineVariable<'a> {
-    key: &'a str,
-    value: &'a str,
-    variable_type: &'static str,
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PipelineVariable {
+    pub key: String,
+    pub value: String,
+    #[serde(default)]
+    pub variable_type: String,
+}
+
+/// The token's own record (`GET /personal_access_tokens/self`; group and project access tokens
+/// have one too).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub name: String,
+    pub scopes: Vec<String>,
+    pub active: bool,
+    #[serde(default)]
+    pub revoked: bool,
+    /// `YYYY-MM-DD`; `None` for a token that never expires (GitLab before 16.0 allowed them).
+    pub expires_at: Option<String>,
+}
+
+/// How long before its expiry a token is reported, in the log and in answers.
+pub const TOKEN_WARNING_DAYS: i64 = 30;
+
+impl TokenRecord {
+    /// Whether the token can do this template's work on `today`: an error when it cannot (no
+    /// `api` scope, revoked or inactive, expired), a warning when it expires within
+    /// `TOKEN_WARNING_DAYS`. `secret` is where a new token goes.
+    pub fn assess(&self, today: time::Date, secret: &str) -> Result<Option<String>, String> {
+        let replace =
+            format!("create a new token with the api scope and store it in secret {secret}; nothing else changes");
+        if !self.scopes.iter().any(|s| s == "api") {
+            return Err(format!(
+                "the GitLab token {:?} has the scopes [{}] but not api, which creating projects and starting pipelines needs: {replace}",
+                self.name,
+                self.scopes.join(", ")
+            ));
+        }
+        if self.revoked || !self.active {
+            return Err(format!("the GitLab token {:?} is revoked or inactive: {replace}", self.name));
+        }
+        let Some(expires) = self.expires_at.as_deref() else { return Ok(None) };
+        let date = parse_date(expires).ok_or_else(|| format!("the GitLab token's expiry {expires:?} is not a date"))?;
+        let days = (date - today).whole_days();
+        if days <= 0 {
+            return Err(format!("the GitLab token {:?} expired on {expires}: {replace}", self.name));
+        }
+        Ok((days <= TOKEN_WARNING_DAYS)
+            .then(|| format!("the GitLab token {:?} expires on {expires}, in {days} days: {replace}", self.name)))
+    }
+}
+
+/// `YYYY-MM-DD`, as GitLab writes token expiry dates.
+fn parse_date(text: &str) -> Option<time::Date> {
+    let mut parts = text.splitn(3, '-').map(str::parse::<u16>);
+    let (year, month, day) = (parts.next()?.ok()?, parts.next()?.ok()?, parts.next()?.ok()?);
+    let month = time::Month::try_from(u8::try_from(month).ok()?).ok()?;
+    time::Date::from_calendar_date(i32::from(year), month, u8::try_from(day).ok()?).ok()
+}
+
+/// Whether GitLab may have acted on a request that failed without a clear answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Repeat {
+    /// Reads, PUTs, and POSTs whose repetition GitLab refuses as "already taken".
+    Safe,
+    /// POSTs that would act twice: sent again only when GitLab certainly did nothing.
+    OnlyIfNotReceived,
 }
 
 impl GitLab {
-    /// A client for the GitLab instance at `base_url` (e.g. `https://gitlab.com`).
+    /// A client for the GitLab instance at `base_url` (e.g. `https://gitlab.com`). Plain
+    /// `http://` is refused except on a loopback address (local test servers): the token would
+    /// travel in clear, and SageMaker code repositories accept only `https://` clone URLs.
     pub fn new(base_url: &str, token: Token) -> Result<GitLab, GitLabError> {
-        let url = reqwest::Url::parse(base_url.trim())
-            .map_err(|err| GitLabError::BadUrl { url: base_url.into(), reason: err.to_string() })?;
-        if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
-            return Err(GitLabError::BadUrl { url: base_url.into(), reason: "expected https://host[/path]".into() });
+        let bad = |reason: &str| GitLabError::BadUrl { url: base_url.into(), reason: reason.into() };
+        let url = reqwest::Url::parse(base_url.trim()).map_err(|err| bad(&err.to_string()))?;
+        let host = url.host_str().ok_or_else(|| bad("expected https://host[/path]"))?.to_owned();
+        match url.scheme() {
+            "https" => {}
+            "http" if is_loopback(&host) => {}
+            "http" => {
+                return Err(bad("GitLab must be reached over https:// (plain http only for a loopback test server)"));
+            }
+            _ => return Err(bad("expected https://host[/path]")),
         }
         Ok(GitLab {
             api: format!("{}/api/v4", url.as_str().trim_end_matches('/')),
-            host: url.host_str().unwrap_or_default().to_owned(),
+            host,
             token,
             http: crate::http_client(),
             retry: RetryPolicy::default(),
             deadline: None,
         })
+    }
+
+    /// The same client over another HTTP client (one that trusts a private CA, say).
+    pub fn with_http(mut self, http: reqwest::Client) -> GitLab {
+        self.http = http;
+        self
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> GitLab {
@@ -183,33 +327,76 @@ impl GitLab {
     }
 
     pub async fn current_user(&self) -> Result<User, GitLabError> {
-        self.call(Method::GET, "/user", None::<&()>, "reading the token's user").await
+        self.get("/user", "reading the token's user").await
     }
 
-    /// The group (namespace) with this ID.
+    /// The token's own record, or `None` from a GitLab that has no such endpoint (before 15.5).
+    pub async fn token_record(&self) -> Result<Option<TokenRecord>, GitLabError> {
+        optional(self.get("/personal_access_tokens/self", "reading the token's record").await)
+    }
+
+    /// Reads the token's record and judges it (`TokenRecord::assess`): `Err` when the token
+    /// cannot work, `Ok(Some(warning))` when it expires soon. A GitLab without the endpoint
+    /// passes; its calls will say what is wrong.
+    pub async fn check_token(&self) -> Result<Option<String>, String> {
+        let Some(record) = self.token_record().await.map_err(|e| e.to_string())? else { return Ok(None) };
+        let warning = record.assess(time::OffsetDateTime::now_utc().date(), self.token.secret())?;
+        if let Some(warning) = &warning {
+            tracing::warn!(warning, "the GitLab token expires soon");
+        }
+        Ok(warning)
+    }
+
+    /// The group (namespace) with this ID, without the projects GitLab embeds by default.
     pub async fn group(&self, id: u64) -> Result<Namespace, GitLabError> {
-        self.call(Method::GET, &format!("/groups/{id}"), None::<&()>, &format!("reading group {id}")).await
+        self.get(&format!("/groups/{id}?with_projects=false"), &format!("reading group {id}")).await
     }
 
     /// The project with this ID or full path (`group/name`), or `None` when there is none.
     pub async fn project(&self, id_or_path: &str) -> Result<Option<Project>, GitLabError> {
         let path = format!("/projects/{}", encode_path_segment(id_or_path));
-        optional(self.call(Method::GET, &path, None::<&()>, &format!("reading project {id_or_path}")).await)
+        optional(self.get(&path, &format!("reading project {id_or_path}")).await)
     }
 
+    /// Creates a project. Safe to repeat: a second POST answers "has already been taken".
     pub async fn create_project(&self, project: &NewProject<'_>) -> Result<Project, GitLabError> {
-        self.call(Method::POST, "/projects", Some(project), &format!("creating project {}", project.path)).await
+        let operation = format!("creating project {}", project.path);
+        self.call(Method::POST, "/projects", Some(project), &operation, Repeat::Safe).await
     }
 
-    /// Creates the variable, or updates it when the project has it already.
+    /// Sets who may pass variables to the project's pipelines (`developer`, `maintainer`,
+    /// `owner` or `no_one_allowed`); GitLab 17.1 and later.
+    pub async fn set_pipeline_variables_role(&self, project_id: u64, role: &str) -> Result<Project, GitLabError> {
+        let operation = format!("setting the minimum role for pipeline variables of project {project_id} to {role}");
+        let body = serde_json::json!({ "ci_pipeline_variables_minimum_override_role": role });
+        self.call(Method::PUT, &format!("/projects/{project_id}"), Some(&body), &operation, Repeat::Safe).await
+    }
+
+    /// Creates the variable in the `*` environment scope, or updates that one when it exists: a
+    /// key may also exist under other scopes, which an update without the filter would refuse.
     pub async fn upsert_variable(&self, project_id: u64, variable: &Variable) -> Result<(), GitLabError> {
+        #[derive(Serialize)]
+        struct Scoped<'a> {
+            #[serde(flatten)]
+            variable: &'a Variable,
+            environment_scope: &'static str,
+        }
+        let body = Scoped { variable, environment_scope: ALL_ENVIRONMENTS };
         let operation = format!("setting CI/CD variable {} on project {project_id}", variable.key);
+        let path = format!("/projects/{project_id}/variables");
         let created: Result<serde_json::Value, _> =
-            self.call(Method::POST, &format!("/projects/{project_id}/variables"), Some(variable), &operation).await;
+            self.call(Method::POST, &path, Some(&body), &operation, Repeat::Safe).await;
         match created {
             Err(err) if err.is_already_taken() => {
-                let path = format!("/projects/{project_id}/variables/{}", encode_path_segment(&variable.key));
-                self.call::<serde_json::Value>(Method::PUT, &path, Some(variable), &operation).await.map(drop)
+                let path = format!(
+                    "/projects/{project_id}/variables/{}?{}={}",
+                    encode_path_segment(&variable.key),
+                    encode_path_segment("filter[environment_scope]"),
+                    encode_path_segment(ALL_ENVIRONMENTS)
+                );
+                self.call::<serde_json::Value>(Method::PUT, &path, Some(&body), &operation, Repeat::Safe)
+                    .await
+                    .map(drop)
             }
             other => other.map(drop),
         }
@@ -219,16 +406,62 @@ impl GitLab {
     pub async fn branch_head(&self, project_id: u64, branch: &str) -> Result<Option<Commit>, GitLabError> {
         let path = format!("/projects/{project_id}/repository/branches/{}", encode_path_segment(branch));
         let operation = format!("reading branch {branch} of project {project_id}");
-        Ok(optional::<Branch>(self.call(Method::GET, &path, None::<&()>, &operation).await)?.map(|b| b.commit))
+        Ok(optional::<Branch>(self.get(&path, &operation).await)?.map(|b| b.commit))
     }
 
+    /// Commits to `commit.branch`. A commit POST that may have landed (a 5xx or a timeout after
+    /// GitLab took it) is not sent again blindly, which GitLab would refuse with "A file with this
+    /// name already exists": the branch's head is read first, and a head with this commit's
+    /// message is this commit.
     pub async fn create_commit(&self, project_id: u64, commit: &NewCommit<'_>) -> Result<Commit, GitLabError> {
         let path = format!("/projects/{project_id}/repository/commits");
         let operation = format!("committing {} files to project {project_id}", commit.actions.len());
-        self.call(Method::POST, &path, Some(commit), &operation).await
+        let mut uncertain_attempts = 0;
+        loop {
+            let err = match self.call(Method::POST, &path, Some(commit), &operation, Repeat::OnlyIfNotReceived).await {
+                Err(err @ GitLabError::Uncertain { .. }) => err,
+                other => return other,
+            };
+            if let Some(head) = self.branch_head(project_id, commit.branch).await?
+                && head.message.trim_end() == commit.commit_message.trim_end()
+            {
+                tracing::info!(operation, commit = head.id, "the commit had landed although its answer failed");
+                return Ok(head);
+            }
+            uncertain_attempts += 1;
+            let Some(delay) = self.retry.next_delay(uncertain_attempts, None, self.deadline) else { return Err(err) };
+            tracing::warn!(operation, reason = %err, "the commit did not land, committing again");
+            tokio::time::sleep(delay).await;
+        }
     }
 
-    /// Starts a pipeline on `git_ref` with these variables, as the token's user.
+    /// The API-started pipelines on `git_ref` updated since `since`, newest first (at most 50).
+    pub async fn api_pipelines_since(
+        &self,
+        project_id: u64,
+        git_ref: &str,
+        since: &str,
+    ) -> Result<Vec<Pipeline>, GitLabError> {
+        let path = format!(
+            "/projects/{project_id}/pipelines?source=api&ref={}&updated_after={}&per_page=50",
+            encode_path_segment(git_ref),
+            encode_path_segment(since)
+        );
+        self.get(&path, &format!("listing recent pipelines of project {project_id}")).await
+    }
+
+    pub async fn pipeline_variables(
+        &self,
+        project_id: u64,
+        pipeline_id: u64,
+    ) -> Result<Vec<PipelineVariable>, GitLabError> {
+        let path = format!("/projects/{project_id}/pipelines/{pipeline_id}/variables");
+        self.get(&path, &format!("reading the variables of pipeline {pipeline_id}")).await
+    }
+
+    /// Starts a pipeline on `git_ref` with these variables, as the token's user. Never sent
+    /// twice unless GitLab certainly did not receive it: on `GitLabError::Uncertain` the caller
+    /// decides, from GitLab's list of pipelines, whether it started.
     pub async fn create_pipeline(
         &self,
         project_id: u64,
@@ -239,18 +472,23 @@ impl GitLab {
         struct Body<'a> {
             #[serde(rename = "ref")]
             git_ref: &'a str,
-            variables: Vec<PipelineVariable<'a>>,
+            variables: Vec<PipelineVariable>,
         }
-        let variables =
-            variables.iter().map(|(key, value)| PipelineVariable { key, value, variable_type: "env_var" }).collect();
+        let variables = variables
+            .iter()
+            .map(|(key, value)| PipelineVariable {
+                key: (*key).to_owned(),
+                value: (*value).to_owned(),
+                variable_type: "env_var".into(),
+            })
+            .collect();
         let operation = format!("starting a pipeline on {git_ref} of project {project_id}");
-        self.call(
-            Method::POST,
-            &format!("/projects/{project_id}/pipeline"),
-            Some(&Body { git_ref, variables }),
-            &operation,
-        )
-        .await
+        let path = format!("/projects/{project_id}/pipeline");
+        self.call(Method::POST, &path, Some(&Body { git_ref, variables }), &operation, Repeat::OnlyIfNotReceived).await
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str, operation: &str) -> Result<T, GitLabError> {
+        self.call(Method::GET, path, None::<&()>, operation, Repeat::Safe).await
     }
 
     async fn call<T: DeserializeOwned>(
@@ -259,6 +497,7 @@ impl GitLab {
         path: &str,
         body: Option<&impl Serialize>,
         operation: &str,
+        repeat: Repeat,
     ) -> Result<T, GitLabError> {
         let url = format!("{}{path}", self.api);
         let mut failed_attempts = 0;
@@ -277,7 +516,19 @@ impl GitLab {
                     let bytes = response.bytes().await.map_err(|err| self.unexpected(operation, err))?;
                     return serde_json::from_slice(&bytes).map_err(|err| self.unexpected(operation, err));
                 }
-                Ok(response) if is_transient(response.status()) => {
+                Ok(response) if response.status().is_redirection() => {
+                    let location = response.headers().get(LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("nowhere");
+                    return Err(GitLabError::Redirected {
+                        host: self.host.clone(),
+                        operation: operation.into(),
+                        status: response.status().as_u16(),
+                        location: location.to_owned(),
+                    });
+                }
+                // GitLab's rate limiter answers before the request does anything: always safe.
+                Ok(response)
+                    if response.status() == StatusCode::TOO_MANY_REQUESTS || response.status().is_server_error() =>
+                {
                     let status = response.status();
                     let retry_after = response
                         .headers()
@@ -285,21 +536,36 @@ impl GitLab {
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse().ok())
                         .map(Duration::from_secs);
-                    let message = error_message(&response.bytes().await.unwrap_or_default());
+                    let (_, message) = error_body(&response.bytes().await.unwrap_or_default());
+                    if status.is_server_error() && repeat == Repeat::OnlyIfNotReceived {
+                        return Err(self.uncertain(operation, format!("{status}: {message}")));
+                    }
                     failed_attempts += 1;
                     match self.retry.next_delay(failed_attempts, retry_after, self.deadline) {
                         Some(delay) => (delay, format!("{status}: {message}")),
-                        None => return Err(self.api_error(operation, status, message)),
+                        None => return Err(self.api_error(operation, status, &[], message)),
                     }
                 }
                 Ok(response) => {
                     let status = response.status();
-                    let message = error_message(&response.bytes().await.unwrap_or_default());
-                    return Err(self.api_error(operation, status, message));
+                    let bytes = response.bytes().await.unwrap_or_default();
+                    let (json, message) = error_body(&bytes);
+                    return Err(self.api_error(operation, status, &json, message));
                 }
                 Err(err) => {
-                    failed_attempts += 1;
+                    if let Some(reason) = certificate_problem(&err) {
+                        return Err(GitLabError::Certificate {
+                            host: self.host.clone(),
+                            operation: operation.into(),
+                            reason,
+                        });
+                    }
                     let reason = describe_transport_error(&err);
+                    // A refused connection sent nothing; a timeout or a broken answer may have.
+                    if !err.is_connect() && repeat == Repeat::OnlyIfNotReceived {
+                        return Err(self.uncertain(operation, reason));
+                    }
+                    failed_attempts += 1;
                     match self.retry.next_delay(failed_attempts, None, self.deadline) {
                         Some(delay) => (delay, reason),
                         None => {
@@ -324,14 +590,26 @@ impl GitLab {
         }
     }
 
-    fn api_error(&self, operation: &str, status: StatusCode, message: String) -> GitLabError {
-        let (host, operation, status) = (self.host.clone(), operation.to_owned(), status.as_u16());
-        match status {
-            401 | 403 => {
-                GitLabError::Unauthorized { host, operation, status, message, secret: self.token.secret().into() }
+    fn api_error(&self, operation: &str, status: StatusCode, body: &[u8], message: String) -> GitLabError {
+        let (host, operation, secret) = (self.host.clone(), operation.to_owned(), self.token.secret().to_owned());
+        match status.as_u16() {
+            401 => GitLabError::Unauthorized { host, operation, message, secret },
+            403 => {
+                let json = serde_json::from_slice(body).unwrap_or_default();
+                GitLabError::Forbidden {
+                    host,
+                    operation,
+                    cause: Forbidden::from_body(&json, &message),
+                    message,
+                    secret,
+                }
             }
-            _ => GitLabError::Api { host, operation, status, message },
+            status => GitLabError::Api { host, operation, status, message },
         }
+    }
+
+    fn uncertain(&self, operation: &str, reason: String) -> GitLabError {
+        GitLabError::Uncertain { host: self.host.clone(), operation: operation.into(), reason }
     }
 
     fn unexpected(&self, operation: &str, err: impl std::fmt::Display) -> GitLabError {
@@ -339,8 +617,8 @@ impl GitLab {
     }
 }
 
-fn is_transient(status: StatusCode) -> bool {
-    status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+fn is_loopback(host: &str) -> bool {
+    host == "localhost" || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// `None` for a 404, so callers can tell "absent" from "failed".
@@ -352,21 +630,20 @@ fn optional<T>(result: Result<T, GitLabError>) -> Result<Option<T>, GitLabError>
     }
 }
 
-/// GitLab's error text: `{"message": "..."}`, `{"message": {"field": ["..."]}}`,
+/// The body bounded to what an error message needs, and GitLab's error text in it:
+/// `{"message": "..."}`, `{"message": {"field": ["..."]}}`, `{"message": ["..."]}`,
 /// `{"error": "...", "error_description": "..."}`, or the body itself.
-fn error_message(body: &[u8]) -> String {
+fn error_body(body: &[u8]) -> (Vec<u8>, String) {
     const LIMIT: usize = 300;
+    let body = &body[..body.len().min(64 * 1024)];
     let text = match serde_json::from_slice::<serde_json::Value>(body) {
         Ok(json) => match json.get("message").or_else(|| json.get("error_description")).or_else(|| json.get("error")) {
             Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Array(list)) => strings(list),
             Some(serde_json::Value::Object(fields)) => fields
                 .iter()
                 .map(|(field, problems)| match problems {
-                    serde_json::Value::Array(list) => {
-                        let list: Vec<String> =
-                            list.iter().map(|p| p.as_str().map_or_else(|| p.to_string(), str::to_owned)).collect();
-                        format!("{field} {}", list.join(", "))
-                    }
+                    serde_json::Value::Array(list) => format!("{field} {}", strings(list)),
                     other => format!("{field} {other}"),
                 })
                 .collect::<Vec<_>>()
@@ -376,10 +653,27 @@ fn error_message(body: &[u8]) -> String {
         },
         Err(_) => String::from_utf8_lossy(body).trim().to_owned(),
     };
-    if text.is_empty() {
-        return "(no message)".into();
+    let text = if text.is_empty() { "(no message)".into() } else { text.chars().take(LIMIT).collect() };
+    (body.to_vec(), text)
+}
+
+fn strings(list: &[serde_json::Value]) -> String {
+    let list: Vec<String> = list.iter().map(|p| p.as_str().map_or_else(|| p.to_string(), str::to_owned)).collect();
+    list.join(", ")
+}
+
+/// The reason when TLS failed because the server's certificate is not trusted (unknown issuer,
+/// expired, wrong name): trying again cannot help. rustls' error sits inside `io::Error`s (two,
+/// through tokio-rustls and hyper), whose `source()` skips what they wrap, so each is opened.
+fn certificate_problem(err: &reqwest::Error) -> Option<String> {
+    fn find(err: &(dyn std::error::Error + 'static)) -> Option<String> {
+        if let Some(rustls::Error::InvalidCertificate(problem)) = err.downcast_ref::<rustls::Error>() {
+            return Some(format!("{problem:?}"));
+        }
+        let wrapped = err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref());
+        wrapped.and_then(|inner| find(inner)).or_else(|| err.source().and_then(find))
     }
-    text.chars().take(LIMIT).collect()
+    std::error::Error::source(err).and_then(find)
 }
 
 /// The root cause of a transport error; reqwest's Display names the URL, which is fine (no token
@@ -410,4 +704,35 @@ pub fn encode_path_segment(segment: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(scopes: &[&str], expires_at: Option<&str>) -> TokenRecord {
+        TokenRecord {
+            name: "sagemaker".into(),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            active: true,
+            revoked: false,
+            expires_at: expires_at.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn a_token_is_judged_by_scope_state_and_expiry() {
+        let today = time::Date::from_calendar_date(2026, time::Month::November, 27).unwrap();
+        assert_eq!(record(&["api"], None).assess(today, "s"), Ok(None));
+        assert_eq!(record(&["api", "read_user"], Some("2027-06-01")).assess(today, "s"), Ok(None));
+        let warning = record(&["api"], Some("2026-12-20")).assess(today, "s").unwrap().unwrap();
+        assert!(warning.contains("in 23 days") && warning.contains("secret s"), "{warning}");
+        let expired = record(&["api"], Some("2026-11-27")).assess(today, "s").unwrap_err();
+        assert!(expired.contains("expired on 2026-11-27"), "{expired}");
+        let scope = record(&["read_api"], Some("2027-01-01")).assess(today, "s").unwrap_err();
+        assert!(scope.contains("[read_api] but not api"), "{scope}");
+        let revoked = TokenRecord { revoked: true, ..record(&["api"], None) }.assess(today, "s").unwrap_err();
+        assert!(revoked.contains("revoked"), "{revoked}");
+        assert!(record(&["api"], Some("soon")).assess(today, "s").is_err());
+    }
 }

@@ -21,14 +21,44 @@ pub async fn aws_config() -> aws_config::SdkConfig {
 /// would repeat that work on every invocation.
 pub fn http_client() -> reqwest::Client {
     static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    CLIENT
-        .get_or_init(|| {
-            reqwest::Client::builder()
-                .user_agent(concat!("sagemaker-gitlab-project/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .expect("the TLS backend initialises")
-        })
-        .clone()
+    CLIENT.get_or_init(|| client_builder().build().expect("the TLS backend initialises")).clone()
+}
+
+/// An HTTP client that trusts the certificates of `ca_bundle` (PEM) besides the system's roots:
+/// for a GitLab behind a private CA. `source` names where the bundle came from, for errors.
+pub fn http_client_trusting(ca_bundle: &str, source: &str) -> Result<reqwest::Client, String> {
+    let certificates = reqwest::Certificate::from_pem_bundle(ca_bundle.as_bytes())
+        .map_err(|err| format!("{source} is not a PEM bundle of CA certificates: {err}"))?;
+    if certificates.is_empty() {
+        return Err(format!("{source} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"));
+    }
+    client_builder()
+        .tls_certs_merge(certificates)
+        .build()
+        .map_err(|err| format!("the certificates of {source} cannot be used: {err}"))
+}
+
+/// What every client shares. Redirects are never followed: a 301/302 turns a POST into a GET,
+/// and reqwest would send the `PRIVATE-TOKEN` header on to wherever it points.
+fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .user_agent(concat!("sagemaker-gitlab-project/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+}
+
+/// The GitLab client of both Lambdas: the token read from its secret and, when a secret with a
+/// private CA's PEM bundle is configured, an HTTP client that trusts that CA too.
+pub async fn gitlab_client(
+    secrets: &aws_sdk_secretsmanager::Client,
+    url: &str,
+    token_secret: &str,
+    ca_bundle_secret: Option<&str>,
+) -> Result<gitlab::GitLab, String> {
+    let token = secrets::read_gitlab_token(secrets, token_secret).await.map_err(|e| e.to_string())?;
+    let gitlab = gitlab::GitLab::new(url, token).map_err(|e| e.to_string())?;
+    let Some(secret) = ca_bundle_secret else { return Ok(gitlab) };
+    let pem = secrets::read_string(secrets, secret).await.map_err(|e| e.to_string())?;
+    Ok(gitlab.with_http(http_client_trusting(&pem, &format!("secret {secret}"))?))
 }
 
 /// The invocation deadline (`Context::deadline`, milliseconds since 1970) as an `Instant`.

@@ -2,10 +2,11 @@
 
 use std::time::{Duration, Instant};
 
-use lambda_common::gitlab::{CommitAction, GitLab, GitLabError, NewCommit, NewProject, Variable};
+use lambda_common::gitlab::{CommitAction, Forbidden, GitLab, GitLabError, NewCommit, NewProject, Variable};
 use lambda_common::retry::RetryPolicy;
 use lambda_common::token::token_from_secret;
-use lambda_testkit::gitlab::GitLabDouble;
+use lambda_testkit::gitlab::tls::TestCa;
+use lambda_testkit::gitlab::{GitLabDouble, PipelineVariablesDefault, Role, TokenSpec};
 
 const TOKEN: &str = "glpat-test-token-0123456789";
 
@@ -15,8 +16,26 @@ fn fast_retry() -> RetryPolicy {
 
 async fn setup() -> (GitLabDouble, GitLab) {
     let double = GitLabDouble::start(TOKEN).await;
-    let client = GitLab::new(&double.url(), token_from_secret("s", TOKEN).unwrap()).unwrap().with_retry(fast_retry());
+    let client = client_for(&double.url(), TOKEN);
     (double, client)
+}
+
+fn client_for(url: &str, token: &str) -> GitLab {
+    GitLab::new(url, token_from_secret("s", token).unwrap()).unwrap().with_retry(fast_retry())
+}
+
+fn actions() -> [CommitAction; 1] {
+    [CommitAction {
+        action: "create",
+        file_path: "run.sh".into(),
+        content: "IyEvYmluL3NoCg==".into(),
+        encoding: "base64",
+        execute_filemode: true,
+    }]
+}
+
+fn posts(double: &GitLabDouble, suffix: &str) -> usize {
+    double.requests().iter().filter(|r| r.method == "POST" && r.path.ends_with(suffix)).count()
 }
 
 fn new_project<'a>(path: &'a str, namespace_id: Option<u64>) -> NewProject<'a> {
@@ -67,7 +86,7 @@ async fn variables_are_created_then_updated() {
     variable.value = "us-east-1".into();
     client.upsert_variable(project.id, &variable).await.unwrap();
     let state = double.project("platform-bot/vars").unwrap();
-    assert_eq!(state.variables["AWS_REGION"].0.value, "us-east-1");
+    assert_eq!(state.variable("AWS_REGION").unwrap().value, "us-east-1");
     let methods: Vec<String> =
         double.requests().iter().filter(|r| r.path.contains("/variables")).map(|r| r.method.clone()).collect();
     assert_eq!(methods, ["POST", "POST", "PUT"]);
@@ -78,17 +97,30 @@ async fn variables_are_created_then_updated() {
 }
 
 #[tokio::test]
+async fn variables_of_other_environment_scopes_are_left_alone() {
+    let (double, client) = setup().await;
+    let project = client.create_project(&new_project("scoped", None)).await.unwrap();
+    // Someone added a production-only value of the same key by hand.
+    double.add_variable(project.id, "AWS_REGION", "production", "eu-central-1");
+    let mut variable =
+        Variable { key: "AWS_REGION".into(), value: "eu-west-1".into(), masked: false, protected: false, raw: true };
+    client.upsert_variable(project.id, &variable).await.unwrap();
+    variable.value = "us-east-1".into();
+    client.upsert_variable(project.id, &variable).await.unwrap();
+    let state = double.project("platform-bot/scoped").unwrap();
+    assert_eq!(state.variable("AWS_REGION").unwrap().value, "us-east-1");
+    let production = &state.variables[&("AWS_REGION".to_owned(), "production".to_owned())].0;
+    assert_eq!(production.value, "eu-central-1", "the production-scoped value was overwritten");
+    let put = double.requests().into_iter().find(|r| r.method == "PUT").unwrap();
+    assert_eq!(put.query.as_deref(), Some("filter[environment_scope]=*"));
+}
+
+#[tokio::test]
 async fn first_commit_creates_the_branch_and_a_pipeline_runs_on_it() {
     let (double, client) = setup().await;
     let project = client.create_project(&new_project("code", None)).await.unwrap();
     assert_eq!(client.branch_head(project.id, "main").await.unwrap(), None);
-    let actions = [CommitAction {
-        action: "create",
-        file_path: "run.sh".into(),
-        content: "IyEvYmluL3NoCg==".into(),
-        encoding: "base64",
-        execute_filemode: true,
-    }];
+    let actions = actions();
     let commit = client
         .create_commit(project.id, &NewCommit { branch: "main", commit_message: "Seed", actions: &actions })
         .await
@@ -97,13 +129,184 @@ async fn first_commit_creates_the_branch_and_a_pipeline_runs_on_it() {
     let file = &double.project("platform-bot/code").unwrap().branches["main"]["run.sh"];
     assert_eq!((file.content.as_slice(), file.executable), (b"#!/bin/sh\n".as_slice(), true));
 
+    // gitlab.com: a new project lets nobody pass pipeline variables until a Maintainer allows it.
+    assert_eq!(project.ci_pipeline_variables_minimum_override_role.as_deref(), Some("no_one_allowed"));
+    let err = client.create_pipeline(project.id, "main", &[("MODEL_PACKAGE_ARN", "arn:x")]).await.unwrap_err();
+    assert!(err.is_pipeline_variables_not_allowed(), "{err}");
+    let updated = client.set_pipeline_variables_role(project.id, "maintainer").await.unwrap();
+    assert_eq!(updated.ci_pipeline_variables_minimum_override_role.as_deref(), Some("maintainer"));
     let pipeline = client.create_pipeline(project.id, "main", &[("MODEL_PACKAGE_ARN", "arn:x")]).await.unwrap();
     assert_eq!(pipeline.git_ref, "main");
     let state = double.project("platform-bot/code").unwrap();
     assert_eq!(state.pipelines.len(), 1);
     assert_eq!(state.pipelines[0].variables["MODEL_PACKAGE_ARN"], "arn:x");
+    let listed = client.api_pipelines_since(project.id, "main", "2000-01-01T00:00:00Z").await.unwrap();
+    assert_eq!(listed, std::slice::from_ref(&pipeline));
+    let variables = client.pipeline_variables(project.id, pipeline.id).await.unwrap();
+    assert_eq!((variables[0].key.as_str(), variables[0].value.as_str()), ("MODEL_PACKAGE_ARN", "arn:x"));
     let err = client.create_pipeline(project.id, "nope", &[]).await.unwrap_err();
     assert!(err.to_string().contains("Reference not found"), "{err}");
+}
+
+#[tokio::test]
+async fn a_gitlab_without_the_pipeline_variables_setting_lets_a_developer_pass_them() {
+    let (double, client) = setup().await;
+    double.set_pipeline_variables_default(PipelineVariablesDefault::Unsupported);
+    let project = client.create_project(&new_project("old", None)).await.unwrap();
+    assert_eq!(project.ci_pipeline_variables_minimum_override_role, None);
+    let err = client.set_pipeline_variables_role(project.id, "maintainer").await.unwrap_err();
+    assert_eq!(err.status(), Some(400), "{err}");
+    let actions = actions();
+    client
+        .create_commit(project.id, &NewCommit { branch: "main", commit_message: "Seed", actions: &actions })
+        .await
+        .unwrap();
+    client.create_pipeline(project.id, "main", &[("MODEL_PACKAGE_ARN", "arn:x")]).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_commit_that_landed_behind_a_failed_answer_is_not_committed_again() {
+    let (double, client) = setup().await;
+    let project = client.create_project(&new_project("landed", None)).await.unwrap();
+    double.fail_next_after_applying("/repository/commits", 502);
+    let actions = actions();
+    let commit = client
+        .create_commit(project.id, &NewCommit { branch: "main", commit_message: "Seed code", actions: &actions })
+        .await
+        .unwrap();
+    assert_eq!(commit.message, "Seed code");
+    assert_eq!(double.project("platform-bot/landed").unwrap().commits.len(), 1);
+    assert_eq!(posts(&double, "/repository/commits"), 1, "the commit POST was sent again");
+
+    // A 502 that GitLab's proxy gave before Rails saw the request: the commit is sent again.
+    let project = client.create_project(&new_project("lost", None)).await.unwrap();
+    double.fail_next(1, 502, None);
+    client
+        .create_commit(project.id, &NewCommit { branch: "main", commit_message: "Seed code", actions: &actions })
+        .await
+        .unwrap();
+    assert_eq!(double.project("platform-bot/lost").unwrap().commits.len(), 1);
+}
+
+#[tokio::test]
+async fn a_pipeline_post_is_never_repeated_blindly() {
+    let (double, client) = setup().await;
+    let project = client.create_project(&new_project("deploy", None)).await.unwrap();
+    double.seed_branch(project.id, "main");
+    double.fail_next_after_applying("/pipeline", 502);
+    let err = client.create_pipeline(project.id, "main", &[]).await.unwrap_err();
+    assert!(matches!(err, GitLabError::Uncertain { .. }), "{err:?}");
+    assert_eq!(posts(&double, "/pipeline"), 1);
+    assert_eq!(double.project("platform-bot/deploy").unwrap().pipelines.len(), 1);
+
+    double.hang_next_after_applying("/pipeline", Duration::from_secs(5));
+    let err = client
+        .with_deadline(Instant::now() + Duration::from_millis(800))
+        .create_pipeline(project.id, "main", &[])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, GitLabError::Uncertain { .. }), "{err:?}");
+    assert_eq!(posts(&double, "/pipeline"), 2);
+
+    // A 429 comes from the rate limiter, before anything ran: that one is repeated.
+    double.fail_next(1, 429, Some(0));
+    client.create_pipeline(project.id, "main", &[]).await.unwrap();
+    assert_eq!(double.project("platform-bot/deploy").unwrap().pipelines.len(), 3);
+}
+
+#[tokio::test]
+async fn each_403_names_its_cause() {
+    let (double, _) = setup().await;
+    let group = double.add_group("ml");
+
+    let read_only = "glpat-read-api-only-000000";
+    double.add_token(read_only, TokenSpec { scopes: vec!["read_api".into()], ..TokenSpec::owner("reader", 90) });
+    let err = client_for(&double.url(), read_only).create_project(&new_project("x", None)).await.unwrap_err();
+    assert!(matches!(err, GitLabError::Forbidden { cause: Forbidden::TokenScope, .. }), "{err:?}");
+    assert!(err.to_string().contains("lacks the api scope"), "{err}");
+
+    let limited = "glpat-limited-user-000000";
+    double.add_token(limited, TokenSpec { projects_limit: Some(0), ..TokenSpec::owner("limited", 90) });
+    let err = client_for(&double.url(), limited).create_project(&new_project("x", None)).await.unwrap_err();
+    assert!(matches!(err, GitLabError::Forbidden { cause: Forbidden::ProjectLimit, .. }), "{err:?}");
+    assert!(err.to_string().contains("Personal project creation is not allowed"), "{err}");
+
+    let reporter = "glpat-reporter-user-00000";
+    double.add_token(reporter, TokenSpec { group_role: Role::Reporter, ..TokenSpec::owner("reporter", 90) });
+    let err = client_for(&double.url(), reporter).create_project(&new_project("x", Some(group))).await.unwrap_err();
+    assert_eq!(err.status(), Some(400), "{err}");
+    assert!(err.to_string().contains("namespace is not valid"), "{err}");
+
+    let developer = "glpat-developer-user-0000";
+    double.add_token(developer, TokenSpec { group_role: Role::Developer, ..TokenSpec::owner("dev", 90) });
+    let owned = client_for(&double.url(), TOKEN).create_project(&new_project("team", Some(group))).await.unwrap();
+    let variable = Variable { key: "K".into(), value: "v".into(), masked: false, protected: false, raw: true };
+    let err = client_for(&double.url(), developer).upsert_variable(owned.id, &variable).await.unwrap_err();
+    assert!(matches!(err, GitLabError::Forbidden { cause: Forbidden::RoleOrArchived, .. }), "{err:?}");
+    assert!(err.to_string().contains("lacks the role"), "{err}");
+
+    double.archive(owned.id);
+    let err = client_for(&double.url(), TOKEN).upsert_variable(owned.id, &variable).await.unwrap_err();
+    assert!(err.to_string().contains("archived"), "{err}");
+}
+
+#[tokio::test]
+async fn the_token_record_and_a_dead_token() {
+    let (double, client) = setup().await;
+    let record = client.token_record().await.unwrap().unwrap();
+    assert_eq!(record.scopes, ["api"]);
+    assert!(record.active && record.expires_at.is_some());
+
+    double.update_token(TOKEN, |_, expires_at, _| *expires_at = Some(time::OffsetDateTime::now_utc().date()));
+    let err = client.current_user().await.unwrap_err();
+    assert!(matches!(err, GitLabError::Unauthorized { .. }), "{err:?}");
+    assert!(err.to_string().contains("Token has expired"), "{err}");
+    double.update_token(TOKEN, |_, expires_at, revoked| {
+        *expires_at = None;
+        *revoked = true;
+    });
+    let err = client.current_user().await.unwrap_err();
+    assert!(err.to_string().contains("Token has been revoked"), "{err}");
+}
+
+#[tokio::test]
+async fn a_group_is_read_without_its_projects() {
+    let (double, client) = setup().await;
+    let group = double.add_group("ml/team-b");
+    assert_eq!(client.group(group).await.unwrap().full_path, "ml/team-b");
+    let read = double.requests().into_iter().find(|r| r.path.ends_with(&format!("/groups/{group}"))).unwrap();
+    assert_eq!(read.query.as_deref(), Some("with_projects=false"));
+}
+
+#[tokio::test]
+async fn a_redirect_is_an_error_that_names_its_target() {
+    let (double, _) = setup().await;
+    let redirecting = double.redirecting_url().await;
+    let client = client_for(&redirecting, TOKEN);
+    let err = client.create_project(&new_project("x", None)).await.unwrap_err();
+    let GitLabError::Redirected { status: 301, location, .. } = &err else { panic!("{err:?}") };
+    assert_eq!(location, &format!("{}/api/v4/projects", double.url()));
+    assert!(err.to_string().contains(&double.url()), "{err}");
+    let requests = double.requests();
+    assert_eq!(requests.len(), 1, "the redirect was followed: {requests:?}");
+    assert!(double.projects().is_empty());
+}
+
+#[tokio::test]
+async fn a_private_ca_is_trusted_only_when_given() {
+    let ca = TestCa::new();
+    let double = GitLabDouble::start_tls(TOKEN, &ca).await;
+    let err = client_for(&double.url(), TOKEN).current_user().await.unwrap_err();
+    assert!(matches!(err, GitLabError::Certificate { .. }), "{err:?}");
+    assert!(err.to_string().contains("--gitlab-ca-bundle-secret-name"), "{err}");
+    assert!(double.requests().is_empty(), "no request may pass an untrusted handshake");
+
+    let trusting = lambda_common::http_client_trusting(ca.ca_pem(), "secret ca").unwrap();
+    let client = client_for(&double.url(), TOKEN).with_http(trusting);
+    assert_eq!(client.current_user().await.unwrap().username, lambda_testkit::gitlab::USERNAME);
+
+    let err = lambda_common::http_client_trusting("not a certificate", "secret ca").unwrap_err();
+    assert!(err.contains("secret ca"), "{err}");
 }
 
 #[tokio::test]
@@ -134,9 +337,9 @@ async fn rejected_token_fails_at_once_without_showing_it() {
     let double = GitLabDouble::start("glpat-the-right-one").await;
     let client = GitLab::new(&double.url(), token_from_secret("s", TOKEN).unwrap()).unwrap().with_retry(fast_retry());
     let err = client.current_user().await.unwrap_err();
-    assert!(matches!(err, GitLabError::Unauthorized { status: 401, .. }), "{err:?}");
+    assert!(matches!(err, GitLabError::Unauthorized { .. }), "{err:?}");
     assert_eq!(double.requests().len(), 1, "a 401 is not retried");
-    assert!(err.to_string().contains("valid token"), "{err}");
+    assert!(err.to_string().contains("Store a valid"), "{err}");
     assert!(!format!("{err} {err:?}").contains(TOKEN));
     assert!(!format!("{client:?}").contains(TOKEN));
 }
@@ -164,8 +367,30 @@ async fn retries_stop_before_the_deadline() {
 
 #[test]
 fn bad_urls_are_refused() {
-    for url in ["gitlab.example.com", "ftp://gitlab.example.com", ""] {
+    for url in ["gitlab.example.com", "ftp://gitlab.example.com", "", "http://gitlab.example.com"] {
         let err = GitLab::new(url, token_from_secret("s", TOKEN).unwrap()).unwrap_err();
         assert!(matches!(err, GitLabError::BadUrl { .. }), "{url}: {err:?}");
     }
+    for url in ["http://127.0.0.1:8080", "http://localhost", "http://[::1]:80", "https://gitlab.example.com/gitlab"] {
+        GitLab::new(url, token_from_secret("s", TOKEN).unwrap()).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn only_an_owner_lifts_an_owner_only_pipeline_variables_setting() {
+    let (double, owner) = setup().await;
+    let group = double.add_group("ml");
+    let maintainer_token = "glpat-maintainer-user-000";
+    double.add_token(maintainer_token, TokenSpec { group_role: Role::Maintainer, ..TokenSpec::owner("maint", 90) });
+    let maintainer = client_for(&double.url(), maintainer_token);
+    let project = owner.create_project(&new_project("guarded", Some(group))).await.unwrap();
+
+    // gitlab.com's `no_one_allowed`: a Maintainer may lift it (app/policies/project_policy.rb).
+    maintainer.set_pipeline_variables_role(project.id, "maintainer").await.unwrap();
+    let err = maintainer.set_pipeline_variables_role(project.id, "owner").await.unwrap_err();
+    assert!(err.to_string().contains("to the owner role is not allowed"), "{err}");
+    double.set_pipeline_variables_role(project.id, "owner");
+    let err = maintainer.set_pipeline_variables_role(project.id, "maintainer").await.unwrap_err();
+    assert!(err.to_string().contains("is not allowed"), "{err}");
+    owner.set_pipeline_variables_role(project.id, "maintainer").await.unwrap();
 }

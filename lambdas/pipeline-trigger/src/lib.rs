@@ -4,13 +4,17 @@
 //!
 //! Errors fail the invocation, so Lambda's asynchronous retries and the rule's dead-letter
 //! queue keep the event; other events are acknowledged without calling GitLab.
+//!
+//! One approval starts at most one pipeline, however often its event arrives (EventBridge
+//! delivers at least once; Lambda retries a failed invocation): before starting one, and after a
+//! start whose answer was lost, GitLab's own list of API pipelines since the approval is searched
+//! for one carrying this package's ARN.
 
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
-use lambda_common::gitlab::GitLab;
+use lambda_common::gitlab::{Forbidden, GitLab, GitLabError, Pipeline};
 use lambda_common::retry::RetryPolicy;
-use lambda_common::secrets;
 use lambda_runtime::{Error, LambdaEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -19,6 +23,7 @@ use serde_json::{Value, json};
 pub const ENV_VARS: &[&str] = &[
     "GITLAB_SERVER_URL",
     "GITLAB_TOKEN_SECRET_NAME",
+    "GITLAB_CA_BUNDLE_SECRET_NAME",
     "MODEL_PACKAGE_GROUP_NAME",
     "DEPLOY_PROJECT_ID",
     "DEPLOY_PROJECT_PATH",
@@ -27,6 +32,13 @@ pub const ENV_VARS: &[&str] = &[
 /// The branch the deploy pipeline runs on.
 pub const DEPLOY_BRANCH: &str = "main";
 
+/// The variable that carries the approved package to the deploy pipeline.
+pub const PACKAGE_VARIABLE: &str = "MODEL_PACKAGE_ARN";
+
+/// How far before the event's time a pipeline still counts as its own: clocks of AWS and GitLab
+/// may disagree by this much.
+const CLOCK_SKEW: chrono::TimeDelta = chrono::TimeDelta::minutes(5);
+
 /// Kept back from the invocation deadline so an error is still reported, not cut off.
 const DEADLINE_RESERVE: Duration = Duration::from_secs(2);
 
@@ -34,6 +46,7 @@ const DEADLINE_RESERVE: Duration = Duration::from_secs(2);
 pub struct Config {
     pub gitlab_url: String,
     pub token_secret: String,
+    pub ca_bundle_secret: Option<String>,
     pub model_package_group: String,
     /// The deploy project's ID (the checkin's output) or, failing that, its full path.
     pub deploy_project: String,
@@ -59,6 +72,7 @@ impl Config {
         Ok(Config {
             gitlab_url: env.required("GITLAB_SERVER_URL")?,
             token_secret: env.required("GITLAB_TOKEN_SECRET_NAME")?,
+            ca_bundle_secret: env.optional("GITLAB_CA_BUNDLE_SECRET_NAME"),
             model_package_group: env.required("MODEL_PACKAGE_GROUP_NAME")?,
             deploy_project,
         })
@@ -117,12 +131,18 @@ async fn trigger(deps: &Deps, payload: Value, deadline: Instant) -> Result<Value
         return ignore("not an approval");
     }
 
-    let token = secrets::read_gitlab_token(&deps.secrets, &config.token_secret).await.map_err(|e| e.to_string())?;
     let deadline = deadline.checked_sub(DEADLINE_RESERVE).unwrap_or_else(Instant::now);
-    let gitlab = GitLab::new(&config.gitlab_url, token)
-        .map_err(|e| e.to_string())?
-        .with_retry(deps.gitlab_retry)
-        .with_deadline(deadline);
+    let gitlab = lambda_common::gitlab_client(
+        &deps.secrets,
+        &config.gitlab_url,
+        &config.token_secret,
+        config.ca_bundle_secret.as_deref(),
+    )
+    .await?
+    .with_retry(deps.gitlab_retry)
+    .with_deadline(deadline);
+    // Logged on every run while the token nears its end, so the warning is seen before approvals fail.
+    gitlab.check_token().await?;
     let project_id = match config.deploy_project.parse::<u64>() {
         Ok(id) => id,
         Err(_) => {
@@ -138,24 +158,80 @@ async fn trigger(deps: &Deps, payload: Value, deadline: Instant) -> Result<Value
                 .id
         }
     };
+    let arn = detail.model_package_arn.as_str();
+    // EventBridge always sets `time`; without it, a day back covers Lambda's retries of an event.
+    let happened = event.time.unwrap_or_else(|| {
+        chrono::DateTime::<chrono::Utc>::from(std::time::SystemTime::now()) - chrono::TimeDelta::days(1)
+    });
+    let since = (happened - CLOCK_SKEW).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let existing = match started_for(&gitlab, project_id, arn, &since).await {
+        Ok(existing) => existing,
+        Err(err) => return Err(explain(&gitlab, config, project_id, err).await),
+    };
+    if let Some(pipeline) = existing {
+        tracing::info!(
+            project_id,
+            pipeline = pipeline.id,
+            model_package = arn,
+            "this approval's pipeline exists already"
+        );
+        return Ok(json!({ "action": "already started", "pipeline_id": pipeline.id, "web_url": pipeline.web_url }));
+    }
     let version = detail.model_package_version.to_string();
-    let variables =
-        [("MODEL_PACKAGE_ARN", detail.model_package_arn.as_str()), ("MODEL_PACKAGE_VERSION", version.as_str())];
-    let pipeline =
-        gitlab.create_pipeline(project_id, DEPLOY_BRANCH, &variables).await.map_err(|err| match err.status() {
-            Some(404) => format!(
-                "deploy project {} does not exist on {}: was it deleted? ({err})",
-                config.deploy_project,
-                gitlab.host()
-            ),
-            _ => err.to_string(),
-        })?;
+    let variables = [(PACKAGE_VARIABLE, arn), ("MODEL_PACKAGE_VERSION", version.as_str())];
+    let pipeline = match gitlab.create_pipeline(project_id, DEPLOY_BRANCH, &variables).await {
+        Ok(pipeline) => pipeline,
+        Err(err @ GitLabError::Uncertain { .. }) => match started_for(&gitlab, project_id, arn, &since).await {
+            Ok(Some(pipeline)) => pipeline,
+            Ok(None) => return Err(format!("{err}; no pipeline for {arn} is listed, so the next attempt starts one")),
+            Err(list_err) => return Err(format!("{err}; whether it started cannot be told: {list_err}")),
+        },
+        Err(err) => return Err(explain(&gitlab, config, project_id, err).await),
+    };
     tracing::info!(
         project_id,
         pipeline = pipeline.id,
         url = pipeline.web_url,
-        model_package = detail.model_package_arn,
+        model_package = arn,
         "deploy pipeline started"
     );
     Ok(json!({ "action": "pipeline started", "pipeline_id": pipeline.id, "web_url": pipeline.web_url }))
+}
+
+/// The API-started pipeline on the deploy branch, updated since `since`, that carries `arn`.
+async fn started_for(
+    gitlab: &GitLab,
+    project_id: u64,
+    arn: &str,
+    since: &str,
+) -> Result<Option<Pipeline>, GitLabError> {
+    for pipeline in gitlab.api_pipelines_since(project_id, DEPLOY_BRANCH, since).await? {
+        let variables = gitlab.pipeline_variables(project_id, pipeline.id).await?;
+        if variables.iter().any(|v| v.key == PACKAGE_VARIABLE && v.value == arn) {
+            return Ok(Some(pipeline));
+        }
+    }
+    Ok(None)
+}
+
+/// The failed start's reason, with what to do about it.
+async fn explain(gitlab: &GitLab, config: &Config, project_id: u64, err: GitLabError) -> String {
+    let project = &config.deploy_project;
+    if err.is_pipeline_variables_not_allowed() {
+        return format!(
+            "{err}: deploy project {project} does not let the token's user pass pipeline variables, and the deploy pipeline gets the approved package through {PACKAGE_VARIABLE}. Set Settings > CI/CD > Variables > \"Minimum role to use pipeline variables\" to Maintainer (updating the SageMaker project's stack does it too), then send the event again from the dead-letter queue. No pipeline was started without the variable: it would deploy the newest approved version, which need not be this one"
+        );
+    }
+    match err.status() {
+        Some(404) => format!("deploy project {project} does not exist on {}: was it deleted? ({err})", gitlab.host()),
+        Some(403) if matches!(err, GitLabError::Forbidden { cause: Forbidden::RoleOrArchived, .. }) => {
+            match gitlab.project(&project_id.to_string()).await {
+                Ok(Some(found)) if found.archived => {
+                    format!("deploy project {project} is archived, so no pipeline can start: unarchive it ({err})")
+                }
+                _ => err.to_string(),
+            }
+        }
+        _ => err.to_string(),
+    }
 }

@@ -51,6 +51,8 @@ async fn stand() -> Stand {
     let gitlab = GitLabDouble::start(TOKEN).await;
     let deploy_id = gitlab.seed_project(gitlab.user_namespace_id(), "churn-deploy-p-abc123", "deploy");
     gitlab.seed_branch(deploy_id, "main");
+    // What the checkin does to the deploy project: gitlab.com lets nobody pass variables otherwise.
+    gitlab.set_pipeline_variables_role(deploy_id, "maintainer");
     let env = vec![
         ("GITLAB_SERVER_URL", gitlab.url()),
         ("GITLAB_TOKEN_SECRET_NAME", secret),
@@ -100,8 +102,76 @@ async fn approval_starts_one_pipeline_for_exactly_that_version() {
     assert_eq!(pipelines[0].variables.get("MODEL_PACKAGE_ARN"), Some(&arn));
     assert_eq!(pipelines[0].variables.get("MODEL_PACKAGE_VERSION").map(String::as_str), Some("3"));
     let calls: Vec<String> = stand.gitlab.requests().iter().map(|r| format!("{} {}", r.method, r.path)).collect();
-    assert_eq!(calls, [format!("POST /api/v4/projects/{}/pipeline", stand.deploy_id)], "no trigger tokens, no search");
+    let id = stand.deploy_id;
+    assert_eq!(
+        calls,
+        [
+            "GET /api/v4/personal_access_tokens/self".to_owned(),
+            format!("GET /api/v4/projects/{id}/pipelines"),
+            format!("POST /api/v4/projects/{id}/pipeline"),
+        ],
+        "the token's health, this approval's pipeline if any, then the start"
+    );
+    let listed = &stand.gitlab.requests()[1];
+    let query = listed.query.as_deref().unwrap();
+    assert!(query.contains("source=api") && query.contains("ref=main"), "{query}");
+    assert!(query.contains("updated_after=2026-11-26T09:55:00Z"), "since the event, less clock skew: {query}");
     assert_token_free(&lambda_testkit::logs::captured());
+}
+
+#[tokio::test]
+async fn an_event_delivered_twice_starts_one_pipeline() {
+    let stand = stand().await;
+    let first = stand.invoke(state_change(GROUP, "Approved", 3)).await.unwrap();
+    let again = stand.invoke(state_change(GROUP, "Approved", 3)).await.unwrap();
+    assert_eq!(again["action"], "already started", "{again}");
+    assert_eq!(again["pipeline_id"], first["pipeline_id"]);
+    assert_eq!(stand.pipelines().len(), 1);
+    // Another version's approval is another deploy.
+    stand.invoke(state_change(GROUP, "Approved", 4)).await.unwrap();
+    assert_eq!(stand.pipelines().len(), 2);
+}
+
+#[tokio::test]
+async fn a_start_whose_answer_was_lost_is_found_not_repeated() {
+    let stand = stand().await;
+    stand.gitlab.fail_next_after_applying("/pipeline", 502);
+    let answer = stand.invoke(state_change(GROUP, "Approved", 5)).await.unwrap();
+    assert_eq!(answer["action"], "pipeline started", "{answer}");
+    assert_eq!(stand.pipelines().len(), 1);
+    let posts = stand.gitlab.requests().iter().filter(|r| r.method == "POST").count();
+    assert_eq!(posts, 1, "the pipeline POST was sent again");
+    assert_eq!(answer["pipeline_id"], stand.pipelines()[0].id);
+}
+
+#[tokio::test]
+async fn pipeline_variables_refused_by_gitlab_name_the_setting() {
+    let stand = stand().await;
+    stand.gitlab.set_pipeline_variables_role(stand.deploy_id, "no_one_allowed");
+    let err = stand.invoke(state_change(GROUP, "Approved", 6)).await.unwrap_err();
+    assert!(err.contains("Insufficient permissions to set pipeline variables"), "{err}");
+    assert!(err.contains("Minimum role to use pipeline variables") && err.contains("Maintainer"), "{err}");
+    assert!(stand.pipelines().is_empty(), "no pipeline may start without the package");
+}
+
+#[tokio::test]
+async fn an_archived_deploy_project_is_named() {
+    let stand = stand().await;
+    stand.gitlab.archive(stand.deploy_id);
+    let err = stand.invoke(state_change(GROUP, "Approved", 6)).await.unwrap_err();
+    assert!(err.contains("is archived"), "{err}");
+}
+
+#[tokio::test]
+async fn a_token_near_its_end_is_logged_on_every_run() {
+    let stand = stand().await;
+    let soon = time::OffsetDateTime::now_utc().date() + time::Duration::days(5);
+    stand.gitlab.update_token(TOKEN, |_, expires_at, _| *expires_at = Some(soon));
+    stand.invoke(state_change(GROUP, "Approved", 7)).await.unwrap();
+    assert!(lambda_testkit::logs::captured().contains(&format!("expires on {soon}, in 5 days")));
+    stand.gitlab.update_token(TOKEN, |_, expires_at, _| *expires_at = Some(time::OffsetDateTime::now_utc().date()));
+    let err = stand.invoke(state_change(GROUP, "Approved", 8)).await.unwrap_err();
+    assert!(err.contains("Token has expired"), "{err}");
 }
 
 #[tokio::test]
@@ -140,7 +210,7 @@ async fn rate_limit_is_retried() {
     stand.gitlab.fail_next(1, 429, Some(0));
     stand.invoke(state_change(GROUP, "Approved", 7)).await.unwrap();
     assert_eq!(stand.pipelines().len(), 1);
-    assert_eq!(stand.gitlab.requests().len(), 2);
+    assert_eq!(stand.gitlab.requests().len(), 4, "the rate-limited read was sent twice");
 }
 
 #[tokio::test]
@@ -149,7 +219,7 @@ async fn rejected_token_fails_the_invocation() {
     let elsewhere = GitLabDouble::start("glpat-someone-else").await;
     stand.env[0].1 = elsewhere.url();
     let err = stand.invoke(state_change(GROUP, "Approved", 8)).await.unwrap_err();
-    assert!(err.contains("rejected the token") && err.contains("401"), "{err}");
+    assert!(err.contains("did not accept the token") && err.contains("401"), "{err}");
     assert_token_free(&err);
 }
 

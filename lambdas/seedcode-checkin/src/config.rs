@@ -7,6 +7,7 @@ use lambda_common::gitlab::encode_path_segment;
 pub const ENV_VARS: &[&str] = &[
     "GITLAB_SERVER_URL",
     "GITLAB_TOKEN_SECRET_NAME",
+    "GITLAB_CA_BUNDLE_SECRET_NAME",
     "GITLAB_GROUP_ID",
     "BUILD_REPOSITORY_NAME",
     "DEPLOY_REPOSITORY_NAME",
@@ -25,6 +26,8 @@ pub const ENV_VARS: &[&str] = &[
 pub struct Config {
     pub gitlab_url: String,
     pub token_secret: String,
+    /// The secret holding the PEM bundle of a private CA GitLab's certificate chains to.
+    pub ca_bundle_secret: Option<String>,
     /// The GitLab group (namespace) ID; `None`: the token owner's personal namespace.
     pub group_id: Option<u64>,
     pub build_repository: String,
@@ -75,6 +78,7 @@ impl Config {
         let config = Config {
             gitlab_url: env.required("GITLAB_SERVER_URL")?,
             token_secret: env.required("GITLAB_TOKEN_SECRET_NAME")?,
+            ca_bundle_secret: env.optional("GITLAB_CA_BUNDLE_SECRET_NAME"),
             group_id,
             build_repository: env.required("BUILD_REPOSITORY_NAME")?,
             deploy_repository: env.required("DEPLOY_REPOSITORY_NAME")?,

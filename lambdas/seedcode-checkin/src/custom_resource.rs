@@ -121,7 +121,7 @@ pub async fn answer(
         Err(reason) => Response::new(request, Status::Failed, physical_id, reason, BTreeMap::new()),
     };
     tracing::info!(status = ?response.status, reason = response.reason, physical_id = response.physical_resource_id, "answering CloudFormation");
-    send(&request.response_url, &response)
+    send(&request.response_url, &response, deadline)
         .await
         .inspect_err(|err| tracing::error!(error = err, "CloudFormation was not answered"))
 }
@@ -152,29 +152,38 @@ fn fit_json_string(text: String, room: usize) -> String {
 }
 
 /// PUTs the response to the pre-signed URL with the empty content type S3 signed for, retrying
-/// a few times: a response that never arrives leaves the stack hanging.
-pub async fn send(url: &str, response: &Response) -> Result<(), String> {
+/// while `deadline` allows: a response that never arrives leaves the stack hanging, and one
+/// still being sent when the Lambda is stopped never arrives. Every attempt and pause fits in
+/// the `RESPONSE_RESERVE` the work left.
+pub async fn send(url: &str, response: &Response, deadline: Instant) -> Result<(), String> {
+    const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
     let http = lambda_common::http_client();
     let body = response.body();
-    let mut last_error = String::new();
-    for attempt in 1..=3u32 {
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let left = deadline.saturating_duration_since(Instant::now());
         let result = http
             .put(url)
             .header(reqwest::header::CONTENT_TYPE, "")
             .header(reqwest::header::CONTENT_LENGTH, body.len())
             .body(body.clone())
-            .timeout(Duration::from_secs(10))
+            .timeout(left.min(ATTEMPT_TIMEOUT))
             .send()
             .await;
-        match result {
+        let error = match result {
             Ok(answer) if answer.status().is_success() => return Ok(()),
-            Ok(answer) => last_error = format!("the response URL answered {}", answer.status()),
-            Err(err) => last_error = format!("the response URL could not be reached: {err}"),
+            Ok(answer) => format!("the response URL answered {}", answer.status()),
+            // Without the URL: a pre-signed URL is a credential until it expires.
+            Err(err) => format!("the response URL could not be reached: {}", err.without_url()),
+        };
+        tracing::warn!(attempt, error, "sending the CloudFormation response failed");
+        let pause = Duration::from_millis(300 * u64::from(attempt));
+        if attempt >= 3 || Instant::now() + pause + Duration::from_millis(500) >= deadline {
+            return Err(error);
         }
-        tracing::warn!(attempt, error = last_error, "sending the CloudFormation response failed");
-        tokio::time::sleep(Duration::from_millis(300 * u64::from(attempt))).await;
+        tokio::time::sleep(pause).await;
     }
-    Err(last_error)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
-use lambda_common::gitlab::{GitLab, Variable};
+use lambda_common::gitlab::Variable;
 use lambda_common::retry::RetryPolicy;
 use lambda_common::secrets;
 use lambda_runtime::{Error, LambdaEvent};
@@ -96,8 +96,19 @@ async fn converge(deps: &Deps, function_arn: &str, deadline: Instant) -> Result<
     let config = deps.config.as_ref().map_err(Clone::clone)?;
     let arn = FunctionArn::parse(function_arn)?;
 
-    let (token, ci_variables, build_zip, deploy_zip) = tokio::try_join!(
-        async { secrets::read_gitlab_token(&deps.secrets, &config.token_secret).await.map_err(|e| e.to_string()) },
+    // A token that cannot work fails Create before anything is made in GitLab; its check runs
+    // while the seed code downloads.
+    let gitlab_and_token = async {
+        let secret = config.ca_bundle_secret.as_deref();
+        let gitlab = lambda_common::gitlab_client(&deps.secrets, &config.gitlab_url, &config.token_secret, secret)
+            .await?
+            .with_retry(deps.gitlab_retry)
+            .with_deadline(deadline);
+        let warning = gitlab.check_token().await?;
+        Ok::<_, String>((gitlab, warning))
+    };
+    let ((gitlab, token_warning), ci_variables, build_zip, deploy_zip) = tokio::try_join!(
+        gitlab_and_token,
         ci_access_variables(deps, config),
         download(&deps.s3, &config.seedcode_bucket, &config.build_seedcode_key),
         download(&deps.s3, &config.seedcode_bucket, &config.deploy_seedcode_key),
@@ -107,10 +118,6 @@ async fn converge(deps: &Deps, function_arn: &str, deadline: Instant) -> Result<
     let deploy_files =
         seedcode::read_zip(&deploy_zip, &format!("s3://{}/{}", config.seedcode_bucket, config.deploy_seedcode_key))?;
 
-    let gitlab = GitLab::new(&config.gitlab_url, token)
-        .map_err(|e| e.to_string())?
-        .with_retry(deps.gitlab_retry)
-        .with_deadline(deadline);
     let marker = format!("(sagemaker-project-id: {})", config.project_id);
     let common = project_variables(config, &arn, ci_variables);
     let with = |key: &str, value: &str| {
@@ -123,6 +130,8 @@ async fn converge(deps: &Deps, function_arn: &str, deadline: Instant) -> Result<
         path: config.project_path(&config.build_repository),
         description: format!("Model build code of SageMaker project {} {marker}", config.project_name),
         variables: with("SAGEMAKER_PIPELINE_ROLE_ARN", &config.pipeline_role_arn),
+        // Its pipelines start from pushes, which pass no variables.
+        pipeline_variables: false,
         files: build_files,
         commit_message: format!("Seed code of SageMaker project {}", config.project_name),
     };
@@ -131,6 +140,8 @@ async fn converge(deps: &Deps, function_arn: &str, deadline: Instant) -> Result<
         path: config.project_path(&config.deploy_repository),
         description: format!("Model deploy code of SageMaker project {} {marker}", config.project_name),
         variables: with("MODEL_EXECUTION_ROLE_ARN", &config.model_execution_role_arn),
+        // The trigger passes the approved package's ARN as a pipeline variable.
+        pipeline_variables: true,
         files: deploy_files,
         // No model is approved yet: the first deploy pipeline would have nothing to deploy.
         commit_message: format!("Seed code of SageMaker project {} [skip ci]", config.project_name),
@@ -147,7 +158,11 @@ async fn converge(deps: &Deps, function_arn: &str, deadline: Instant) -> Result<
         data.insert(format!("{prefix}ProjectWebUrl"), project.web_url.clone());
         data.insert(format!("{prefix}ProjectCloneUrl"), project.http_url_to_repo.clone());
     }
-    Ok(Done { reason: summary(&build, &deploy), data })
+    let reason = match token_warning {
+        Some(warning) => format!("{}. Warning: {warning}", summary(&build, &deploy)),
+        None => summary(&build, &deploy),
+    };
+    Ok(Done { reason, data })
 }
 
 fn summary(build: &Provisioned, deploy: &Provisioned) -> String {

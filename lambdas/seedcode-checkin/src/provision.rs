@@ -9,6 +9,12 @@ use crate::seedcode::{SeedFile, commit_actions};
 
 pub const BRANCH: &str = "main";
 
+/// The lowest `ci_pipeline_variables_minimum_override_role` that lets the token start the deploy
+/// pipeline with variables: its user is the project's Maintainer at least (GitLab makes the
+/// creator one), and a Maintainer may set it. `owner` would shut out a Maintainer's token;
+/// `developer` would let every Developer pass variables to a pipeline that deploys.
+pub const PIPELINE_VARIABLES_ROLE: &str = "maintainer";
+
 /// What one repository should become.
 pub struct Repository {
     /// "model build" or "model deploy", for messages.
@@ -16,6 +22,8 @@ pub struct Repository {
     pub path: String,
     pub description: String,
     pub variables: Vec<Variable>,
+    /// Whether the token starts this project's pipelines with variables.
+    pub pipeline_variables: bool,
     pub files: Vec<SeedFile>,
     pub commit_message: String,
 }
@@ -37,11 +45,26 @@ pub async fn provision(
 ) -> Result<Provisioned, String> {
     let (project, adopted) = create_or_adopt(gitlab, group_id, marker, repo).await?;
     tracing::info!(role = repo.role, project = project.path_with_namespace, adopted, "project ready");
+    if project.archived {
+        return Err(format!(
+            "GitLab project {} is archived, so nothing can be written to it: unarchive it (Settings > General > Advanced), or choose other repository names",
+            project.path_with_namespace
+        ));
+    }
 
-    // Variables first: the first commit starts a pipeline, which needs them.
-    try_join_all(repo.variables.iter().map(|variable| gitlab.upsert_variable(project.id, variable)))
-        .await
-        .map_err(|err| err.to_string())?;
+    // Variables and settings first: the first commit starts a pipeline, which needs them.
+    let variables = async {
+        try_join_all(repo.variables.iter().map(|variable| gitlab.upsert_variable(project.id, variable)))
+            .await
+            .map_err(|err| err.to_string())
+    };
+    let settings = async {
+        match repo.pipeline_variables {
+            true => allow_pipeline_variables(gitlab, &project).await,
+            false => Ok(()),
+        }
+    };
+    tokio::try_join!(variables, settings)?;
     let keys: Vec<&str> = repo.variables.iter().map(|v| v.key.as_str()).collect();
     tracing::info!(role = repo.role, project = project.path_with_namespace, ?keys, "CI/CD variables set");
 
@@ -59,7 +82,13 @@ pub async fn provision(
     }
     let actions = commit_actions(&repo.files);
     let commit = NewCommit { branch: BRANCH, commit_message: &repo.commit_message, actions: &actions };
-    let commit = gitlab.create_commit(project.id, &commit).await.map_err(|err| err.to_string())?;
+    let commit = gitlab.create_commit(project.id, &commit).await.map_err(|err| match err.status() {
+        // Every commit refusal is a 400 (lib/api/commits.rb); a push rule is the usual cause here.
+        Some(400) => format!(
+            "{err}. A push rule of the group or instance (commit message format, signed commits, file names) may refuse the seed commit: relax it for these projects, then update the stack"
+        ),
+        _ => err.to_string(),
+    })?;
     tracing::info!(
         role = repo.role,
         project = project.path_with_namespace,
@@ -68,6 +97,30 @@ pub async fn provision(
         "seed code committed"
     );
     Ok(Provisioned { project, adopted, committed: true })
+}
+
+/// Lets Maintainers pass pipeline variables when the project says nobody (gitlab.com's default
+/// for new namespaces since 17.7) or only Owners may. A GitLab before 17.1 shows no such setting
+/// and has no such restriction: nothing to do.
+async fn allow_pipeline_variables(gitlab: &GitLab, project: &Project) -> Result<(), String> {
+    let current = project.ci_pipeline_variables_minimum_override_role.as_deref();
+    if matches!(current, None | Some("developer" | "maintainer")) {
+        return Ok(());
+    }
+    gitlab.set_pipeline_variables_role(project.id, PIPELINE_VARIABLES_ROLE).await.map_err(|err| {
+        format!(
+            "{err}. The deploy pipeline gets the approved model through a pipeline variable, which project {} allows {}: make the token's user an Owner of it, or have an Owner set Settings > CI/CD > Variables > \"Minimum role to use pipeline variables\" to Maintainer, then update the stack",
+            project.path_with_namespace,
+            if current == Some("owner") { "only Owners to pass" } else { "nobody to pass" }
+        )
+    })?;
+    tracing::info!(
+        project = project.path_with_namespace,
+        from = current,
+        to = PIPELINE_VARIABLES_ROLE,
+        "pipeline variables allowed"
+    );
+    Ok(())
 }
 
 async fn create_or_adopt(

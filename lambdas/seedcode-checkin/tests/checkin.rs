@@ -49,6 +49,10 @@ async fn create_makes_both_projects_sets_variables_then_commits_every_file() {
             assert_eq!(file.executable, mode & 0o111 != 0, "{path}");
         }
     }
+    // gitlab.com's default for a new namespace lets nobody pass pipeline variables; the trigger
+    // passes the approved package to the deploy pipeline as one.
+    assert_eq!(deploy.pipeline_variables_role.as_deref(), Some("maintainer"));
+    assert_eq!(build.pipeline_variables_role.as_deref(), Some("no_one_allowed"), "only the deploy project needs it");
     assert!(!build.commits[0].message.contains("[skip ci]"));
     assert!(deploy.commits[0].message.contains("[skip ci]"), "the deploy seed must not start a deploy pipeline");
 
@@ -151,8 +155,129 @@ async fn rejected_token_fails_once_with_a_remedy() {
     stand.env.insert("GITLAB_SERVER_URL".into(), wrong.url());
     let body = stand.invoke("Create", None).await;
     let secret = stand.env["GITLAB_TOKEN_SECRET_NAME"].clone();
-    assert_failed(&body, &["rejected the token", "401", "valid token", &format!("in secret {secret}")]);
+    assert_failed(&body, &["did not accept the token", "401", "Store a valid", &format!("in secret {secret}")]);
     assert!(wrong.requests().len() <= 2, "a 401 is not retried: {}", wrong.requests().len());
+}
+
+#[tokio::test]
+async fn a_token_that_cannot_work_fails_create_before_anything_is_made() {
+    let stand = stand().await;
+    stand.gitlab.update_token(TOKEN, |scopes, _, _| *scopes = vec!["read_api".into(), "read_repository".into()]);
+    let body = stand.invoke("Create", None).await;
+    assert_failed(&body, &["[read_api, read_repository] but not api", "store it in secret"]);
+    assert!(stand.gitlab.projects().is_empty());
+
+    stand.gitlab.update_token(TOKEN, |scopes, expires_at, _| {
+        *scopes = vec!["api".into()];
+        *expires_at = Some(time::OffsetDateTime::now_utc().date());
+    });
+    let body = stand.invoke("Create", None).await;
+    assert_failed(&body, &["Token has expired"]);
+    assert!(stand.gitlab.projects().is_empty());
+}
+
+#[tokio::test]
+async fn a_token_near_its_end_is_reported_in_the_answer() {
+    let stand = stand().await;
+    let soon = time::OffsetDateTime::now_utc().date() + time::Duration::days(10);
+    stand.gitlab.update_token(TOKEN, |_, expires_at, _| *expires_at = Some(soon));
+    let body = stand.invoke("Create", None).await;
+    assert_eq!(body["Status"], "SUCCESS", "{body}");
+    let reason = body["Reason"].as_str().unwrap();
+    assert!(reason.contains(&format!("expires on {soon}, in 10 days")), "{reason}");
+    assert!(lambda_testkit::logs::captured().contains("expires soon"));
+}
+
+#[tokio::test]
+async fn pipeline_variables_are_left_as_a_self_managed_gitlab_has_them() {
+    use lambda_testkit::gitlab::PipelineVariablesDefault;
+    for (default, expected) in
+        [(PipelineVariablesDefault::Developer, Some("developer")), (PipelineVariablesDefault::Unsupported, None)]
+    {
+        let stand = stand().await;
+        stand.gitlab.set_pipeline_variables_default(default);
+        let body = stand.invoke("Create", None).await;
+        assert_eq!(body["Status"], "SUCCESS", "{body}");
+        let deploy = stand.gitlab.project(&stand.deploy_path()).unwrap();
+        assert_eq!(deploy.pipeline_variables_role.as_deref(), expected);
+        assert!(stand.gitlab.requests().iter().all(|r| r.method != "PUT"), "{default:?}: nothing to change");
+    }
+}
+
+#[tokio::test]
+async fn a_seed_commit_that_landed_behind_a_502_is_kept() {
+    let stand = stand().await;
+    stand.gitlab.fail_next_after_applying("/repository/commits", 502);
+    let body = stand.invoke("Create", None).await;
+    assert_eq!(body["Status"], "SUCCESS", "{body}");
+    for project in stand.gitlab.projects() {
+        assert_eq!(project.commits.len(), 1, "{}", project.full_path());
+    }
+    let commit_posts = stand.gitlab.requests().iter().filter(|r| r.path.ends_with("/repository/commits")).count();
+    assert_eq!(commit_posts, 2, "one per project: the one that landed was not sent again");
+}
+
+#[tokio::test]
+async fn a_push_rule_that_refuses_the_seed_commit_is_named() {
+    let stand = stand().await;
+    stand.gitlab.require_in_commit_messages("JIRA-");
+    let body = stand.invoke("Create", None).await;
+    assert_failed(&body, &["Commit message does not follow the pattern 'JIRA-'", "push rule"]);
+}
+
+#[tokio::test]
+async fn an_archived_project_is_named_before_anything_is_written() {
+    let stand = stand().await;
+    let first = stand.invoke("Create", None).await;
+    assert_eq!(first["Status"], "SUCCESS", "{first}");
+    let deploy = stand.gitlab.project(&stand.deploy_path()).unwrap();
+    stand.gitlab.archive(deploy.id);
+    let physical_id = first["PhysicalResourceId"].as_str().unwrap();
+    let body = stand.invoke("Update", Some(physical_id)).await;
+    assert_failed(&body, &[&stand.deploy_path(), "is archived", "unarchive it"]);
+}
+
+#[tokio::test]
+async fn an_http_url_that_redirects_is_refused_with_its_target() {
+    let mut stand = stand().await;
+    let redirecting = stand.gitlab.redirecting_url().await;
+    stand.env.insert("GITLAB_SERVER_URL".into(), redirecting);
+    let body = stand.invoke("Create", None).await;
+    assert_failed(&body, &["redirect (301)", &stand.gitlab.url(), "redirects are not followed"]);
+    assert!(stand.gitlab.projects().is_empty());
+    assert!(stand.gitlab.requests().iter().all(|r| r.path.starts_with("(redirect)")), "nothing reached the API");
+}
+
+#[tokio::test]
+async fn a_gitlab_behind_a_private_ca_needs_its_bundle() {
+    use lambda_testkit::gitlab::tls::TestCa;
+    let mut stand = stand().await;
+    let ca = TestCa::new();
+    let internal = GitLabDouble::start_tls(TOKEN, &ca).await;
+    stand.env.insert("GITLAB_SERVER_URL".into(), internal.url());
+    let body = stand.invoke("Create", None).await;
+    assert_failed(&body, &["not trusted", "UnknownIssuer", "--gitlab-ca-bundle-secret-name"]);
+    assert!(internal.requests().is_empty());
+
+    let ca_secret = format!("gitlab-ca-{}", stand.project_id);
+    let secrets = aws_sdk_secretsmanager::Client::new(&moto().sdk_config());
+    secrets.create_secret().name(&ca_secret).secret_string(ca.ca_pem()).send().await.unwrap();
+    stand.env.insert("GITLAB_CA_BUNDLE_SECRET_NAME".into(), ca_secret);
+    let body = stand.invoke("Create", None).await;
+    assert_eq!(body["Status"], "SUCCESS", "{body}");
+    assert_eq!(internal.projects().len(), 2);
+}
+
+#[tokio::test]
+async fn an_unreachable_response_url_is_given_up_before_the_deadline() {
+    let stand = stand().await;
+    stand.sink.set_delay(Duration::from_secs(30));
+    let request = seedcode_checkin::custom_resource::Request::from_payload(&stand.request("Create", None)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
+    let work = async { Ok(seedcode_checkin::custom_resource::Done::default()) };
+    let err = seedcode_checkin::custom_resource::answer(&request, "pid".into(), deadline, work).await.unwrap_err();
+    assert!(std::time::Instant::now() < deadline, "still sending at the deadline");
+    assert!(err.contains("could not be reached") && !err.contains("X-Amz-Signature"), "{err}");
 }
 
 #[tokio::test]

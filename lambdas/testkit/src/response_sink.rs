@@ -18,21 +18,28 @@ pub struct Received {
     pub body: Value,
 }
 
-type Shared = Arc<Mutex<Vec<Received>>>;
+#[derive(Default)]
+struct Sink {
+    received: Vec<Received>,
+    /// How long each PUT waits before it is answered, like an unreachable S3.
+    delay: Duration,
+}
+
+type Shared = Arc<Mutex<Sink>>;
 
 pub struct ResponseSink {
     addr: SocketAddr,
-    received: Shared,
+    sink: Shared,
 }
 
 impl ResponseSink {
     pub async fn start() -> ResponseSink {
-        let received: Shared = Arc::default();
-        let app = Router::new().route("/{*path}", put(record)).with_state(received.clone());
+        let sink: Shared = Arc::default();
+        let app = Router::new().route("/{*path}", put(record)).with_state(sink.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
         let addr = listener.local_addr().expect("bound socket has an address");
         tokio::spawn(async move { axum::serve(listener, app).await.expect("response sink stopped") });
-        ResponseSink { addr, received }
+        ResponseSink { addr, sink }
     }
 
     /// A ResponseURL shaped like CloudFormation's (a path and a signed-looking query).
@@ -41,7 +48,12 @@ impl ResponseSink {
     }
 
     pub fn received(&self) -> Vec<Received> {
-        self.received.lock().expect("sink lock").clone()
+        self.sink.lock().expect("sink lock").received.clone()
+    }
+
+    /// Records each PUT at once but answers it only after `delay`.
+    pub fn set_delay(&self, delay: Duration) {
+        self.sink.lock().expect("sink lock").delay = delay;
     }
 
     /// Waits up to `timeout` for at least one answer and returns all answers so far.
@@ -54,9 +66,14 @@ impl ResponseSink {
     }
 }
 
-async fn record(State(received): State<Shared>, headers: HeaderMap, body: String) -> StatusCode {
+async fn record(State(sink): State<Shared>, headers: HeaderMap, body: String) -> StatusCode {
     let content_type = headers.get("content-type").map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
     let body = serde_json::from_str(&body).unwrap_or(Value::String(body));
-    received.lock().expect("sink lock").push(Received { content_type, body });
+    let delay = {
+        let mut sink = sink.lock().expect("sink lock");
+        sink.received.push(Received { content_type, body });
+        sink.delay
+    };
+    tokio::time::sleep(delay).await;
     StatusCode::OK
 }

@@ -186,5 +186,6 @@ pub fn assert_failed(body: &Value, reason_parts: &[&str]) {
 }
 
 pub fn variables(state: &lambda_testkit::gitlab::ProjectState) -> BTreeMap<String, (String, bool)> {
-    state.variables.iter().map(|(k, (v, _))| (k.clone(), (v.value.clone(), v.masked))).collect()
+    let variables = state.variables_for_all_environments();
+    variables.into_iter().map(|(k, (v, _))| (k.to_owned(), (v.value.clone(), v.masked))).collect()
 }
