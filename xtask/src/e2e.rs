@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
+use lambda_testkit::gitlab::tls::TestCa;
 use lambda_testkit::gitlab::{GitLabDouble, ProjectState};
 use lambda_testkit::moto::{ACCOUNT_ID, REGION, moto};
 use lambda_testkit::response_sink::ResponseSink;
@@ -27,6 +28,9 @@ use cfn::Stack;
 const BUCKET: &str = "e2e-artifacts";
 const TOKEN_SECRET: &str = "sagemaker-gitlab-project/gitlab-token";
 const REVOKED_TOKEN_SECRET: &str = "sagemaker-gitlab-project/revoked-token";
+/// The GitLab double is served over TLS by a CA of the run's own, as a self-managed GitLab
+/// behind a company CA would be; its PEM bundle is stored here and published into the template.
+const CA_BUNDLE_SECRET: &str = "sagemaker-gitlab-project/gitlab-ca-bundle";
 const PROJECT_NAME: &str = "churn";
 const PROJECT_ID: &str = "p-e2e0test0001";
 const GROUP_PATH: &str = "data-science";
@@ -218,15 +222,19 @@ async fn flow(args: &flags::E2e, runner: &Runner, report: &mut Report) {
 async fn start_stand_ins() -> anyhow::Result<(World, String)> {
     let token = format!("glpat-e2e-{}", std::process::id());
     let endpoint = moto().endpoint().to_owned();
-    let gitlab = GitLabDouble::start(&token).await;
+    let ca = TestCa::new();
+    let gitlab = GitLabDouble::start_tls(&token, &ca).await;
     let group_id = gitlab.add_group(GROUP_PATH);
     let s3 = aws_sdk_s3::Client::new(&moto().sdk_config());
     s3.create_bucket().bucket(BUCKET).send().await.context("creating the artifact bucket in moto")?;
     aws_json("secretsmanager", "secretsmanager.CreateSecret", json!({ "Name": TOKEN_SECRET, "SecretString": token }))
         .await?;
+    let ca_bundle = json!({ "Name": CA_BUNDLE_SECRET, "SecretString": ca.ca_pem() });
+    aws_json("secretsmanager", "secretsmanager.CreateSecret", ca_bundle).await?;
     let world = World { gitlab, s3, group_id, dist: project::target_dir().join("dist"), work: tempfile::tempdir()? };
     let summary = format!(
-        "moto {endpoint}, GitLab double {} (group {GROUP_PATH} = {group_id}), token in {TOKEN_SECRET}",
+        "moto {endpoint}, GitLab double {} as gitlab.com behaves for a new namespace, over TLS from a private CA \
+         (its bundle in {CA_BUNDLE_SECRET}), group {GROUP_PATH} = {group_id}, token in {TOKEN_SECRET}",
         world.gitlab.url()
     );
     Ok((world, summary))
@@ -241,9 +249,18 @@ fn publish(args: &flags::E2e, world: &World) -> anyhow::Result<(String, String)>
         command.args(task_args).envs(moto().lambda_env());
         command
     };
-    let status = xtask(&["publish", "--bucket", BUCKET, "--region", REGION, "--arch", args.arch.lambda_name()])
-        .status()
-        .context("cannot run cargo xtask publish")?;
+    let publish = [
+        "publish",
+        "--bucket",
+        BUCKET,
+        "--region",
+        REGION,
+        "--arch",
+        args.arch.lambda_name(),
+        "--gitlab-ca-bundle-secret-name",
+        CA_BUNDLE_SECRET,
+    ];
+    let status = xtask(&publish).status().context("cannot run cargo xtask publish")?;
     ensure!(status.success(), "cargo xtask publish failed ({status})");
     let published: Value = serde_json::from_slice(&std::fs::read(world.dist.join("publish.json"))?)?;
     let url = published["template_url"].as_str().context("publish.json has no template_url")?.to_owned();
@@ -374,7 +391,8 @@ fn check_projects(world: &World, stack: &Stack) -> anyhow::Result<((), String)> 
         files += expected.len();
         let [first_commit, ..] = &project.commits[..] else { bail!("{path} has no commit") };
         for &key in read_by_seed_code {
-            let (_, written) = project.variables.get(key).with_context(|| format!("{path} lacks variable {key}"))?;
+            let variables = project.variables_for_all_environments();
+            let (_, written) = variables.get(key).with_context(|| format!("{path} lacks variable {key}"))?;
             ensure!(*written < first_commit.at, "{path}: {key} was set after the first commit");
         }
     }
@@ -539,7 +557,8 @@ async fn deploy_jobs(world: &World, stack: &Stack, approved: &Approved) -> anyho
 
 /// A project's CI/CD variables as a job sees them.
 fn ci_variables(project: &ProjectState) -> BTreeMap<String, String> {
-    project.variables.iter().map(|(key, (variable, _))| (key.clone(), variable.value.clone())).collect()
+    let variables = project.variables_for_all_environments();
+    variables.into_iter().map(|(key, (variable, _))| (key.to_owned(), variable.value.clone())).collect()
 }
 
 /// Where `run_ci_job` checks `project` out.
@@ -610,7 +629,7 @@ async fn checkin_with(
 async fn unreachable_gitlab(world: &World, stack: &Stack, runner: &Runner) -> anyhow::Result<((), String)> {
     // A port that was just free: nothing listens there.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-    let url = format!("http://{closed}");
+    let url = format!("https://{closed}");
     let time_limit = Duration::from_secs(20);
     let started = Instant::now();
     let answer = checkin_with(world, stack, runner, &[("GITLAB_SERVER_URL", &url)], time_limit).await?;

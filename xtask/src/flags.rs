@@ -99,6 +99,9 @@ pub struct Publish {
     /// Secret with the CI access key, for --ci-access access-key
     #[arg(long, default_value = "sagemaker-gitlab-project/ci-access-key")]
     pub ci_access_key_secret_name: String,
+    /// Secret with the PEM bundle of the private CA GitLab's certificate chains to (empty: none)
+    #[arg(long, default_value = "")]
+    pub gitlab_ca_bundle_secret_name: String,
 }
 
 #[derive(Debug, clap::Args)]

@@ -333,6 +333,7 @@ fn render_template(args: &flags::Publish, manifest: &Manifest, uploads: &[Upload
         ("Access", "GitLabTokenSecretName", args.token_secret_name.as_str()),
         ("Access", "GitLabCiRoleName", ci_role),
         ("Access", "GitLabCiAccessKeySecretName", ci_secret),
+        ("Access", "GitLabCaBundleSecretName", args.gitlab_ca_bundle_secret_name.as_str()),
     ];
     let source = std::fs::read_to_string(project::root().join(template::PROJECT_TEMPLATE))?;
     template::render(&source, &settings)
