@@ -51,9 +51,11 @@ async fn main() {
     println!("  ratio {:.2}", c.as_secs_f64() / s.as_secs_f64());
 }
 
-/// The GitLab calls of a Create, one at a time: both projects, every variable, both commits.
+/// The GitLab calls of a Create, one at a time: the token's record, both projects, every
+/// variable, the deploy project's pipeline-variable setting, both commits.
 async fn sequential_create(stand: &support::Stand) {
     let gitlab = GitLab::new(&stand.gitlab.url(), token_from_secret("bench", support::TOKEN).unwrap()).unwrap();
+    gitlab.token_record().await.unwrap();
     for (name, files) in [("build", support::build_files()), ("deploy", support::deploy_files())] {
         let path = format!("{name}-{}", stand.project_id);
         let new = NewProject {
@@ -79,6 +81,9 @@ async fn sequential_create(stand: &support::Stand) {
             let variable =
                 Variable { key: key.into(), value: "value".into(), masked: false, protected: false, raw: true };
             gitlab.upsert_variable(project.id, &variable).await.unwrap();
+        }
+        if name == "deploy" {
+            gitlab.set_pipeline_variables_role(project.id, "maintainer").await.unwrap();
         }
         let files: Vec<SeedFile> = files
             .iter()

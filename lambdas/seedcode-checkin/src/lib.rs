@@ -107,8 +107,10 @@ async fn converge(deps: &Deps, function_arn: &str, deadline: Instant) -> Result<
         let warning = gitlab.check_token().await?;
         Ok::<_, String>((gitlab, warning))
     };
+    // Boxed: the SDK's futures nest deep, and four of them side by side exceed rustc's layout
+    // depth limit in release builds.
     let ((gitlab, token_warning), ci_variables, build_zip, deploy_zip) = tokio::try_join!(
-        gitlab_and_token,
+        Box::pin(gitlab_and_token),
         ci_access_variables(deps, config),
         download(&deps.s3, &config.seedcode_bucket, &config.build_seedcode_key),
         download(&deps.s3, &config.seedcode_bucket, &config.deploy_seedcode_key),
