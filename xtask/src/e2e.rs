@@ -259,6 +259,8 @@ fn publish(args: &flags::E2e, world: &World) -> anyhow::Result<(String, String)>
         args.arch.lambda_name(),
         "--gitlab-ca-bundle-secret-name",
         CA_BUNDLE_SECRET,
+        // A trial run on this machine: a developer's uncommitted change is what they want to try.
+        "--allow-dirty",
     ];
     let status = xtask(&publish).status().context("cannot run cargo xtask publish")?;
     ensure!(status.success(), "cargo xtask publish failed ({status})");
@@ -322,6 +324,8 @@ async fn provision(world: &World, template_url: &str, arch: Arch) -> anyhow::Res
 fn lambda_env(stack: &Stack, function: &str) -> anyhow::Result<Vec<(String, String)>> {
     let mut env: Vec<(String, String)> = stack.lambda_environment(function)?.into_iter().collect();
     env.extend(moto().lambda_env().into_iter().map(|(k, v)| (k.to_owned(), v)));
+    // The ResponseSink stands in for S3's pre-signed URL on loopback.
+    env.push((seedcode_checkin::config::LOOPBACK_RESPONSE_URL_SETTING.to_owned(), "true".to_owned()));
     Ok(env)
 }
 

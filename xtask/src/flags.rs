@@ -70,6 +70,9 @@ pub struct Publish {
     /// Mark every older version DEPRECATED
     #[arg(long)]
     pub deprecate_previous: bool,
+    /// Publish even when the working tree has uncommitted changes (without --dist)
+    #[arg(long)]
+    pub allow_dirty: bool,
     /// Show what would be uploaded and created, and change nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -102,6 +105,9 @@ pub struct Publish {
     /// Secret with the PEM bundle of the private CA GitLab's certificate chains to (empty: none)
     #[arg(long, default_value = "")]
     pub gitlab_ca_bundle_secret_name: String,
+    /// SNS topic told when an approval started no deploy pipeline (empty: the alarm alone)
+    #[arg(long, default_value = "")]
+    pub alarm_topic_arn: String,
 }
 
 #[derive(Debug, clap::Args)]

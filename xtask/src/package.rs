@@ -81,7 +81,12 @@ pub fn run(sh: &Shell, args: &flags::Package) -> anyhow::Result<Manifest> {
         });
     }
     for ((dir, file), path) in SEEDCODE.iter().zip(&seedcode_dirs) {
-        let entries = deterministic_zip::collect_tree(path)?;
+        // What the commit holds, not whatever lies in the folder: an ignored `.env` or pip
+        // cache must never reach every new repository.
+        let mut entries = deterministic_zip::collect_tree(path)?;
+        if let Some(tracked) = project::tracked_files(sh, &root, dir)? {
+            entries.retain(|entry| tracked.contains(&entry.path));
+        }
         if !entries.iter().any(|e| e.path == ".gitlab-ci.yml") {
             bail!("{dir} has no .gitlab-ci.yml: the GitLab project it seeds would have no pipeline");
         }

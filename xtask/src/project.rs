@@ -46,3 +46,14 @@ pub fn git_state(sh: &Shell, root: &Path) -> GitState {
     });
     GitState { commit, dirty }
 }
+
+/// The files git tracks below `dir` (a folder of the checkout at `root`), as paths relative to
+/// `dir`; `None` outside a git checkout (a source tarball ships what it holds).
+pub fn tracked_files(sh: &Shell, root: &Path, dir: &str) -> anyhow::Result<Option<std::collections::BTreeSet<String>>> {
+    if cmd!(sh, "git -C {root} rev-parse --is-inside-work-tree").quiet().ignore_stderr().read().is_err() {
+        return Ok(None);
+    }
+    let listing = cmd!(sh, "git -C {root} ls-files -z -- {dir}").quiet().read()?;
+    let prefix = format!("{}/", dir.trim_end_matches('/'));
+    Ok(Some(listing.split('\0').filter_map(|path| path.strip_prefix(&prefix)).map(str::to_owned).collect()))
+}

@@ -56,6 +56,11 @@ pub fn run(sh: &Shell, args: &flags::Publish) -> anyhow::Result<()> {
     let (dist, manifest) = match &args.dist {
         Some(dist) => (dist.clone(), verified_dist(sh, dist)?),
         None => {
+            if !args.allow_dirty && project::git_state(sh, &project::root()).dirty == Some(true) {
+                bail!(
+                    "the working tree has uncommitted changes, which no commit records: commit them, or pass --allow-dirty to publish them anyway (the version's description then says so)"
+                );
+            }
             let dist = project::target_dir().join("dist");
             let manifest = package::run(sh, &flags::Package { arch: args.arch, out: Some(dist.clone()) })?;
             (dist, manifest)
@@ -334,6 +339,7 @@ fn render_template(args: &flags::Publish, manifest: &Manifest, uploads: &[Upload
         ("Access", "GitLabCiRoleName", ci_role),
         ("Access", "GitLabCiAccessKeySecretName", ci_secret),
         ("Access", "GitLabCaBundleSecretName", args.gitlab_ca_bundle_secret_name.as_str()),
+        ("Alarms", "NotificationTopicArn", args.alarm_topic_arn.as_str()),
     ];
     let source = std::fs::read_to_string(project::root().join(template::PROJECT_TEMPLATE))?;
     template::render(&source, &settings)

@@ -187,6 +187,23 @@ fn two_clones_give_byte_identical_artifacts_and_a_rerun_reuses_them() {
             assert!(entry.contains("20231114.221320"), "{zip}: {entry}");
         }
     }
+
+    // A seed zip holds what the commit holds: an ignored pip cache and an untracked `.env` in the
+    // folder stay out, and the zips keep their bytes.
+    std::fs::write(a.join("seedcode/model-build/.env"), "GITLAB_TOKEN=glpat-planted\n").unwrap();
+    std::fs::create_dir_all(a.join("seedcode/model-build/.cache/pip")).unwrap();
+    std::fs::write(a.join("seedcode/model-build/.cache/pip/token"), "planted\n").unwrap();
+    let (_, log) = succeeded(&xtask_package(&a, &["--out", out_a.to_str().unwrap()]));
+    assert!(log.contains("reused the existing Lambda build"), "{log}");
+    let repackaged = files_in(&out_a);
+    for zip in ZIPS {
+        assert!(repackaged[zip] == files_a[zip], "{zip} changed when untracked files were planted");
+    }
+    let build_zip = "mlops-gitlab-project-seedcode-model-build.zip";
+    let names = run_ok(Command::new("zipinfo").arg("-1").arg(out_a.join(build_zip)));
+    assert!(!names.contains(".env") && !names.contains(".cache"), "{names}");
+    let manifest: serde_json::Value = serde_json::from_slice(&repackaged["manifest.json"]).unwrap();
+    assert_eq!(manifest["dirty"], true, "the planted files make the tree dirty");
 }
 
 #[test]

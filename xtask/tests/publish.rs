@@ -317,6 +317,24 @@ async fn missing_credentials_are_named() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_tree_with_uncommitted_changes_is_not_published() {
+    let stand = stand().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let checkout = common::clone_head(tmp.path(), "dirty");
+    std::fs::write(checkout.join("seedcode/model-build/pipelines/uncommitted.py"), "print('not in any commit')\n")
+        .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["publish", "--bucket", &stand.bucket, "--region", REGION])
+        .env("CARGO_MANIFEST_DIR", checkout.join("xtask"))
+        .envs(moto().lambda_env())
+        .output()
+        .unwrap();
+    let stderr = failed(&output);
+    assert!(stderr.contains("uncommitted changes") && stderr.contains("--allow-dirty"), "{stderr}");
+    assert!(stand.keys().await.is_empty(), "nothing may be uploaded");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_dist_that_does_not_match_its_sums_is_refused() {
     let stand = stand().await;
     std::fs::write(stand.dist.join("lambda-gitlab-pipeline-trigger.zip"), b"changed after packaging").unwrap();

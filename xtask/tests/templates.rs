@@ -76,7 +76,8 @@ fn permission_statements() -> Vec<(&'static str, Value)> {
         match value {
             Value::Mapping(map) => {
                 for (key, child) in map {
-                    if key.as_str() == Some("PolicyDocument") {
+                    // IAM, bucket and queue policies, and Secrets Manager's resource policies.
+                    if matches!(key.as_str(), Some("PolicyDocument" | "ResourcePolicy")) {
                         for statement in child["Statement"].as_sequence().expect("a Statement list") {
                             found.push((template, statement.clone()));
                         }
@@ -225,6 +226,8 @@ fn each_lambda_gets_exactly_the_environment_it_reads() {
     assert_eq!(environment_keys("CheckinFunction"), checkin);
     let trigger: BTreeSet<String> = pipeline_trigger::ENV_VARS.iter().map(|s| s.to_string()).collect();
     assert_eq!(environment_keys("TriggerFunction"), trigger);
+    // The tests' loopback ResponseURL must never be allowed in AWS.
+    assert!(!environment_keys("CheckinFunction").contains(seedcode_checkin::config::LOOPBACK_RESPONSE_URL_SETTING));
 }
 
 #[test]

@@ -9,8 +9,10 @@
 
 use std::time::{Duration, Instant};
 
+use reqwest::header::HeaderValue;
 use reqwest::header::{LOCATION, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -19,6 +21,10 @@ use crate::token::Token;
 
 /// Longest single request, so one hung connection cannot eat the whole invocation.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+/// The largest answer read: a list of 50 pipelines is some 50 KB; anything far larger is not GitLab.
+const MAX_ANSWER_BYTES: usize = 4 << 20;
+/// The largest error body read: only a message is wanted from it.
+const MAX_ERROR_BYTES: usize = 64 << 10;
 
 /// `Debug` shows the token redacted (see `Token`).
 #[derive(Clone, Debug)]
@@ -57,6 +63,8 @@ pub enum GitLabError {
     Unexpected { host: String, operation: String, reason: String },
     #[error("GitLab URL {url:?} is not valid: {reason}")]
     BadUrl { url: String, reason: String },
+    #[error("secret {secret} holds characters no HTTP header can carry: store the GitLab token alone")]
+    BadToken { secret: String },
 }
 
 /// Why GitLab answered 403, told from its body (see the GitLab double's `answers.rs` for the
@@ -160,15 +168,21 @@ pub struct NewProject<'a> {
     pub initialize_with_readme: bool,
 }
 
-/// A CI/CD variable of a project, in the `*` environment scope.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+/// A CI/CD variable of a project, in the `*` environment scope. Its value may be an AWS key:
+/// `Debug` redacts it and its memory is wiped when dropped.
+#[derive(Debug, Clone, Serialize)]
 pub struct Variable {
     pub key: String,
-    pub value: String,
+    #[serde(serialize_with = "serialize_secret")]
+    pub value: SecretString,
     pub masked: bool,
     pub protected: bool,
     /// Raw: `$` in the value is not expanded.
     pub raw: bool,
+}
+
+fn serialize_secret<S: serde::Serializer>(value: &SecretString, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(value.expose_secret())
 }
 
 /// The one environment scope the Lambdas write: every environment.
@@ -506,14 +520,16 @@ impl GitLab {
             let mut request = self
                 .http
                 .request(method.clone(), &url)
-                .header("PRIVATE-TOKEN", self.token.expose())
+                .header("PRIVATE-TOKEN", self.token_header()?)
                 .timeout(left.min(REQUEST_TIMEOUT));
             if let Some(body) = body {
                 request = request.json(body);
             }
             let (retry_after, reason) = match request.send().await {
                 Ok(response) if response.status().is_success() => {
-                    let bytes = response.bytes().await.map_err(|err| self.unexpected(operation, err))?;
+                    let bytes = read_bounded(response, MAX_ANSWER_BYTES)
+                        .await
+                        .map_err(|err| self.unexpected(operation, err))?;
                     return serde_json::from_slice(&bytes).map_err(|err| self.unexpected(operation, err));
                 }
                 Ok(response) if response.status().is_redirection() => {
@@ -536,7 +552,7 @@ impl GitLab {
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse().ok())
                         .map(Duration::from_secs);
-                    let (_, message) = error_body(&response.bytes().await.unwrap_or_default());
+                    let (_, message) = error_body(&read_bounded(response, MAX_ERROR_BYTES).await.unwrap_or_default());
                     if status.is_server_error() && repeat == Repeat::OnlyIfNotReceived {
                         return Err(self.uncertain(operation, format!("{status}: {message}")));
                     }
@@ -548,7 +564,7 @@ impl GitLab {
                 }
                 Ok(response) => {
                     let status = response.status();
-                    let bytes = response.bytes().await.unwrap_or_default();
+                    let bytes = read_bounded(response, MAX_ERROR_BYTES).await.unwrap_or_default();
                     let (json, message) = error_body(&bytes);
                     return Err(self.api_error(operation, status, &json, message));
                 }
@@ -608,6 +624,14 @@ impl GitLab {
         }
     }
 
+    /// The token as a header value marked sensitive, so no HTTP layer logs or shows it.
+    fn token_header(&self) -> Result<HeaderValue, GitLabError> {
+        let mut value = HeaderValue::from_str(self.token.expose())
+            .map_err(|_| GitLabError::BadToken { secret: self.token.secret().to_owned() })?;
+        value.set_sensitive(true);
+        Ok(value)
+    }
+
     fn uncertain(&self, operation: &str, reason: String) -> GitLabError {
         GitLabError::Uncertain { host: self.host.clone(), operation: operation.into(), reason }
     }
@@ -635,7 +659,6 @@ fn optional<T>(result: Result<T, GitLabError>) -> Result<Option<T>, GitLabError>
 /// `{"error": "...", "error_description": "..."}`, or the body itself.
 fn error_body(body: &[u8]) -> (Vec<u8>, String) {
     const LIMIT: usize = 300;
-    let body = &body[..body.len().min(64 * 1024)];
     let text = match serde_json::from_slice::<serde_json::Value>(body) {
         Ok(json) => match json.get("message").or_else(|| json.get("error_description")).or_else(|| json.get("error")) {
             Some(serde_json::Value::String(s)) => s.clone(),
@@ -655,6 +678,19 @@ fn error_body(body: &[u8]) -> (Vec<u8>, String) {
     };
     let text = if text.is_empty() { "(no message)".into() } else { text.chars().take(LIMIT).collect() };
     (body.to_vec(), text)
+}
+
+/// The body, or an error once it grows past `limit` bytes: a misbehaving server cannot make the
+/// Lambda hold more than that.
+async fn read_bounded(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|err| err.without_url().to_string())? {
+        if body.len() + chunk.len() > limit {
+            return Err(format!("the answer is larger than {limit} bytes"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn strings(list: &[serde_json::Value]) -> String {

@@ -58,7 +58,28 @@ pub async fn gitlab_client(
     let gitlab = gitlab::GitLab::new(url, token).map_err(|e| e.to_string())?;
     let Some(secret) = ca_bundle_secret else { return Ok(gitlab) };
     let pem = secrets::read_string(secrets, secret).await.map_err(|e| e.to_string())?;
-    Ok(gitlab.with_http(http_client_trusting(&pem, &format!("secret {secret}"))?))
+    let http = http_client_trusting(secrecy::ExposeSecret::expose_secret(&pem), &format!("secret {secret}"))?;
+    Ok(gitlab.with_http(http))
+}
+
+/// Partition, region and account of the running function, from its ARN
+/// (`arn:aws:lambda:eu-west-1:123456789012:function:name`, `Context::invoked_function_arn`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FunctionArn {
+    pub partition: String,
+    pub region: String,
+    pub account: String,
+}
+
+impl FunctionArn {
+    pub fn parse(arn: &str) -> Result<FunctionArn, String> {
+        match arn.split(':').collect::<Vec<_>>().as_slice() {
+            ["arn", partition, "lambda", region, account, ..] if !region.is_empty() && !account.is_empty() => {
+                Ok(FunctionArn { partition: (*partition).into(), region: (*region).into(), account: (*account).into() })
+            }
+            _ => Err(format!("the invoked function ARN {arn:?} is not a Lambda function ARN")),
+        }
+    }
 }
 
 /// The invocation deadline (`Context::deadline`, milliseconds since 1970) as an `Instant`.

@@ -2,6 +2,7 @@
 
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::token::{Token, TokenError, token_from_secret};
 
@@ -23,8 +24,8 @@ pub enum SecretError {
     BadToken(#[from] TokenError),
 }
 
-/// The string value of `secret` (a name or ARN).
-pub async fn read_string(client: &Client, secret: &str) -> Result<String, SecretError> {
+/// The string value of `secret` (a name or ARN), wiped from memory when dropped.
+pub async fn read_string(client: &Client, secret: &str) -> Result<SecretString, SecretError> {
     let output = client.get_secret_value().secret_id(secret).send().await.map_err(|err| {
         let code = err.code().unwrap_or_default().to_owned();
         match code.as_str() {
@@ -35,11 +36,11 @@ pub async fn read_string(client: &Client, secret: &str) -> Result<String, Secret
             _ => SecretError::Failed { secret: secret.into(), reason: crate::describe_sdk_error(&err) },
         }
     })?;
-    output.secret_string.ok_or_else(|| SecretError::NotAString { secret: secret.into() })
+    output.secret_string.map(SecretString::from).ok_or_else(|| SecretError::NotAString { secret: secret.into() })
 }
 
 /// The GitLab token stored in `secret` (see `token::token_from_secret` for the accepted forms).
 pub async fn read_gitlab_token(client: &Client, secret: &str) -> Result<Token, SecretError> {
     let value = read_string(client, secret).await?;
-    Ok(token_from_secret(secret, &value)?)
+    Ok(token_from_secret(secret, value.expose_secret())?)
 }

@@ -2,18 +2,21 @@
 
 use std::fmt;
 
+use secrecy::{ExposeSecret, SecretString};
+
 /// A GitLab access token and the secret it came from. Neither `Debug` nor any error shows its
-/// value; errors name the secret, so whoever reads them knows where to store a new one.
-#[derive(Clone, PartialEq, Eq)]
+/// value, and its memory is wiped when dropped; errors name the secret, so whoever reads them
+/// knows where to store a new one.
+#[derive(Clone)]
 pub struct Token {
-    value: String,
+    value: SecretString,
     secret: String,
 }
 
 impl Token {
     /// The value, for the one place that needs it: the `PRIVATE-TOKEN` header.
     pub fn expose(&self) -> &str {
-        &self.value
+        self.value.expose_secret()
     }
 
     /// The Secrets Manager secret holding the token.
@@ -63,7 +66,7 @@ pub fn token_from_secret(secret: &str, value: &str) -> Result<Token, TokenError>
     if candidate.chars().any(char::is_whitespace) {
         return Err(TokenError::NotAToken { secret: secret.into() });
     }
-    Ok(Token { value: candidate, secret: secret.into() })
+    Ok(Token { value: candidate.into(), secret: secret.into() })
 }
 
 #[cfg(test)]

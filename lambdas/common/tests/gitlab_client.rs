@@ -394,3 +394,29 @@ async fn only_an_owner_lifts_an_owner_only_pipeline_variables_setting() {
     assert!(err.to_string().contains("is not allowed"), "{err}");
     owner.set_pipeline_variables_role(project.id, "maintainer").await.unwrap();
 }
+
+#[tokio::test]
+async fn an_oversized_answer_is_refused_not_held() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app =
+        axum::Router::new().fallback(|| async { format!("{{\"id\": 1, \"username\": \"{}\"}}", "x".repeat(5 << 20)) });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let err = client_for(&url, TOKEN).current_user().await.unwrap_err();
+    assert!(matches!(err, GitLabError::Unexpected { .. }) && err.to_string().contains("larger than"), "{err:?}");
+}
+
+#[test]
+fn a_variables_debug_shows_no_value() {
+    let variable = Variable {
+        key: "AWS_SECRET_ACCESS_KEY".into(),
+        value: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
+        masked: true,
+        protected: true,
+        raw: true,
+    };
+    let shown = format!("{variable:?}");
+    assert!(shown.contains("AWS_SECRET_ACCESS_KEY") && !shown.contains("wJalr"), "{shown}");
+    let sent = serde_json::to_value(&variable).unwrap();
+    assert_eq!(sent["value"], "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "GitLab still gets the value");
+}

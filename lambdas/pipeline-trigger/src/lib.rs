@@ -3,7 +3,10 @@
 //! that package version.
 //!
 //! Errors fail the invocation, so Lambda's asynchronous retries and the rule's dead-letter
-//! queue keep the event; other events are acknowledged without calling GitLab.
+//! queue keep the event; other events are acknowledged without calling GitLab. Only a genuine
+//! event is acted on: from SageMaker (`aws.sagemaker`, which no one else may put on a bus), of
+//! the state-change type, in this function's account and region, for a package of this project's
+//! group. Anyone allowed to invoke the function could send anything else.
 //!
 //! One approval starts at most one pipeline, however often its event arrives (EventBridge
 //! delivers at least once; Lambda retries a failed invocation): before starting one, and after a
@@ -13,6 +16,7 @@
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
+use lambda_common::FunctionArn;
 use lambda_common::gitlab::{Forbidden, GitLab, GitLabError, Pipeline};
 use lambda_common::retry::RetryPolicy;
 use lambda_runtime::{Error, LambdaEvent};
@@ -31,6 +35,10 @@ pub const ENV_VARS: &[&str] = &[
 
 /// The branch the deploy pipeline runs on.
 pub const DEPLOY_BRANCH: &str = "main";
+
+/// What SageMaker's events carry: `source` and `detail-type`.
+pub const EVENT_SOURCE: &str = "aws.sagemaker";
+pub const EVENT_DETAIL_TYPE: &str = "SageMaker Model Package State Change";
 
 /// The variable that carries the approved package to the deploy pipeline.
 pub const PACKAGE_VARIABLE: &str = "MODEL_PACKAGE_ARN";
@@ -102,14 +110,18 @@ impl Deps {
 }
 
 pub async fn handle(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Error> {
-    let result = trigger(deps, event.payload, lambda_common::deadline_instant(event.context.deadline)).await;
+    let deadline = lambda_common::deadline_instant(event.context.deadline);
+    let result = match FunctionArn::parse(&event.context.invoked_function_arn) {
+        Ok(function) => trigger(deps, event.payload, &function, deadline).await,
+        Err(reason) => Err(reason),
+    };
     if let Err(reason) = &result {
         tracing::error!(reason, "the deploy pipeline was not started");
     }
     result.map_err(Error::from)
 }
 
-async fn trigger(deps: &Deps, payload: Value, deadline: Instant) -> Result<Value, String> {
+async fn trigger(deps: &Deps, payload: Value, function: &FunctionArn, deadline: Instant) -> Result<Value, String> {
     let event: EventBridgeEvent<ModelPackageStateChange> = serde_json::from_value(payload)
         .map_err(|err| format!("the event is not a SageMaker Model Package State Change: {err}"))?;
     let detail = &event.detail;
@@ -124,7 +136,22 @@ async fn trigger(deps: &Deps, payload: Value, deadline: Instant) -> Result<Value
         );
         Ok(json!({ "action": "ignored", "why": why }))
     };
-    if detail.model_package_group_name != config.model_package_group {
+    if event.source != EVENT_SOURCE || event.detail_type != EVENT_DETAIL_TYPE {
+        return ignore("not a SageMaker model package state change");
+    }
+    if event.account.as_deref() != Some(function.account.as_str())
+        || event.region.as_deref() != Some(function.region.as_str())
+    {
+        return ignore("from another account or region");
+    }
+    if detail.model_package_group_name != config.model_package_group
+        || !is_package_of(
+            &detail.model_package_arn,
+            function,
+            &config.model_package_group,
+            detail.model_package_version,
+        )
+    {
         return ignore("another project's model package group");
     }
     if detail.model_approval_status != "Approved" {
@@ -198,6 +225,17 @@ async fn trigger(deps: &Deps, payload: Value, deadline: Instant) -> Result<Value
     Ok(json!({ "action": "pipeline started", "pipeline_id": pipeline.id, "web_url": pipeline.web_url }))
 }
 
+/// Whether `arn` names version `version` of model package group `group` in the function's
+/// partition, region and account (`arn:aws:sagemaker:eu-west-1:123456789012:model-package/g/3`).
+/// SageMaker writes resource names in ARNs in lower case.
+fn is_package_of(arn: &str, function: &FunctionArn, group: &str, version: u64) -> bool {
+    let expected = format!(
+        "arn:{}:sagemaker:{}:{}:model-package/{}/{version}",
+        function.partition, function.region, function.account, group
+    );
+    arn.eq_ignore_ascii_case(&expected)
+}
+
 /// The API-started pipeline on the deploy branch, updated since `since`, that carries `arn`.
 async fn started_for(
     gitlab: &GitLab,
@@ -233,5 +271,24 @@ async fn explain(gitlab: &GitLab, config: &Config, project_id: u64, err: GitLabE
             }
         }
         _ => err.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_package_arn_names_its_partition_region_account_group_and_version() {
+        let function = FunctionArn::parse("arn:aws:lambda:eu-west-1:123456789012:function:f").unwrap();
+        let arn = "arn:aws:sagemaker:eu-west-1:123456789012:model-package/churn-p-abc/3";
+        assert!(is_package_of(arn, &function, "churn-p-abc", 3));
+        // SageMaker writes names in ARNs in lower case; project names may have capitals.
+        assert!(is_package_of(arn, &function, "Churn-p-abc", 3));
+        assert!(!is_package_of(arn, &function, "churn-p-abc", 4));
+        assert!(!is_package_of(arn, &function, "churn-p-ab", 3));
+        assert!(!is_package_of(&arn.replace("eu-west-1", "us-east-1"), &function, "churn-p-abc", 3));
+        assert!(!is_package_of(&arn.replace("arn:aws:", "arn:aws-cn:"), &function, "churn-p-abc", 3));
+        assert!(!is_package_of(&format!("{arn}/extra"), &function, "churn-p-abc", 3));
     }
 }

@@ -76,6 +76,8 @@ impl Stand {
 
     async fn invoke(&self, event: Value) -> Result<Value, String> {
         let mut context = Context::default();
+        context.invoked_function_arn =
+            format!("arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:sagemaker-p-abc123-gitlab-trigger");
         context.deadline =
             (SystemTime::now() + Duration::from_secs(30)).duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
         handle(&self.deps(), LambdaEvent::new(event, context)).await.map_err(|err| err.to_string())
@@ -186,6 +188,39 @@ async fn other_events_are_acknowledged_without_calling_gitlab() {
         assert_eq!(answer["action"], "ignored", "{answer}");
     }
     assert!(stand.gitlab.requests().is_empty());
+}
+
+#[tokio::test]
+async fn forged_events_start_nothing() {
+    let stand = stand().await;
+    let genuine = state_change(GROUP, "Approved", 4);
+    let forged = |change: &dyn Fn(&mut Value)| {
+        let mut event = genuine.clone();
+        change(&mut event);
+        event
+    };
+    let other_group_arn = format!("arn:aws:sagemaker:{REGION}:{ACCOUNT_ID}:model-package/other-team-p-zzz/4");
+    let foreign_arn = format!("arn:aws:sagemaker:{REGION}:999999999999:model-package/{GROUP}/4");
+    for (why, event) in [
+        ("someone's own source", forged(&|e| e["source"] = json!("my.app"))),
+        ("another detail type", forged(&|e| e["detail-type"] = json!("SageMaker Model State Change"))),
+        ("another account", forged(&|e| e["account"] = json!("999999999999"))),
+        ("another region", forged(&|e| e["region"] = json!("eu-west-1"))),
+        ("no account", forged(&|e| drop(e.as_object_mut().unwrap().remove("account")))),
+        (
+            "another group's package under this group's name",
+            forged(&|e| e["detail"]["ModelPackageArn"] = json!(other_group_arn)),
+        ),
+        ("a package of another account", forged(&|e| e["detail"]["ModelPackageArn"] = json!(foreign_arn))),
+        ("another version than the ARN's", forged(&|e| e["detail"]["ModelPackageVersion"] = json!(5))),
+    ] {
+        let answer = stand.invoke(event).await.unwrap();
+        assert_eq!(answer["action"], "ignored", "{why}: {answer}");
+    }
+    assert!(stand.gitlab.requests().is_empty(), "a forged event reached GitLab");
+    assert!(stand.pipelines().is_empty());
+    stand.invoke(genuine).await.unwrap();
+    assert_eq!(stand.pipelines().len(), 1);
 }
 
 #[tokio::test]

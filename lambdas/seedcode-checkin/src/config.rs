@@ -22,6 +22,11 @@ pub const ENV_VARS: &[&str] = &[
     "GITLAB_CI_ACCESS_KEY_SECRET_NAME",
 ];
 
+/// Set to `true`, lets the checkin answer to a plain-http ResponseURL on a loopback address: the
+/// local stand-in for CloudFormation's pre-signed S3 URL in tests. The shipped template never
+/// sets it (a template test checks).
+pub const LOOPBACK_RESPONSE_URL_SETTING: &str = "CHECKIN_ALLOW_LOOPBACK_RESPONSE_URL";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub gitlab_url: String,

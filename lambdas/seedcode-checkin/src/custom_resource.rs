@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// The fields of a request every answer needs. Read leniently from the raw payload so that even
-/// a request this Lambda cannot otherwise understand gets its FAILED answer.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+/// a request this Lambda cannot otherwise understand gets its FAILED answer. `Debug` leaves the
+/// ResponseURL out: a pre-signed URL is a credential until it expires.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase")]
 pub struct Request {
     pub request_type: String,
@@ -28,6 +29,50 @@ impl Request {
         serde_json::from_value(payload.clone())
             .map_err(|err| format!("the event is not a CloudFormation custom resource request: {err}"))
     }
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Request")
+            .field("request_type", &self.request_type)
+            .field("request_id", &self.request_id)
+            .field("response_url", &"<redacted>")
+            .field("stack_id", &self.stack_id)
+            .field("logical_resource_id", &self.logical_resource_id)
+            .field("physical_resource_id", &self.physical_resource_id)
+            .finish()
+    }
+}
+
+/// Whether `url` can be CloudFormation's ResponseURL: a pre-signed `https://` URL of S3 in the
+/// function's `partition`, or, when `allow_loopback` (tests only), plain http on loopback. Anyone
+/// allowed to invoke the function can send a request; without this, its answer (project IDs,
+/// clone URLs, reasons) would go wherever the request says. The error never shows the URL.
+pub fn check_response_url(url: &str, partition: &str, allow_loopback: bool) -> Result<(), String> {
+    let refuse = |why: &str| {
+        Err(format!("the ResponseURL is not a pre-signed S3 URL of partition {partition} ({why}): no answer sent"))
+    };
+    let Ok(parsed) = reqwest::Url::parse(url) else { return refuse("not a URL") };
+    let host = parsed.host_str().unwrap_or_default().to_ascii_lowercase();
+    if allow_loopback && parsed.scheme() == "http" && (host == "127.0.0.1" || host == "localhost") {
+        return Ok(());
+    }
+    if parsed.scheme() != "https" {
+        return refuse("not https");
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return refuse("it carries user information");
+    }
+    let suffix = if partition == "aws-cn" { ".amazonaws.com.cn" } else { ".amazonaws.com" };
+    let labels: Vec<&str> = host.strip_suffix(suffix).map(|rest| rest.split('.').collect()).unwrap_or_default();
+    if !labels.iter().any(|label| *label == "s3" || label.starts_with("s3-")) {
+        return refuse("not an S3 host of the partition");
+    }
+    let signed = parsed.query_pairs().any(|(key, _)| key == "X-Amz-Signature" || key == "Signature");
+    if !signed {
+        return refuse("no signature");
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -230,6 +275,58 @@ mod tests {
             assert!(response.body().len() <= MAX_BODY_BYTES, "{}", response.body().len());
             assert!(response.reason.ends_with('…') && response.reason.len() > 1000);
         }
+    }
+
+    #[test]
+    fn only_a_presigned_s3_url_of_the_partition_is_answered() {
+        let signed = "?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Date=20261127T000000Z&X-Amz-Signature=abc";
+        let path = "/arn%3Aaws%3Acloudformation%3Aus-east-1%3A123456789012%3Astack/s/1%7CSeedCodeCheckin%7Cr-1";
+        for (url, partition) in [
+            (format!("https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com{path}{signed}"), "aws"),
+            (
+                format!(
+                    "https://cloudformation-custom-resource-response-euwest1.s3.eu-west-1.amazonaws.com{path}{signed}"
+                ),
+                "aws",
+            ),
+            (
+                format!(
+                    "https://cloudformation-custom-resource-response-uswest2.s3-us-west-2.amazonaws.com{path}?AWSAccessKeyId=A&Expires=1&Signature=x"
+                ),
+                "aws",
+            ),
+            (
+                format!(
+                    "https://cloudformation-custom-resource-response-cnnorth1.s3.cn-north-1.amazonaws.com.cn{path}{signed}"
+                ),
+                "aws-cn",
+            ),
+        ] {
+            assert_eq!(check_response_url(&url, partition, false), Ok(()), "{url}");
+        }
+        for (url, partition) in [
+            (format!("https://attacker.example{path}{signed}"), "aws"),
+            (format!("https://bucket.s3.amazonaws.com.attacker.example{path}{signed}"), "aws"),
+            (format!("https://abc.execute-api.us-east-1.amazonaws.com{path}{signed}"), "aws"),
+            (format!("http://bucket.s3.amazonaws.com{path}{signed}"), "aws"),
+            (format!("https://user:pw@bucket.s3.amazonaws.com{path}{signed}"), "aws"),
+            (format!("https://bucket.s3.amazonaws.com{path}"), "aws"),
+            (format!("https://bucket.s3.cn-north-1.amazonaws.com.cn{path}{signed}"), "aws"),
+            (format!("https://bucket.s3.amazonaws.com{path}{signed}"), "aws-cn"),
+            ("http://127.0.0.1:8080/response".to_owned(), "aws"),
+            ("not a url".to_owned(), "aws"),
+        ] {
+            let err = check_response_url(&url, partition, false).unwrap_err();
+            assert!(err.contains("no answer sent") && !err.contains(&url), "{url}: {err}");
+        }
+        assert_eq!(check_response_url("http://127.0.0.1:8080/response", "aws", true), Ok(()));
+        assert!(check_response_url("http://10.0.0.8:8080/response", "aws", true).is_err());
+    }
+
+    #[test]
+    fn debug_leaves_the_response_url_out() {
+        let shown = format!("{:?}", request());
+        assert!(!shown.contains("example.invalid") && shown.contains("<redacted>"), "{shown}");
     }
 
     #[test]

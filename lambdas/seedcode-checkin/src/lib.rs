@@ -12,10 +12,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
+use lambda_common::FunctionArn;
 use lambda_common::gitlab::Variable;
 use lambda_common::retry::RetryPolicy;
 use lambda_common::secrets;
 use lambda_runtime::{Error, LambdaEvent};
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use crate::config::{CiCredentials, Config};
@@ -29,6 +31,8 @@ pub struct Deps {
     pub secrets: aws_sdk_secretsmanager::Client,
     pub s3: aws_sdk_s3::Client,
     pub gitlab_retry: RetryPolicy,
+    /// Whether a plain-http loopback ResponseURL is answered (`config::LOOPBACK_RESPONSE_URL_SETTING`).
+    pub allow_loopback_response_url: bool,
 }
 
 impl Deps {
@@ -40,6 +44,7 @@ impl Deps {
             secrets: aws_sdk_secretsmanager::Client::new(sdk),
             s3: aws_sdk_s3::Client::from_conf(s3),
             gitlab_retry: RetryPolicy::default(),
+            allow_loopback_response_url: false,
         }
     }
 }
@@ -53,6 +58,14 @@ pub async fn handle(deps: Arc<Deps>, event: LambdaEvent<Value>) -> Result<(), Er
             return Err(reason.into());
         }
     };
+    let function = FunctionArn::parse(&event.context.invoked_function_arn);
+    let partition = function.as_ref().map_or("aws", |f| f.partition.as_str());
+    if let Err(reason) =
+        custom_resource::check_response_url(&request.response_url, partition, deps.allow_loopback_response_url)
+    {
+        tracing::error!(reason, request_type = request.request_type, stack = request.stack_id, "refusing the request");
+        return Err(reason.into());
+    }
     tracing::info!(
         request_type = request.request_type,
         logical_id = request.logical_resource_id,
@@ -201,16 +214,24 @@ async fn ci_access_variables(deps: &Deps, config: &Config) -> Result<Vec<Variabl
     match &config.ci_credentials {
         CiCredentials::WebIdentity { role_arn } => Ok(vec![variable("AWS_ROLE_ARN", role_arn)]),
         CiCredentials::AccessKey { secret } => {
+            /// The secret's JSON, read straight into secret strings.
+            #[derive(serde::Deserialize)]
+            struct AccessKey {
+                #[serde(rename = "AWS_ACCESS_KEY_ID")]
+                id: Option<SecretString>,
+                #[serde(rename = "AWS_SECRET_ACCESS_KEY")]
+                secret: Option<SecretString>,
+            }
             let value = secrets::read_string(&deps.secrets, secret).await.map_err(|e| e.to_string())?;
-            let keys: BTreeMap<String, Value> = serde_json::from_str(&value).map_err(|_| {
-                format!("secret {secret} is not JSON: store {{\"AWS_ACCESS_KEY_ID\": \"...\", \"AWS_SECRET_ACCESS_KEY\": \"...\"}}")
+            let keys: AccessKey = serde_json::from_str(value.expose_secret()).map_err(|_| {
+                format!("secret {secret} is not JSON with two strings: store {{\"AWS_ACCESS_KEY_ID\": \"...\", \"AWS_SECRET_ACCESS_KEY\": \"...\"}}")
             })?;
-            ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+            [("AWS_ACCESS_KEY_ID", keys.id), ("AWS_SECRET_ACCESS_KEY", keys.secret)]
                 .into_iter()
-                .map(|key| {
-                    let value = keys.get(key).and_then(Value::as_str).filter(|v| !v.is_empty());
+                .map(|(key, value)| {
+                    let value = value.filter(|v| !v.expose_secret().is_empty());
                     let value = value.ok_or_else(|| format!("secret {secret} has no string {key}"))?;
-                    Ok(Variable { masked: true, ..variable(key, value) })
+                    Ok(Variable { key: key.into(), value, masked: true, protected: false, raw: true })
                 })
                 .collect()
         }
@@ -233,23 +254,4 @@ async fn download(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Ve
     let bytes =
         object.body.collect().await.map_err(|err| format!("reading seed code s3://{bucket}/{key} broke off: {err}"))?;
     Ok(bytes.into_bytes().to_vec())
-}
-
-/// Partition, region and account of this function, from its ARN
-/// (`arn:aws:lambda:eu-west-1:123456789012:function:name`).
-struct FunctionArn {
-    partition: String,
-    region: String,
-    account: String,
-}
-
-impl FunctionArn {
-    fn parse(arn: &str) -> Result<FunctionArn, String> {
-        match arn.split(':').collect::<Vec<_>>().as_slice() {
-            ["arn", partition, "lambda", region, account, ..] if !region.is_empty() && !account.is_empty() => {
-                Ok(FunctionArn { partition: (*partition).into(), region: (*region).into(), account: (*account).into() })
-            }
-            _ => Err(format!("the invoked function ARN {arn:?} is not a Lambda function ARN")),
-        }
-    }
 }

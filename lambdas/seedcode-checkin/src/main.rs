@@ -7,6 +7,9 @@ use serde_json::Value;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let deps = Arc::new(Deps::new(&lambda_common::aws_config().await, Config::from_env()));
+    let mut deps = Deps::new(&lambda_common::aws_config().await, Config::from_env());
+    deps.allow_loopback_response_url =
+        std::env::var(seedcode_checkin::config::LOOPBACK_RESPONSE_URL_SETTING).is_ok_and(|v| v == "true");
+    let deps = Arc::new(deps);
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| seedcode_checkin::handle(deps.clone(), event))).await
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use lambda_testkit::gitlab::GitLabDouble;
 use lambda_testkit::moto::{ACCOUNT_ID, REGION, moto};
+use seedcode_checkin::Deps;
 use serde_json::Value;
 use support::*;
 
@@ -281,6 +282,29 @@ async fn an_unreachable_response_url_is_given_up_before_the_deadline() {
 }
 
 #[tokio::test]
+async fn a_forged_request_with_a_foreign_response_url_gets_no_answer() {
+    let stand = stand().await;
+    // The shipped Lambda: loopback is not allowed, as for any URL that is not S3's.
+    let mut deps = Deps::new(
+        &moto().sdk_config(),
+        seedcode_checkin::config::Config::from_lookup(|name| stand.env.get(name).cloned()),
+    );
+    deps.gitlab_retry = stand.retry;
+    let mut context = lambda_runtime::Context::default();
+    context.invoked_function_arn = format!("arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:checkin");
+    context.deadline = (std::time::SystemTime::now() + Duration::from_secs(30))
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let event = lambda_runtime::LambdaEvent::new(stand.request("Create", None), context);
+    let err = seedcode_checkin::handle(std::sync::Arc::new(deps), event).await.unwrap_err();
+    assert!(err.to_string().contains("not a pre-signed S3 URL"), "{err}");
+    assert!(stand.sink.received().is_empty(), "the forged ResponseURL got an answer");
+    assert!(stand.gitlab.requests().is_empty(), "a forged request made GitLab calls");
+    assert!(!lambda_testkit::logs::captured().contains("X-Amz-Signature"), "the URL was logged");
+}
+
+#[tokio::test]
 async fn unreachable_gitlab_fails_before_the_deadline() {
     let mut stand = stand().await;
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -363,6 +387,7 @@ async fn the_real_binary_answers_through_the_runtime_api() {
     let api = RuntimeApi::start().await;
     let mut env: Vec<(&str, String)> = moto().lambda_env();
     env.extend(stand.env.iter().map(|(k, v)| (k.as_str(), v.clone())));
+    env.push((seedcode_checkin::config::LOOPBACK_RESPONSE_URL_SETTING, "true".into()));
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let mut function = api.spawn_function(std::path::Path::new(env!("CARGO_BIN_EXE_seedcode-checkin")), &env);
 

@@ -141,7 +141,8 @@ async fn next_invocation(State(shared): State<Shared>) -> Result<(HeaderMap, Jso
     headers.insert("lambda-runtime-deadline-ms", header(deadline_ms.to_string()));
     headers.insert(
         "lambda-runtime-invoked-function-arn",
-        header("arn:aws:lambda:us-east-1:123456789012:function:test-function".into()),
+        // The account and region of the moto stand-in, as a function deployed there would have.
+        header(format!("arn:aws:lambda:{}:{}:function:test-function", crate::moto::REGION, crate::moto::ACCOUNT_ID)),
     );
     headers.insert("lambda-runtime-trace-id", header("Root=1-00000000-000000000000000000000000".into()));
     Ok((headers, Json(invocation.payload)))

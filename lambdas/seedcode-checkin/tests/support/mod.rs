@@ -110,6 +110,8 @@ impl Stand {
         let config = Config::from_lookup(|name| self.env.get(name).cloned());
         let mut deps = Deps::new(&moto().sdk_config(), config);
         deps.gitlab_retry = self.retry;
+        // The sink stands in for S3's pre-signed URL on loopback.
+        deps.allow_loopback_response_url = true;
         Arc::new(deps)
     }
 
