@@ -249,6 +249,7 @@ fn publish(args: &flags::E2e, world: &World) -> anyhow::Result<(String, String)>
         command.args(task_args).envs(moto().lambda_env());
         command
     };
+    let gitlab_url = world.gitlab.url();
     let publish = [
         "publish",
         "--bucket",
@@ -257,6 +258,8 @@ fn publish(args: &flags::E2e, world: &World) -> anyhow::Result<(String, String)>
         REGION,
         "--arch",
         args.arch.lambda_name(),
+        "--gitlab-server-url",
+        &gitlab_url,
         "--gitlab-ca-bundle-secret-name",
         CA_BUNDLE_SECRET,
         // A trial run on this machine: a developer's uncommitted change is what they want to try.
@@ -287,11 +290,9 @@ async fn provision(world: &World, template_url: &str, arch: Arch) -> anyhow::Res
     let key = template_url.split_once(".amazonaws.com/").map(|(_, key)| key).context("unexpected template URL")?;
     let template = String::from_utf8(s3_get(world, BUCKET, key).await?).context("the template is not UTF-8")?;
     let group_id = world.group_id.to_string();
-    let gitlab_url = world.gitlab.url();
     let parameters = [
         ("SageMakerProjectName", PROJECT_NAME),
         ("SageMakerProjectId", PROJECT_ID),
-        ("GitLabServerUrl", gitlab_url.as_str()),
         ("GitLabGroupId", group_id.as_str()),
     ];
     let stack = Stack::new(&template, REGION, ACCOUNT_ID, &parameters)?;

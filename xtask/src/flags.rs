@@ -90,6 +90,10 @@ pub struct Publish {
     /// and the checkout's commit) instead of packaging
     #[arg(long, value_name = "DIR")]
     pub dist: Option<PathBuf>,
+    /// The GitLab instance the token belongs to, https://host[/path]; rendered into the template,
+    /// so no Studio user can point the token elsewhere
+    #[arg(long, default_value = "https://gitlab.com", value_parser = gitlab_server_url)]
+    pub gitlab_server_url: String,
     /// Secrets Manager secret holding the GitLab token
     #[arg(long, default_value = "sagemaker-gitlab-project/gitlab-token")]
     pub token_secret_name: String,
@@ -194,4 +198,11 @@ impl Arch {
             Arch::X86_64 => "x86_64-unknown-linux-gnu",
         }
     }
+}
+
+/// A GitLab server URL as the Lambdas accept it (`lambda_common::gitlab::server_url`).
+fn gitlab_server_url(url: &str) -> Result<String, String> {
+    lambda_common::gitlab::server_url(url)
+        .map(|_| url.trim().trim_end_matches('/').to_owned())
+        .map_err(|e| e.to_string())
 }

@@ -335,6 +335,7 @@ fn render_template(args: &flags::Publish, manifest: &Manifest, uploads: &[Upload
         ("Artifacts", "BuildSeedcodeKey", key_of(build)?),
         ("Artifacts", "DeploySeedcodeKey", key_of(deploy)?),
         ("Artifacts", "LambdaArchitecture", architecture),
+        ("GitLab", "ServerUrl", args.gitlab_server_url.as_str()),
         ("Access", "GitLabTokenSecretName", args.token_secret_name.as_str()),
         ("Access", "GitLabCiRoleName", ci_role),
         ("Access", "GitLabCiAccessKeySecretName", ci_secret),

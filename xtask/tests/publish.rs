@@ -126,7 +126,7 @@ async fn versions(product_id: &str) -> Vec<(String, Option<ProvisioningArtifactG
 #[tokio::test(flavor = "multi_thread")]
 async fn first_publish_creates_the_product_and_every_referenced_object_exists() {
     let stand = stand().await;
-    let published = stand.publish_ok(&[]);
+    let published = stand.publish_ok(&["--gitlab-server-url", "https://gitlab.internal.example/gitlab/"]);
     assert_eq!(published["version_created"], true);
     assert_eq!(published["uploaded"].as_array().unwrap().len(), 5, "{published}");
     assert_eq!(published["source_commit"], head_commit());
@@ -143,6 +143,8 @@ async fn first_publish_creates_the_product_and_every_referenced_object_exists() 
         serde_yaml::from_slice(&object.body.collect().await.unwrap().into_bytes()).unwrap();
     let artifacts = &template["Mappings"]["Publish"]["Artifacts"];
     assert_eq!(artifacts["Bucket"], stand.bucket.as_str());
+    // The platform team's GitLab, not a Studio form field.
+    assert_eq!(template["Mappings"]["Publish"]["GitLab"]["ServerUrl"], "https://gitlab.internal.example/gitlab");
     for slot in ["CheckinCodeKey", "TriggerCodeKey", "BuildSeedcodeKey", "DeploySeedcodeKey"] {
         let key = artifacts[slot].as_str().unwrap();
         let head = s3().head_object().bucket(&stand.bucket).key(key).send().await;
@@ -332,6 +334,16 @@ async fn a_tree_with_uncommitted_changes_is_not_published() {
     let stderr = failed(&output);
     assert!(stderr.contains("uncommitted changes") && stderr.contains("--allow-dirty"), "{stderr}");
     assert!(stand.keys().await.is_empty(), "nothing may be uploaded");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gitlab_url_that_could_hide_another_host_is_refused() {
+    let stand = stand().await;
+    for url in ["https://gitlab.com@attacker.example", "http://gitlab.example.com", "https://gitlab.com/?x=1"] {
+        let stderr = failed(&stand.publish(&["--gitlab-server-url", url]));
+        assert!(stderr.contains("--gitlab-server-url") && stderr.contains("is not valid"), "{url}: {stderr}");
+    }
+    assert!(stand.keys().await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]

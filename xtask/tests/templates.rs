@@ -231,6 +231,30 @@ fn each_lambda_gets_exactly_the_environment_it_reads() {
 }
 
 #[test]
+fn the_studio_form_cannot_choose_where_the_token_goes() {
+    let template = parse(PROJECT_TEMPLATE);
+    let parameters: Vec<&str> =
+        template["Parameters"].as_mapping().unwrap().keys().filter_map(|k| k.as_str()).collect();
+    assert_eq!(
+        parameters,
+        [
+            "SageMakerProjectName",
+            "SageMakerProjectId",
+            "GitLabGroupId",
+            "ModelBuildRepositoryName",
+            "ModelDeployRepositoryName"
+        ],
+        "a new form field must not decide where the token is sent"
+    );
+    for function in ["CheckinFunction", "TriggerFunction"] {
+        let url = &template["Resources"][function]["Properties"]["Environment"]["Variables"]["GITLAB_SERVER_URL"];
+        let Value::Tagged(tagged) = url else { panic!("{function}: {url:?}") };
+        assert_eq!(tagged.tag, "FindInMap", "{function}: the URL comes from what publish rendered");
+        assert_eq!(strings(&tagged.value), ["Publish", "GitLab", "ServerUrl"]);
+    }
+}
+
+#[test]
 fn the_functions_ship_the_packaged_zips() {
     let template = parse(PROJECT_TEMPLATE);
     let artifacts = &template["Mappings"]["Publish"]["Artifacts"];

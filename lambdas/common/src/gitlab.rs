@@ -299,17 +299,8 @@ impl GitLab {
     /// `http://` is refused except on a loopback address (local test servers): the token would
     /// travel in clear, and SageMaker code repositories accept only `https://` clone URLs.
     pub fn new(base_url: &str, token: Token) -> Result<GitLab, GitLabError> {
-        let bad = |reason: &str| GitLabError::BadUrl { url: base_url.into(), reason: reason.into() };
-        let url = reqwest::Url::parse(base_url.trim()).map_err(|err| bad(&err.to_string()))?;
-        let host = url.host_str().ok_or_else(|| bad("expected https://host[/path]"))?.to_owned();
-        match url.scheme() {
-            "https" => {}
-            "http" if is_loopback(&host) => {}
-            "http" => {
-                return Err(bad("GitLab must be reached over https:// (plain http only for a loopback test server)"));
-            }
-            _ => return Err(bad("expected https://host[/path]")),
-        }
+        let url = server_url(base_url)?;
+        let host = url.host_str().unwrap_or_default().to_owned();
         Ok(GitLab {
             api: format!("{}/api/v4", url.as_str().trim_end_matches('/')),
             host,
@@ -639,6 +630,28 @@ impl GitLab {
     fn unexpected(&self, operation: &str, err: impl std::fmt::Display) -> GitLabError {
         GitLabError::Unexpected { host: self.host.clone(), operation: operation.into(), reason: err.to_string() }
     }
+}
+
+/// A GitLab instance URL as the Lambdas accept it: `https://host[:port][/path]`, plain `http`
+/// only on a loopback address (local test servers), and nothing a URL can hide a host or a
+/// request in (user information, a query, a fragment).
+pub fn server_url(text: &str) -> Result<reqwest::Url, GitLabError> {
+    let bad = |reason: &str| GitLabError::BadUrl { url: text.into(), reason: reason.into() };
+    let url = reqwest::Url::parse(text.trim()).map_err(|err| bad(&err.to_string()))?;
+    let host = url.host_str().ok_or_else(|| bad("expected https://host[/path]"))?;
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(host) => {}
+        "http" => return Err(bad("GitLab must be reached over https:// (plain http only for a loopback test server)")),
+        _ => return Err(bad("expected https://host[/path]")),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad("user information before the host hides the real host: give https://host[/path]"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(bad("a GitLab URL has no query or fragment: give https://host[/path]"));
+    }
+    Ok(url)
 }
 
 fn is_loopback(host: &str) -> bool {

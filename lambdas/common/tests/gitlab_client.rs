@@ -367,7 +367,15 @@ async fn retries_stop_before_the_deadline() {
 
 #[test]
 fn bad_urls_are_refused() {
-    for url in ["gitlab.example.com", "ftp://gitlab.example.com", "", "http://gitlab.example.com"] {
+    for url in [
+        "gitlab.example.com",
+        "ftp://gitlab.example.com",
+        "",
+        "http://gitlab.example.com",
+        "https://gitlab.com@attacker.example",
+        "https://gitlab.example.com/?next=https://attacker.example",
+        "https://gitlab.example.com/#x",
+    ] {
         let err = GitLab::new(url, token_from_secret("s", TOKEN).unwrap()).unwrap_err();
         assert!(matches!(err, GitLabError::BadUrl { .. }), "{url}: {err:?}");
     }
