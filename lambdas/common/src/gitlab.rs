@@ -176,6 +176,11 @@ pub struct Variable {
     #[serde(serialize_with = "serialize_secret")]
     pub value: SecretString,
     pub masked: bool,
+    /// Masked and never shown again (GitLab 17.4+; set on creation only, and an older GitLab
+    /// ignores it and keeps the variable masked).
+    #[serde(skip)]
+    pub hidden: bool,
+    /// Reaches only pipelines of protected branches and tags.
     pub protected: bool,
     /// Raw: `$` in the value is not expanded.
     pub raw: bool,
@@ -385,8 +390,10 @@ impl GitLab {
             #[serde(flatten)]
             variable: &'a Variable,
             environment_scope: &'static str,
+            #[serde(skip_serializing_if = "std::ops::Not::not")]
+            masked_and_hidden: bool,
         }
-        let body = Scoped { variable, environment_scope: ALL_ENVIRONMENTS };
+        let body = Scoped { variable, environment_scope: ALL_ENVIRONMENTS, masked_and_hidden: variable.hidden };
         let operation = format!("setting CI/CD variable {} on project {project_id}", variable.key);
         let path = format!("/projects/{project_id}/variables");
         let created: Result<serde_json::Value, _> =
@@ -399,10 +406,24 @@ impl GitLab {
                     encode_path_segment("filter[environment_scope]"),
                     encode_path_segment(ALL_ENVIRONMENTS)
                 );
+                // `masked_and_hidden` is for creation only.
+                let body = Scoped { masked_and_hidden: false, ..body };
                 self.call::<serde_json::Value>(Method::PUT, &path, Some(&body), &operation, Repeat::Safe)
                     .await
                     .map(drop)
             }
+            other => other.map(drop),
+        }
+    }
+
+    /// Protects `branch` (Maintainers push and merge), or leaves it as it is when it is protected
+    /// already (GitLab answers 409).
+    pub async fn protect_branch(&self, project_id: u64, branch: &str) -> Result<(), GitLabError> {
+        let operation = format!("protecting branch {branch} of project {project_id}");
+        let body = serde_json::json!({ "name": branch, "push_access_level": 40, "merge_access_level": 40 });
+        let path = format!("/projects/{project_id}/protected_branches");
+        match self.call::<serde_json::Value>(Method::POST, &path, Some(&body), &operation, Repeat::Safe).await {
+            Err(GitLabError::Api { status: 409, .. }) => Ok(()),
             other => other.map(drop),
         }
     }

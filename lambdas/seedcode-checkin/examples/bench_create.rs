@@ -78,8 +78,14 @@ async fn sequential_create(stand: &support::Stand) {
             "AWS_ROLE_ARN",
             "ROLE_ARN",
         ] {
-            let variable =
-                Variable { key: key.into(), value: "value".into(), masked: false, protected: false, raw: true };
+            let variable = Variable {
+                key: key.into(),
+                value: "value".into(),
+                masked: false,
+                hidden: false,
+                protected: false,
+                raw: true,
+            };
             gitlab.upsert_variable(project.id, &variable).await.unwrap();
         }
         if name == "deploy" {
@@ -98,5 +104,6 @@ async fn sequential_create(stand: &support::Stand) {
             .create_commit(project.id, &NewCommit { branch: "main", commit_message: "seed", actions: &actions })
             .await
             .unwrap();
+        gitlab.protect_branch(project.id, "main").await.unwrap();
     }
 }

@@ -190,7 +190,7 @@ fn summary(build: &Provisioned, deploy: &Provisioned) -> String {
 }
 
 fn variable(key: &str, value: &str) -> Variable {
-    Variable { key: key.into(), value: value.into(), masked: false, protected: false, raw: true }
+    Variable { key: key.into(), value: value.into(), masked: false, hidden: false, protected: false, raw: true }
 }
 
 /// The CI/CD variables both projects get.
@@ -231,7 +231,9 @@ async fn ci_access_variables(deps: &Deps, config: &Config) -> Result<Vec<Variabl
                 .map(|(key, value)| {
                     let value = value.filter(|v| !v.expose_secret().is_empty());
                     let value = value.ok_or_else(|| format!("secret {secret} has no string {key}"))?;
-                    Ok(Variable { key: key.into(), value, masked: true, protected: false, raw: true })
+                    // Hidden and protected: a long-lived key reaches only pipelines of protected
+                    // `main` (and tags), and nobody reads it back from GitLab.
+                    Ok(Variable { key: key.into(), value, masked: true, hidden: true, protected: true, raw: true })
                 })
                 .collect()
         }

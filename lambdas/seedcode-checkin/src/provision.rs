@@ -78,6 +78,7 @@ pub async fn provision(
             head = head.id,
             "branch {BRANCH} exists: seed code not committed again"
         );
+        protect_main(gitlab, &project).await?;
         return Ok(Provisioned { project, adopted, committed: false });
     }
     let actions = commit_actions(&repo.files);
@@ -96,7 +97,14 @@ pub async fn provision(
         files = actions.len(),
         "seed code committed"
     );
+    protect_main(gitlab, &project).await?;
     Ok(Provisioned { project, adopted, committed: true })
+}
+
+/// Protects `main` where the group or instance does not: only Maintainers then push to it, and
+/// protected CI/CD variables (the access-key fallback's keys) reach only its pipelines.
+async fn protect_main(gitlab: &GitLab, project: &Project) -> Result<(), String> {
+    gitlab.protect_branch(project.id, BRANCH).await.map_err(|err| err.to_string())
 }
 
 /// Lets Maintainers pass pipeline variables when the project says nobody (gitlab.com's default

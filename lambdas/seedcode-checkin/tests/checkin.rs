@@ -93,8 +93,30 @@ async fn group_namespace_and_masked_access_keys() {
     assert_eq!(vars["AWS_ACCESS_KEY_ID"], (ACCESS_KEY_ID.to_owned(), true));
     assert_eq!(vars["AWS_SECRET_ACCESS_KEY"], (SECRET_ACCESS_KEY.to_owned(), true));
     assert!(!vars.contains_key("AWS_ROLE_ARN"));
+    // A long-lived key reaches only protected refs, and GitLab never shows it again.
+    for key in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] {
+        let variable = build.variable(key).unwrap();
+        assert!(variable.protected && variable.hidden, "{key}: {variable:?}");
+    }
+    assert!(build.variable("SAGEMAKER_PROJECT_NAME").is_some_and(|v| !v.protected && !v.hidden));
+    assert!(build.protected_branches.contains("main"));
     assert!(stand.gitlab.project(&format!("ml/churn-team/churn-deploy-{}", stand.project_id)).is_some());
     assert_secret_free(&lambda_testkit::logs::captured());
+}
+
+#[tokio::test]
+async fn main_is_protected_where_the_group_does_not_protect_it() {
+    let stand = stand().await;
+    stand.gitlab.set_default_branch_protection(false);
+    let body = stand.invoke("Create", None).await;
+    assert_eq!(body["Status"], "SUCCESS", "{body}");
+    for project in stand.gitlab.projects() {
+        assert!(project.protected_branches.contains("main"), "{}", project.full_path());
+    }
+    // Where GitLab protected it already, the 409 is no failure.
+    stand.gitlab.set_default_branch_protection(true);
+    let again = stand.invoke("Create", None).await;
+    assert_eq!(again["Status"], "SUCCESS", "{again}");
 }
 
 #[tokio::test]

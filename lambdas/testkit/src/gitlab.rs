@@ -125,6 +125,8 @@ fn today() -> time::Date {
 pub struct VariableState {
     pub value: String,
     pub masked: bool,
+    /// Masked and hidden (GitLab 17.4+): its value is never shown again, in the UI or the API.
+    pub hidden: bool,
     pub protected: bool,
     pub raw: bool,
 }
@@ -173,6 +175,8 @@ pub struct ProjectState {
     pub commits: Vec<CommitState>,
     /// The files at the tip of each branch.
     pub branches: BTreeMap<String, BTreeMap<String, FileState>>,
+    /// Branches only Maintainers push to; protected variables reach only their pipelines.
+    pub protected_branches: std::collections::BTreeSet<String>,
     pub pipelines: Vec<PipelineState>,
 }
 
@@ -240,6 +244,9 @@ struct Inner {
     pipeline_variables_default: PipelineVariablesDefault,
     /// A push rule: commit messages must contain this text.
     commit_message_rule: Option<String>,
+    /// Whether the first push protects the default branch (GitLab's default "fully protected";
+    /// a group or instance may say "not protected").
+    protect_default_branch: bool,
     next_id: u64,
     requests: Vec<Request>,
     faults: VecDeque<FaultKind>,
@@ -288,6 +295,7 @@ impl GitLabDouble {
             projects: Vec::new(),
             pipeline_variables_default: PipelineVariablesDefault::NoOneAllowed,
             commit_message_rule: None,
+            protect_default_branch: true,
             next_id: 2000,
             requests: Vec::new(),
             faults: VecDeque::new(),
@@ -305,6 +313,7 @@ impl GitLabDouble {
             .route("/api/v4/projects/{id}/variables/{key}", axum::routing::put(update_variable))
             .route("/api/v4/projects/{id}/repository/commits", post(create_commit))
             .route("/api/v4/projects/{id}/repository/branches/{branch}", get(get_branch))
+            .route("/api/v4/projects/{id}/protected_branches", post(protect_branch))
             .route("/api/v4/projects/{id}/pipeline", post(create_pipeline))
             .route("/api/v4/projects/{id}/pipelines", get(list_pipelines))
             .route("/api/v4/projects/{id}/pipelines/{pipeline}/variables", get(pipeline_variables))
@@ -415,6 +424,11 @@ impl GitLabDouble {
         self.lock().commit_message_rule = Some(text.to_owned());
     }
 
+    /// Whether the first push to a project protects its default branch.
+    pub fn set_default_branch_protection(&self, protect: bool) {
+        self.lock().protect_default_branch = protect;
+    }
+
     /// The next `times` requests (after authentication) get `status`, with `Retry-After`
     /// when given, instead of being served.
     pub fn fail_next(&self, times: usize, status: u16, retry_after: Option<u64>) {
@@ -474,6 +488,7 @@ impl GitLabDouble {
             variables: BTreeMap::new(),
             commits: Vec::new(),
             branches: BTreeMap::new(),
+            protected_branches: Default::default(),
             pipelines: Vec::new(),
         });
         id
@@ -505,7 +520,8 @@ impl GitLabDouble {
 
     /// Adds a CI/CD variable under an environment scope, as someone would by hand.
     pub fn add_variable(&self, project_id: u64, key: &str, environment_scope: &str, value: &str) {
-        let variable = VariableState { value: value.to_owned(), masked: false, protected: false, raw: true };
+        let variable =
+            VariableState { value: value.to_owned(), masked: false, hidden: false, protected: false, raw: true };
         self.lock()
             .project_mut(project_id)
             .variables
@@ -798,6 +814,7 @@ async fn create_project(State(inner): State<Shared>, Extension(caller): Extensio
         variables: BTreeMap::new(),
         commits: Vec::new(),
         branches: BTreeMap::new(),
+        protected_branches: Default::default(),
         pipelines: Vec::new(),
     };
     let answer = inner.project_json(&project);
@@ -879,7 +896,13 @@ fn variable_from(body: &Value, key: &str) -> Result<VariableState, ApiError> {
     }
     let flag = |name: &str| body.get(name).and_then(Value::as_bool).unwrap_or(false);
     let value = optional_str(body, "value").unwrap_or_default().to_owned();
-    let variable = VariableState { value, masked: flag("masked"), protected: flag("protected"), raw: flag("raw") };
+    let variable = VariableState {
+        value,
+        masked: flag("masked") || flag("masked_and_hidden"),
+        hidden: flag("masked_and_hidden"),
+        protected: flag("protected"),
+        raw: flag("raw"),
+    };
     if variable.masked && !maskable(&variable.value) {
         return Err(answers::variable_not_maskable());
     }
@@ -968,6 +991,7 @@ async fn create_commit(
         return Err(answers::push_rule_commit_message(&rule));
     }
     let commit_id = format!("{:040x}", inner.next_id());
+    let protect_default_branch = inner.protect_default_branch;
     let project = &mut inner.projects[i];
     if !project.branches.contains_key(&branch) && !project.branches.is_empty() {
         return Err(answers::not_on_a_branch());
@@ -984,6 +1008,9 @@ async fn create_commit(
             }
             other => return Err(answers::bad_request(format!("action {other:?} is not supported"))),
         }
+    }
+    if project.branches.is_empty() && branch == project.default_branch && protect_default_branch {
+        project.protected_branches.insert(branch.clone());
     }
     project.branches.insert(branch.clone(), files);
     project.commits.push(CommitState { id: commit_id.clone(), message: message.clone(), branch, at: Instant::now() });
@@ -1004,6 +1031,25 @@ async fn get_branch(
         .find(|c| c.branch == branch)
         .ok_or_else(|| answers::not_found("Branch"))?;
     Ok(Json(json!({ "name": branch, "commit": { "id": commit.id, "message": commit.message } })).into_response())
+}
+
+/// `POST /projects/:id/protected_branches` (lib/api/protected_branches.rb): a Maintainer's; 409
+/// when the branch is protected already.
+async fn protect_branch(
+    State(inner): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Answer {
+    let body = body_json(&bytes)?;
+    let name = required_str(&body, "name")?.to_owned();
+    let mut inner = lock(&inner);
+    let i = inner.writable_project(caller, &id, Role::Maintainer)?;
+    let project = &mut inner.projects[i];
+    if !project.protected_branches.insert(name.clone()) {
+        return Err(answers::protected_branch_exists(&name));
+    }
+    created(json!({ "name": name, "push_access_levels": [{ "access_level": 40 }] }))
 }
 
 fn pipeline_json(base_url: &str, project: &ProjectState, p: &PipelineState) -> Value {

@@ -157,6 +157,11 @@ pub fn push_rule_commit_message(pattern: &str) -> ApiError {
     message(StatusCode::BAD_REQUEST, json!(format!("Commit message does not follow the pattern '{pattern}'")))
 }
 
+/// `lib/api/protected_branches.rb` `post`: `conflict!` for a branch protected already.
+pub fn protected_branch_exists(name: &str) -> ApiError {
+    message(StatusCode::CONFLICT, json!(format!("Protected branch '{name}' already exists")))
+}
+
 pub fn not_on_a_branch() -> ApiError {
     message(StatusCode::BAD_REQUEST, json!("You can only create or edit files when you are on a branch"))
 }
