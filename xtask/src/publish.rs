@@ -318,8 +318,9 @@ async fn publish(args: &flags::Publish, dist: &Path, manifest: &Manifest) -> any
 
 /// The template with the keys just computed and the access settings of the flags.
 fn render_template(args: &flags::Publish, manifest: &Manifest, uploads: &[Upload]) -> anyhow::Result<String> {
-    let key_of =
-        |file: &str| uploads.iter().find(|u| u.name == file).map(|u| u.key.as_str()).context("an artifact is missing");
+    let upload_of = |file: &str| uploads.iter().find(|u| u.name == file).context("an artifact is missing");
+    let key_of = |file: &str| upload_of(file).map(|u| u.key.as_str());
+    let sha256_of = |file: &str| upload_of(file).map(|u| u.sha256_hex.as_str());
     let [(_, checkin), (_, trigger)] = package::LAMBDAS;
     let [(_, build), (_, deploy)] = package::SEEDCODE;
     let architecture =
@@ -334,6 +335,8 @@ fn render_template(args: &flags::Publish, manifest: &Manifest, uploads: &[Upload
         ("Artifacts", "TriggerCodeKey", key_of(trigger)?),
         ("Artifacts", "BuildSeedcodeKey", key_of(build)?),
         ("Artifacts", "DeploySeedcodeKey", key_of(deploy)?),
+        ("Artifacts", "BuildSeedcodeSha256", sha256_of(build)?),
+        ("Artifacts", "DeploySeedcodeSha256", sha256_of(deploy)?),
         ("Artifacts", "LambdaArchitecture", architecture),
         ("GitLab", "ServerUrl", args.gitlab_server_url.as_str()),
         ("Access", "GitLabTokenSecretName", args.token_secret_name.as_str()),
@@ -487,12 +490,10 @@ async fn object_state(aws: &Aws, bucket: &str, key: &str, sha256_hex: &str) -> a
         .await;
     match head {
         Ok(head) => {
-            // S3 returns the checksum it verified on upload; the metadata copy also serves
-            // stores that do not (emulators).
-            let checksum_matches = head.checksum_sha256() == Some(base64_of_hex(sha256_hex).as_str());
-            let metadata_matches =
-                head.metadata().and_then(|m| m.get(DIGEST_METADATA)).map(String::as_str) == Some(sha256_hex);
-            Ok(if checksum_matches || metadata_matches { ObjectState::Same } else { ObjectState::Different })
+            // S3's own checksum, which it verified on upload and which no writer can set apart
+            // from the bytes; user metadata could claim any digest.
+            let same = head.checksum_sha256() == Some(base64_of_hex(sha256_hex).as_str());
+            Ok(if same { ObjectState::Same } else { ObjectState::Different })
         }
         Err(err) if err.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(ObjectState::Absent),
         Err(err) => bail!("cannot read s3://{bucket}/{key}: {}", lambda_common::describe_sdk_error(&err)),
@@ -574,6 +575,9 @@ async fn put_object(aws: &Aws, bucket: &str, key: &str, upload: &Upload) -> Resu
         .bucket(bucket)
         .key(key)
         .body(ByteStream::from(upload.bytes.clone()))
+        // The algorithm too, not only the value: S3 accepts either, and moto stores (and later
+        // returns) a checksum only when the algorithm is named.
+        .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
         .checksum_sha256(base64_of_hex(&upload.sha256_hex))
         .metadata(DIGEST_METADATA, &upload.sha256_hex)
         .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::Aes256)

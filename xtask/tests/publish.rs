@@ -210,7 +210,16 @@ async fn a_failed_upload_creates_no_version() {
     // Someone put other bytes under one of the content-addressed keys.
     let digest = sha256_hex(b"mlops-gitlab-project-seedcode-model-deploy.zip v1");
     let key = format!("sagemaker-gitlab-project/artifacts/{digest}/mlops-gitlab-project-seedcode-model-deploy.zip");
-    s3().put_object().bucket(&stand.bucket).key(&key).body(b"tampered".to_vec().into()).send().await.unwrap();
+    // Planted ahead of a release (the builds are reproducible, so its digests are known), with
+    // metadata claiming the right digest: only S3's own checksum may decide "already uploaded".
+    s3().put_object()
+        .bucket(&stand.bucket)
+        .key(&key)
+        .metadata("sha256", &digest)
+        .body(b"tampered".to_vec().into())
+        .send()
+        .await
+        .unwrap();
     let stderr = failed(&stand.publish(&[]));
     assert!(stderr.contains("exists with other bytes") && stderr.contains("no version was created"), "{stderr}");
     let search = catalog().search_products_as_admin().send().await.unwrap();

@@ -16,6 +16,8 @@ pub const ENV_VARS: &[&str] = &[
     "SEEDCODE_BUCKET",
     "MODEL_BUILD_SEEDCODE_KEY",
     "MODEL_DEPLOY_SEEDCODE_KEY",
+    "MODEL_BUILD_SEEDCODE_SHA256",
+    "MODEL_DEPLOY_SEEDCODE_SHA256",
     "SAGEMAKER_PIPELINE_ROLE_ARN",
     "MODEL_EXECUTION_ROLE_ARN",
     "GITLAB_CI_ROLE_ARN",
@@ -42,6 +44,9 @@ pub struct Config {
     pub seedcode_bucket: String,
     pub build_seedcode_key: String,
     pub deploy_seedcode_key: String,
+    /// The SHA-256 (hex) publish recorded for each seed zip.
+    pub build_seedcode_sha256: String,
+    pub deploy_seedcode_sha256: String,
     pub pipeline_role_arn: String,
     pub model_execution_role_arn: String,
     pub ci_credentials: CiCredentials,
@@ -92,6 +97,8 @@ impl Config {
             seedcode_bucket: env.required("SEEDCODE_BUCKET")?,
             build_seedcode_key: env.required("MODEL_BUILD_SEEDCODE_KEY")?,
             deploy_seedcode_key: env.required("MODEL_DEPLOY_SEEDCODE_KEY")?,
+            build_seedcode_sha256: sha256_setting(&env, "MODEL_BUILD_SEEDCODE_SHA256")?,
+            deploy_seedcode_sha256: sha256_setting(&env, "MODEL_DEPLOY_SEEDCODE_SHA256")?,
             pipeline_role_arn: env.required("SAGEMAKER_PIPELINE_ROLE_ARN")?,
             model_execution_role_arn: env.required("MODEL_EXECUTION_ROLE_ARN")?,
             ci_credentials,
@@ -116,6 +123,17 @@ impl Config {
     pub fn artifact_bucket(&self) -> String {
         format!("sagemaker-project-{}", self.project_id)
     }
+}
+
+/// A SHA-256 in hex, as publish renders it: anything else means the template was not rendered.
+fn sha256_setting<F: Fn(&str) -> Option<String>>(env: &lambda_common::Env<F>, name: &str) -> Result<String, String> {
+    let value = env.required(name)?.to_ascii_lowercase();
+    if value.len() != 64 || !value.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "{name} is not a SHA-256: publish the template with cargo xtask publish, which renders it"
+        ));
+    }
+    Ok(value)
 }
 
 /// GitLab project paths: letters, digits, `_`, `-` and `.`, starting with a letter, digit or `_`.
@@ -149,6 +167,8 @@ mod tests {
             ("SEEDCODE_BUCKET", "templates"),
             ("MODEL_BUILD_SEEDCODE_KEY", "a/build.zip"),
             ("MODEL_DEPLOY_SEEDCODE_KEY", "a/deploy.zip"),
+            ("MODEL_BUILD_SEEDCODE_SHA256", "ab".repeat(32).leak()),
+            ("MODEL_DEPLOY_SEEDCODE_SHA256", "CD".repeat(32).leak()),
             ("SAGEMAKER_PIPELINE_ROLE_ARN", "arn:aws:iam::123456789012:role/use"),
             ("MODEL_EXECUTION_ROLE_ARN", "arn:aws:iam::123456789012:role/use"),
             ("GITLAB_CI_ROLE_ARN", "arn:aws:iam::123456789012:role/gitlab-ci"),

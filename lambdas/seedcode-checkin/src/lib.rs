@@ -125,8 +125,8 @@ async fn converge(deps: &Deps, function_arn: &str, deadline: Instant) -> Result<
     let ((gitlab, token_warning), ci_variables, build_zip, deploy_zip) = tokio::try_join!(
         Box::pin(gitlab_and_token),
         ci_access_variables(deps, config),
-        download(&deps.s3, &config.seedcode_bucket, &config.build_seedcode_key),
-        download(&deps.s3, &config.seedcode_bucket, &config.deploy_seedcode_key),
+        download(&deps.s3, &config.seedcode_bucket, &config.build_seedcode_key, &config.build_seedcode_sha256),
+        download(&deps.s3, &config.seedcode_bucket, &config.deploy_seedcode_key, &config.deploy_seedcode_sha256),
     )?;
     let build_files =
         seedcode::read_zip(&build_zip, &format!("s3://{}/{}", config.seedcode_bucket, config.build_seedcode_key))?;
@@ -240,7 +240,9 @@ async fn ci_access_variables(deps: &Deps, config: &Config) -> Result<Vec<Variabl
     }
 }
 
-async fn download(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Vec<u8>, String> {
+/// The seed zip at `key`, if its bytes are the ones publish recorded (`sha256`, hex): anyone who
+/// can write the bucket could otherwise put their code into every new repository.
+async fn download(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, sha256: &str) -> Result<Vec<u8>, String> {
     let object = s3.get_object().bucket(bucket).key(key).send().await.map_err(|err| {
         let location = format!("s3://{bucket}/{key}");
         match err.code() {
@@ -253,7 +255,23 @@ async fn download(s3: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Result<Ve
             _ => format!("reading seed code {location} failed: {}", lambda_common::describe_sdk_error(&err)),
         }
     })?;
-    let bytes =
-        object.body.collect().await.map_err(|err| format!("reading seed code s3://{bucket}/{key} broke off: {err}"))?;
-    Ok(bytes.into_bytes().to_vec())
+    let location = format!("s3://{bucket}/{key}");
+    // A zip holds at most what it unpacks to: no larger object is read into memory.
+    let size = object.content_length.unwrap_or_default();
+    if u64::try_from(size).unwrap_or_default() > seedcode::MAX_TOTAL_BYTES {
+        return Err(format!("seed code {location} is {size} bytes, more than a seed repository may hold"));
+    }
+    let bytes = object.body.collect().await.map_err(|err| format!("reading seed code {location} broke off: {err}"))?;
+    let bytes = bytes.into_bytes().to_vec();
+    let actual = hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes).as_ref());
+    if actual != sha256 {
+        return Err(format!(
+            "seed code {location} has SHA-256 {actual}, but the template was published with {sha256}: someone replaced it after publishing; find out who could write the bucket, then publish again"
+        ));
+    }
+    Ok(bytes)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -7,7 +7,7 @@ use base64::Engine as _;
 use lambda_common::gitlab::CommitAction;
 
 /// Entries above this are refused: GitLab's commit API takes the whole commit in one request.
-const MAX_TOTAL_BYTES: u64 = 50 * 1024 * 1024;
+pub const MAX_TOTAL_BYTES: u64 = 50 * 1024 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeedFile {

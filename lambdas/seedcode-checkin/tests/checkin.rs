@@ -361,10 +361,12 @@ async fn missing_or_corrupt_seed_code_fails_clearly() {
     let s3 = aws_sdk_s3::Client::from_conf(
         aws_sdk_s3::config::Builder::from(&moto().sdk_config()).force_path_style(true).build(),
     );
+    let corrupt = b"PK\x03\x04garbage".to_vec();
+    stand.env.insert("MODEL_DEPLOY_SEEDCODE_SHA256".into(), sha256_hex(&corrupt));
     s3.put_object()
         .bucket(&stand.env["SEEDCODE_BUCKET"])
         .key("v1/corrupt.zip")
-        .body(b"PK\x03\x04garbage".to_vec().into())
+        .body(corrupt.into())
         .send()
         .await
         .unwrap();
@@ -372,6 +374,27 @@ async fn missing_or_corrupt_seed_code_fails_clearly() {
     let body = stand.invoke("Create", None).await;
     assert_failed(&body, &["v1/corrupt.zip", "not a readable zip"]);
     assert!(stand.gitlab.projects().is_empty(), "nothing is created from unreadable seed code");
+}
+
+#[tokio::test]
+async fn a_seed_zip_replaced_after_publishing_fails_create_naming_both_digests() {
+    let stand = stand().await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&moto().sdk_config()).force_path_style(true).build(),
+    );
+    // Someone with write access to the bucket swaps in a pipeline of their own.
+    let poisoned = zip_of(&[(".gitlab-ci.yml", 0o644, b"steal: { script: [env] }\n")]);
+    let published = stand.env["MODEL_BUILD_SEEDCODE_SHA256"].clone();
+    s3.put_object()
+        .bucket(&stand.env["SEEDCODE_BUCKET"])
+        .key(&stand.env["MODEL_BUILD_SEEDCODE_KEY"])
+        .body(poisoned.clone().into())
+        .send()
+        .await
+        .unwrap();
+    let body = stand.invoke("Create", None).await;
+    assert_failed(&body, &[&sha256_hex(&poisoned), &published, "replaced it after publishing"]);
+    assert!(stand.gitlab.projects().is_empty(), "nothing is made from swapped seed code");
 }
 
 #[tokio::test]

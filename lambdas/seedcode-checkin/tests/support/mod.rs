@@ -31,6 +31,11 @@ pub fn zip_of(files: &[(&str, u32, &[u8])]) -> Vec<u8> {
     zip.finish().unwrap().into_inner()
 }
 
+/// SHA-256 in hex, as publish records it.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes).as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 pub fn build_files() -> Vec<(&'static str, u32, &'static [u8])> {
     vec![
         (".gitlab-ci.yml", 0o644, b"stages: [build]\n"),
@@ -64,8 +69,11 @@ pub async fn stand() -> Stand {
     let secrets = aws_sdk_secretsmanager::Client::new(&sdk);
     let bucket = format!("seedcode-{unique}");
     s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    let mut digests = Vec::new();
     for (key, files) in [("v1/build.zip", build_files()), ("v1/deploy.zip", deploy_files())] {
-        s3.put_object().bucket(&bucket).key(key).body(zip_of(&files).into()).send().await.unwrap();
+        let zip = zip_of(&files);
+        digests.push(sha256_hex(&zip));
+        s3.put_object().bucket(&bucket).key(key).body(zip.into()).send().await.unwrap();
     }
     let token_secret = format!("gitlab-token-{unique}");
     secrets
@@ -93,6 +101,8 @@ pub async fn stand() -> Stand {
             ("SEEDCODE_BUCKET", bucket),
             ("MODEL_BUILD_SEEDCODE_KEY", "v1/build.zip".into()),
             ("MODEL_DEPLOY_SEEDCODE_KEY", "v1/deploy.zip".into()),
+            ("MODEL_BUILD_SEEDCODE_SHA256", digests[0].clone()),
+            ("MODEL_DEPLOY_SEEDCODE_SHA256", digests[1].clone()),
             ("SAGEMAKER_PIPELINE_ROLE_ARN", format!("arn:aws:iam::{ACCOUNT_ID}:role/pipeline")),
             ("MODEL_EXECUTION_ROLE_ARN", format!("arn:aws:iam::{ACCOUNT_ID}:role/model")),
             ("GITLAB_CI_ROLE_ARN", format!("arn:aws:iam::{ACCOUNT_ID}:role/gitlab-ci")),
