@@ -23,7 +23,7 @@ async fn main() {
     let (mut first_requests, mut again_requests) = (0, 0);
     for run in 0..runs {
         let bucket = format!("bench-publish-{}-{run}", std::process::id());
-        s3.create_bucket().bucket(&bucket).send().await.expect("create the bucket");
+        lambda_testkit::moto::create_artifact_bucket(&s3, &bucket).await.expect("create the bucket");
         let product = format!("Benchmark {bucket}");
         let (elapsed, published) = publish(xtask, dist, &bucket, &product);
         first.push(elapsed);

@@ -226,7 +226,7 @@ async fn start_stand_ins() -> anyhow::Result<(World, String)> {
     let gitlab = GitLabDouble::start_tls(&token, &ca).await;
     let group_id = gitlab.add_group(GROUP_PATH);
     let s3 = aws_sdk_s3::Client::new(&moto().sdk_config());
-    s3.create_bucket().bucket(BUCKET).send().await.context("creating the artifact bucket in moto")?;
+    lambda_testkit::moto::create_artifact_bucket(&s3, BUCKET).await.map_err(anyhow::Error::msg)?;
     aws_json("secretsmanager", "secretsmanager.CreateSecret", json!({ "Name": TOKEN_SECRET, "SecretString": token }))
         .await?;
     let ca_bundle = json!({ "Name": CA_BUNDLE_SECRET, "SecretString": ca.ca_pem() });
@@ -305,8 +305,13 @@ async fn provision(world: &World, template_url: &str, arch: Arch) -> anyhow::Res
         ensure!(architecture[0].as_str() == Some(wanted), "{function} is built for {architecture:?}, not {wanted}");
         let bucket = stack.property(function, &["Code", "S3Bucket"])?;
         let code_key = stack.property(function, &["Code", "S3Key"])?;
+        let version = stack.property(function, &["Code", "S3ObjectVersion"])?;
         let (bucket, code_key) = (bucket.as_str().unwrap_or_default(), code_key.as_str().unwrap_or_default());
-        let deployed = s3_get(world, bucket, code_key).await?;
+        // Lambda fetches exactly this object version, as CloudFormation passes it on.
+        let version = version.as_str().context("the code has no S3ObjectVersion")?;
+        let object = world.s3.get_object().bucket(bucket).key(code_key).version_id(version).send().await;
+        let object = object.with_context(|| format!("s3://{bucket}/{code_key} version {version}"))?;
+        let deployed = object.body.collect().await?.into_bytes().to_vec();
         let packaged = std::fs::read(world.dist.join(zip))?;
         ensure!(deployed == packaged, "s3://{bucket}/{code_key} differs from target/dist/{zip}");
         let bootstrap = zip_entries(&deployed)?.remove("bootstrap").context("the zip has no bootstrap")?;

@@ -3,6 +3,7 @@
 //! shows. Every check runs before the first write, no version is created before every object it
 //! names is in S3, and a re-run with nothing new uploads nothing and creates nothing.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, bail};
@@ -118,6 +119,30 @@ fn verified_dist(sh: &Shell, dist: &Path) -> anyhow::Result<Manifest> {
     }
 }
 
+/// What the uploads did, for the summary.
+#[derive(Default)]
+struct Tally {
+    uploaded: Vec<String>,
+    reused: Vec<String>,
+    bytes_uploaded: u64,
+}
+
+impl Tally {
+    /// `put_once`, counted; returns the object's version ID.
+    async fn put(&mut self, aws: &Aws, bucket: &str, upload: &Upload) -> anyhow::Result<Option<String>> {
+        let (uploaded, version) = put_once(aws, bucket, upload).await.with_context(|| {
+            format!("uploading {} failed; no version was created and the current one stays active: re-run cargo xtask publish (objects already uploaded are reused)", upload.name)
+        })?;
+        if uploaded {
+            self.uploaded.push(upload.key.clone());
+            self.bytes_uploaded += upload.bytes.len() as u64;
+        } else {
+            self.reused.push(upload.key.clone());
+        }
+        Ok(version)
+    }
+}
+
 /// One object publish puts in S3.
 struct Upload {
     name: String,
@@ -212,35 +237,39 @@ async fn publish(args: &flags::Publish, dist: &Path, manifest: &Manifest) -> any
         let key = format!("{}/artifacts/{}/{}", args.prefix, artifact.sha256, artifact.file);
         uploads.push(Upload { name: artifact.file.clone(), key, bytes, sha256_hex: artifact.sha256.clone() });
     }
-    let rendered = render_template(args, manifest, &uploads)?;
-    let template_sha = sha256_hex(rendered.as_bytes());
-    let template_key = format!("{}/templates/{template_sha}/project.yml", args.prefix);
-    let template_url = format!("https://{}.s3.{}.amazonaws.com/{template_key}", args.bucket, aws.region);
-    uploads.push(Upload {
-        name: "project.yml".into(),
-        key: template_key,
-        bytes: rendered.into_bytes(),
-        sha256_hex: template_sha.clone(),
-    });
-
-    let version_name =
-        args.version_name.clone().unwrap_or_else(|| format!("{}-{}", env!("CARGO_PKG_VERSION"), &template_sha[..8]));
-    let description = args.description.clone().unwrap_or_else(|| describe_version(manifest, &template_sha));
-    let existing_version = match &product {
-        Some(product) => find_version(&aws, product, &template_sha).await?,
-        None => None,
+    let version_name_of = |template_sha: &str| {
+        args.version_name.clone().unwrap_or_else(|| format!("{}-{}", env!("CARGO_PKG_VERSION"), &template_sha[..8]))
     };
 
     if args.dry_run {
         println!("dry run: nothing is uploaded or created");
+        let mut versions = BTreeMap::new();
         for upload in &uploads {
             let state = object_state(&aws, &args.bucket, &upload.key, &upload.sha256_hex).await?;
             println!("  s3://{}/{}: {}", args.bucket, upload.key, state.describe());
+            if let ObjectState::Same(Some(version)) = state {
+                versions.insert(upload.name.clone(), version);
+            }
         }
-        match (&product, &existing_version) {
-            (None, _) => println!("  would create product {:?} with version {version_name}", args.product_name),
-            (Some(_), Some((_, name))) => println!("  up to date: version {name} holds this template"),
-            (Some(product), None) => println!("  would add version {version_name} to product {product}"),
+        // The template names the Lambdas' object versions: known only for zips already there.
+        let template = render_template(args, manifest, &uploads, &versions).ok();
+        let template_sha = template.as_deref().map(|t| sha256_hex(t.as_bytes()));
+        let existing = match (&product, &template_sha) {
+            (Some(product), Some(sha)) => find_version(&aws, product, sha).await?,
+            _ => None,
+        };
+        match (&product, &existing, &template_sha) {
+            (None, _, sha) => {
+                let name = sha.as_deref().map(version_name_of).unwrap_or_else(|| "named after the template".into());
+                println!("  would create product {:?} with version {name}", args.product_name)
+            }
+            (Some(product), _, None) => {
+                println!("  would add a version to product {product}: the template names the new zips' object versions")
+            }
+            (Some(_), Some((_, name)), _) => println!("  up to date: version {name} holds this template"),
+            (Some(product), None, Some(sha)) => {
+                println!("  would add version {} to product {product}", version_name_of(sha))
+            }
         }
         if args.s3_template {
             println!("  would put the S3-based template at s3://{}/{}", args.bucket, s3_template_key(args));
@@ -248,18 +277,33 @@ async fn publish(args: &flags::Publish, dist: &Path, manifest: &Manifest) -> any
         return Ok(None);
     }
 
-    let (mut uploaded, mut reused, mut bytes_uploaded) = (Vec::new(), Vec::new(), 0);
+    // The zips go up first: the template pins each Lambda's code to the object version S3 gave it.
+    let mut tally = Tally::default();
+    let mut versions = BTreeMap::new();
     for upload in &uploads {
-        let put = put_once(&aws, &args.bucket, upload).await.with_context(|| {
-            format!("uploading {} failed; no version was created and the current one stays active: re-run cargo xtask publish (objects already uploaded are reused)", upload.name)
-        })?;
-        if put {
-            uploaded.push(upload.key.clone());
-            bytes_uploaded += upload.bytes.len() as u64;
-        } else {
-            reused.push(upload.key.clone());
+        if let Some(version) = tally.put(&aws, &args.bucket, upload).await? {
+            versions.insert(upload.name.clone(), version);
         }
     }
+    let rendered = render_template(args, manifest, &uploads, &versions)?;
+    let template_sha = sha256_hex(rendered.as_bytes());
+    let template_key = format!("{}/templates/{template_sha}/project.yml", args.prefix);
+    let template_url = format!("https://{}.s3.{}.amazonaws.com/{template_key}", args.bucket, aws.region);
+    let template = Upload {
+        name: "project.yml".into(),
+        key: template_key,
+        bytes: rendered.into_bytes(),
+        sha256_hex: template_sha.clone(),
+    };
+    tally.put(&aws, &args.bucket, &template).await?;
+    let Tally { uploaded, reused, bytes_uploaded } = tally;
+
+    let version_name = version_name_of(&template_sha);
+    let description = args.description.clone().unwrap_or_else(|| describe_version(manifest, &template_sha));
+    let existing_version = match &product {
+        Some(product) => find_version(&aws, product, &template_sha).await?,
+        None => None,
+    };
 
     let properties = ProvisioningArtifactProperties::builder()
         .name(&version_name)
@@ -297,7 +341,7 @@ async fn publish(args: &flags::Publish, dist: &Path, manifest: &Manifest) -> any
         deprecate_others(&aws, &product_id, &version_id).await?;
     }
     let s3_template = match args.s3_template {
-        true => Some(put_s3_template(&aws, args, uploads.last().expect("the template is uploaded last")).await?),
+        true => Some(put_s3_template(&aws, args, &template).await?),
         false => None,
     };
     Ok(Some(Published {
@@ -317,10 +361,23 @@ async fn publish(args: &flags::Publish, dist: &Path, manifest: &Manifest) -> any
 }
 
 /// The template with the keys just computed and the access settings of the flags.
-fn render_template(args: &flags::Publish, manifest: &Manifest, uploads: &[Upload]) -> anyhow::Result<String> {
+fn render_template(
+    args: &flags::Publish,
+    manifest: &Manifest,
+    uploads: &[Upload],
+    versions: &BTreeMap<String, String>,
+) -> anyhow::Result<String> {
     let upload_of = |file: &str| uploads.iter().find(|u| u.name == file).context("an artifact is missing");
     let key_of = |file: &str| upload_of(file).map(|u| u.key.as_str());
     let sha256_of = |file: &str| upload_of(file).map(|u| u.sha256_hex.as_str());
+    let version_of = |file: &str| {
+        versions.get(file).map(String::as_str).with_context(|| {
+            format!(
+                "S3 gave {file} no object version: enable versioning on bucket {} (cfn/bootstrap.yml does)",
+                args.bucket
+            )
+        })
+    };
     let [(_, checkin), (_, trigger)] = package::LAMBDAS;
     let [(_, build), (_, deploy)] = package::SEEDCODE;
     let architecture =
@@ -333,6 +390,8 @@ fn render_template(args: &flags::Publish, manifest: &Manifest, uploads: &[Upload
         ("Artifacts", "Bucket", args.bucket.as_str()),
         ("Artifacts", "CheckinCodeKey", key_of(checkin)?),
         ("Artifacts", "TriggerCodeKey", key_of(trigger)?),
+        ("Artifacts", "CheckinCodeVersion", version_of(checkin)?),
+        ("Artifacts", "TriggerCodeVersion", version_of(trigger)?),
         ("Artifacts", "BuildSeedcodeKey", key_of(build)?),
         ("Artifacts", "DeploySeedcodeKey", key_of(deploy)?),
         ("Artifacts", "BuildSeedcodeSha256", sha256_of(build)?),
@@ -377,7 +436,22 @@ async fn check_bucket(aws: &Aws, bucket: &str) -> anyhow::Result<()> {
             Some(region) if region != aws.region => {
                 bail!("bucket {bucket} is in {region}, not {}: pass --region {region}", aws.region)
             }
-            _ => Ok(()),
+            _ => {
+                // The template pins each Lambda's code to an object version: without versions, a
+                // later write to the same key would change what new projects run.
+                let versioning = aws.s3.get_bucket_versioning().bucket(bucket).send().await.map_err(|err| {
+                    anyhow::anyhow!(
+                        "cannot read the versioning of bucket {bucket}: {}",
+                        lambda_common::describe_sdk_error(&err)
+                    )
+                })?;
+                if versioning.status() != Some(&aws_sdk_s3::types::BucketVersioningStatus::Enabled) {
+                    bail!(
+                        "bucket {bucket} does not keep object versions, to which the template pins the Lambdas' code: enable versioning on it (cfn/bootstrap.yml's bucket has it)"
+                    );
+                }
+                Ok(())
+            }
         },
         Err(err) => {
             let status = err.raw_response().map(|r| r.status().as_u16());
@@ -459,7 +533,8 @@ async fn find_version(aws: &Aws, product: &str, template_sha: &str) -> anyhow::R
 
 enum ObjectState {
     Absent,
-    Same,
+    /// With its version ID (the bucket keeps versions).
+    Same(Option<String>),
     Different,
 }
 
@@ -467,7 +542,7 @@ impl ObjectState {
     fn describe(&self) -> &'static str {
         match self {
             ObjectState::Absent => "would upload",
-            ObjectState::Same => "already there, reused",
+            ObjectState::Same(_) => "already there, reused",
             ObjectState::Different => "EXISTS WITH OTHER BYTES: publish would refuse",
         }
     }
@@ -493,7 +568,7 @@ async fn object_state(aws: &Aws, bucket: &str, key: &str, sha256_hex: &str) -> a
             // S3's own checksum, which it verified on upload and which no writer can set apart
             // from the bytes; user metadata could claim any digest.
             let same = head.checksum_sha256() == Some(base64_of_hex(sha256_hex).as_str());
-            Ok(if same { ObjectState::Same } else { ObjectState::Different })
+            Ok(if same { ObjectState::Same(head.version_id().map(str::to_owned)) } else { ObjectState::Different })
         }
         Err(err) if err.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(ObjectState::Absent),
         Err(err) => bail!("cannot read s3://{bucket}/{key}: {}", lambda_common::describe_sdk_error(&err)),
@@ -501,18 +576,19 @@ async fn object_state(aws: &Aws, bucket: &str, key: &str, sha256_hex: &str) -> a
 }
 
 /// Uploads `upload` unless the same bytes are there; refuses to replace different bytes.
-/// Returns whether it uploaded.
-async fn put_once(aws: &Aws, bucket: &str, upload: &Upload) -> anyhow::Result<bool> {
+/// Returns whether it uploaded, and the object's version ID.
+async fn put_once(aws: &Aws, bucket: &str, upload: &Upload) -> anyhow::Result<(bool, Option<String>)> {
     match object_state(aws, bucket, &upload.key, &upload.sha256_hex).await? {
-        ObjectState::Same => return Ok(false),
+        ObjectState::Same(version) => return Ok((false, version)),
         ObjectState::Different => bail!(
             "s3://{bucket}/{} exists with other bytes; content-addressed keys are never overwritten: remove it if it is corrupt",
             upload.key
         ),
         ObjectState::Absent => {}
     }
-    put_object(aws, bucket, &upload.key, upload).await.map_err(|err| anyhow::anyhow!("S3 refused it: {err}"))?;
-    Ok(true)
+    let version =
+        put_object(aws, bucket, &upload.key, upload).await.map_err(|err| anyhow::anyhow!("S3 refused it: {err}"))?;
+    Ok((true, version))
 }
 
 /// Where the S3-based template goes: one stable key per product, replaced by each publish (the
@@ -568,8 +644,8 @@ async fn put_s3_template(aws: &Aws, args: &flags::Publish, template: &Upload) ->
 }
 
 /// Puts `upload`'s bytes at `key`, encrypted, with the SHA-256 S3 verifies them against and a
-/// copy of it as metadata.
-async fn put_object(aws: &Aws, bucket: &str, key: &str, upload: &Upload) -> Result<(), String> {
+/// copy of it as metadata. Returns the object's version ID.
+async fn put_object(aws: &Aws, bucket: &str, key: &str, upload: &Upload) -> Result<Option<String>, String> {
     aws.s3
         .put_object()
         .bucket(bucket)
@@ -583,7 +659,7 @@ async fn put_object(aws: &Aws, bucket: &str, key: &str, upload: &Upload) -> Resu
         .server_side_encryption(aws_sdk_s3::types::ServerSideEncryption::Aes256)
         .send()
         .await
-        .map(drop)
+        .map(|put| put.version_id)
         .map_err(|err| lambda_common::describe_sdk_error(&err))
 }
 

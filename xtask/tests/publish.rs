@@ -56,7 +56,7 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 async fn stand() -> Stand {
     let n = format!("{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
     let bucket = format!("templates-{n}");
-    s3().create_bucket().bucket(&bucket).send().await.unwrap();
+    lambda_testkit::moto::create_artifact_bucket(&s3(), &bucket).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let dist = dir.path().join("dist");
     write_dist(&dist, |zip| format!("{zip} v1").into_bytes());
@@ -145,6 +145,13 @@ async fn first_publish_creates_the_product_and_every_referenced_object_exists() 
     assert_eq!(artifacts["Bucket"], stand.bucket.as_str());
     // The platform team's GitLab, not a Studio form field.
     assert_eq!(template["Mappings"]["Publish"]["GitLab"]["ServerUrl"], "https://gitlab.internal.example/gitlab");
+    // Each Lambda's code is pinned to the object version publish uploaded.
+    for (key_slot, version_slot) in [("CheckinCodeKey", "CheckinCodeVersion"), ("TriggerCodeKey", "TriggerCodeVersion")]
+    {
+        let key = artifacts[key_slot].as_str().unwrap();
+        let head = s3().head_object().bucket(&stand.bucket).key(key).send().await.unwrap();
+        assert_eq!(artifacts[version_slot].as_str(), head.version_id(), "{version_slot}");
+    }
     for slot in ["CheckinCodeKey", "TriggerCodeKey", "BuildSeedcodeKey", "DeploySeedcodeKey"] {
         let key = artifacts[slot].as_str().unwrap();
         let head = s3().head_object().bucket(&stand.bucket).key(key).send().await;
@@ -306,6 +313,17 @@ async fn a_bucket_in_another_region_is_named() {
     s3().create_bucket().bucket(&elsewhere).create_bucket_configuration(location).send().await.unwrap();
     let stderr = failed(&stand.publish_to(&elsewhere, &[]));
     assert!(stderr.contains("is in eu-west-1") && stderr.contains("--region eu-west-1"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bucket_without_object_versions_is_refused_before_any_write() {
+    let stand = stand().await;
+    let unversioned = format!("{}-plain", stand.bucket);
+    s3().create_bucket().bucket(&unversioned).send().await.unwrap();
+    let stderr = failed(&stand.publish_to(&unversioned, &[]));
+    assert!(stderr.contains("does not keep object versions") && stderr.contains("enable versioning"), "{stderr}");
+    let listed = s3().list_objects_v2().bucket(&unversioned).send().await.unwrap();
+    assert_eq!(listed.key_count(), Some(0), "nothing may be uploaded");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -83,3 +83,18 @@ impl Moto {
         ]
     }
 }
+
+/// Creates `bucket` as cfn/bootstrap.yml's artifact bucket is: keeping object versions, to which
+/// the project template pins the Lambdas' code.
+pub async fn create_artifact_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), String> {
+    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+    s3.create_bucket().bucket(bucket).send().await.map_err(|err| format!("creating bucket {bucket}: {err:?}"))?;
+    let versioning = VersioningConfiguration::builder().status(BucketVersioningStatus::Enabled).build();
+    s3.put_bucket_versioning()
+        .bucket(bucket)
+        .versioning_configuration(versioning)
+        .send()
+        .await
+        .map_err(|err| format!("enabling versioning on bucket {bucket}: {err:?}"))?;
+    Ok(())
+}
