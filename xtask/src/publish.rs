@@ -266,7 +266,12 @@ async fn publish(args: &flags::Publish, dist: &Path, manifest: &Manifest) -> any
             (Some(product), _, None) => {
                 println!("  would add a version to product {product}: the template names the new zips' object versions")
             }
-            (Some(_), Some((_, name)), _) => println!("  up to date: version {name} holds this template"),
+            (Some(_), Some(found), _) if found.launchable => {
+                println!("  up to date: version {} holds this template", found.name)
+            }
+            (Some(_), Some(found), _) => {
+                println!("  would make version {} active again: it holds this template but is deprecated", found.name)
+            }
             (Some(product), None, Some(sha)) => {
                 println!("  would add version {} to product {product}", version_name_of(sha))
             }
@@ -299,7 +304,11 @@ async fn publish(args: &flags::Publish, dist: &Path, manifest: &Manifest) -> any
     let Tally { uploaded, reused, bytes_uploaded } = tally;
 
     let version_name = version_name_of(&template_sha);
-    let description = args.description.clone().unwrap_or_else(|| describe_version(manifest, &template_sha));
+    // The template's marker always ends the description: it is how a later run knows the version.
+    let description = match &args.description {
+        Some(text) => format!("{text} ({})", template_marker(&template_sha)),
+        None => describe_version(manifest, &template_sha),
+    };
     let existing_version = match &product {
         Some(product) => find_version(&aws, product, &template_sha).await?,
         None => None,
@@ -312,9 +321,12 @@ async fn publish(args: &flags::Publish, dist: &Path, manifest: &Manifest) -> any
         .r#type(ProvisioningArtifactType::CloudFormationTemplate)
         .build();
     let (product_id, version_id, version_name, version_created) = match (product, existing_version) {
-        (Some(product_id), Some((version_id, name))) => {
-            println!("up to date: version {name} of product {product_id} holds this template; nothing created");
-            (product_id, version_id, name, false)
+        (Some(product_id), Some(found)) => {
+            if !found.launchable {
+                make_launchable(&aws, &product_id, &found).await?;
+            }
+            println!("up to date: version {} of product {product_id} holds this template; nothing created", found.name);
+            (product_id, found.id, found.name, false)
         }
         (Some(product_id), None) => {
             let created = aws
@@ -522,13 +534,41 @@ pub(crate) async fn list_versions(aws: &Aws, product: &str) -> anyhow::Result<Ve
 }
 
 /// The version of `product` that holds exactly this template: (ID, name).
-async fn find_version(aws: &Aws, product: &str, template_sha: &str) -> anyhow::Result<Option<(String, String)>> {
+/// A version that holds exactly the template being published.
+struct FoundVersion {
+    id: String,
+    name: String,
+    /// False when deprecated or inactive: Studio cannot create projects from it.
+    launchable: bool,
+}
+
+async fn find_version(aws: &Aws, product: &str, template_sha: &str) -> anyhow::Result<Option<FoundVersion>> {
     let marker = template_marker(template_sha);
-    Ok(list_versions(aws, product)
-        .await?
-        .into_iter()
-        .find(|a| a.description().is_some_and(|d| d.contains(&marker)))
-        .map(|a| (a.id().unwrap_or_default().to_owned(), a.name().unwrap_or_default().to_owned())))
+    let versions = list_versions(aws, product).await?;
+    Ok(versions.into_iter().find(|a| a.description().is_some_and(|d| d.contains(&marker))).map(|a| FoundVersion {
+        id: a.id().unwrap_or_default().to_owned(),
+        name: a.name().unwrap_or_default().to_owned(),
+        launchable: a.active() != Some(false) && a.guidance() != Some(&ProvisioningArtifactGuidance::Deprecated),
+    }))
+}
+
+/// Makes a deprecated or inactive version launchable again: reproducible builds make
+/// re-publishing an earlier tree give an earlier version's template, and that version must serve.
+async fn make_launchable(aws: &Aws, product: &str, version: &FoundVersion) -> anyhow::Result<()> {
+    aws.catalog
+        .update_provisioning_artifact()
+        .product_id(product)
+        .provisioning_artifact_id(&version.id)
+        .active(true)
+        .guidance(ProvisioningArtifactGuidance::Default)
+        .send()
+        .await
+        .map_err(|err| catalog_error("making the version of this template active again", err))?;
+    println!(
+        "version {} ({}) holds this template and was deprecated or inactive: active again",
+        version.name, version.id
+    );
+    Ok(())
 }
 
 enum ObjectState {

@@ -29,7 +29,8 @@ async fn list(args: &flags::Versions) -> anyhow::Result<()> {
             .send()
             .await
             .map_err(|err| catalog_error("reading a version", err))?;
-        let template = described.info().and_then(|info| info.get("LoadTemplateFromURL")).map_or("?", String::as_str);
+        // `TemplateUrl`: where Service Catalog keeps its copy (LoadTemplateFromURL is input only).
+        let template = described.info().and_then(|info| info.get("TemplateUrl")).map_or("?", String::as_str);
         let state = match (version.active(), version.guidance()) {
             (Some(false), _) => "inactive",
             (_, Some(ProvisioningArtifactGuidance::Deprecated)) => "deprecated",

@@ -212,6 +212,36 @@ async fn changed_seed_code_uploads_it_and_the_template_and_adds_a_version() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn publishing_an_earlier_tree_again_makes_its_version_launchable() {
+    let stand = stand().await;
+    let first = stand.publish_ok(&[]);
+    write_dist(&stand.dist, |zip| format!("{zip} v2").into_bytes());
+    stand.publish_ok(&["--deprecate-previous"]);
+    // A revert: reproducible builds give the first version's template again.
+    write_dist(&stand.dist, |zip| format!("{zip} v1").into_bytes());
+    let again = stand.publish_ok(&["--deprecate-previous"]);
+    assert_eq!(again["version_created"], false);
+    assert_eq!(again["version_id"], first["version_id"]);
+    let product = first["product_id"].as_str().unwrap();
+    let guidance: Vec<Option<ProvisioningArtifactGuidance>> =
+        versions(product).await.into_iter().map(|(_, g)| g).collect();
+    assert_eq!(
+        guidance,
+        [Some(ProvisioningArtifactGuidance::Default), Some(ProvisioningArtifactGuidance::Deprecated)],
+        "the reverted version serves, the other is deprecated: never none launchable"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_custom_description_still_finds_the_version_next_time() {
+    let stand = stand().await;
+    let first = stand.publish_ok(&["--description", "Release 2026.11 for the ML platform"]);
+    let again = stand.publish_ok(&["--description", "Release 2026.11 for the ML platform"]);
+    assert_eq!(again["version_created"], false, "a custom description made a duplicate version");
+    assert_eq!(again["version_id"], first["version_id"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_failed_upload_creates_no_version() {
     let stand = stand().await;
     // Someone put other bytes under one of the content-addressed keys.

@@ -67,6 +67,14 @@ def _detail(artifact):
     return {k: v for k, v in artifact.items() if k != "Info"}
 
 
+def _info(artifact):
+    """What Create/Describe/UpdateProvisioningArtifact return as `Info`: not the input map
+    (`LoadTemplateFromURL` is an input key only, API_ProvisioningArtifactProperties) but
+    `TemplateUrl`, the template Service Catalog copied for itself (API_DescribeProvisioningArtifact,
+    Response Elements: Info). The copy's bytes are the input's; its URL here is the input's too."""
+    return {"TemplateUrl": artifact["Info"].get("LoadTemplateFromURL", "")}
+
+
 def _product(backend, product_id):
     product = backend.products.get(product_id)
     if product is None:
@@ -184,7 +192,7 @@ def create_provisioning_artifact_response(self):
     artifact = self.servicecatalog_backend.create_provisioning_artifact(
         params["ProductId"], params["Parameters"], params["IdempotencyToken"]
     )
-    return ActionResult({"ProvisioningArtifactDetail": _detail(artifact), "Info": artifact["Info"], "Status": "AVAILABLE"})
+    return ActionResult({"ProvisioningArtifactDetail": _detail(artifact), "Info": _info(artifact), "Status": "AVAILABLE"})
 
 
 def list_provisioning_artifacts_response(self):
@@ -197,7 +205,7 @@ def list_provisioning_artifacts_response(self):
 def describe_provisioning_artifact_response(self):
     params = json.loads(self.body)
     artifact = self.servicecatalog_backend.find_artifact(params["ProductId"], params["ProvisioningArtifactId"])
-    return ActionResult({"ProvisioningArtifactDetail": _detail(artifact), "Info": artifact["Info"], "Status": "AVAILABLE"})
+    return ActionResult({"ProvisioningArtifactDetail": _detail(artifact), "Info": _info(artifact), "Status": "AVAILABLE"})
 
 
 def update_provisioning_artifact_response(self):
@@ -206,7 +214,7 @@ def update_provisioning_artifact_response(self):
     for field in ("Name", "Description", "Active", "Guidance"):
         if field in params:
             artifact[field] = params[field]
-    return ActionResult({"ProvisioningArtifactDetail": _detail(artifact), "Info": artifact["Info"], "Status": "AVAILABLE"})
+    return ActionResult({"ProvisioningArtifactDetail": _detail(artifact), "Info": _info(artifact), "Status": "AVAILABLE"})
 
 
 def search_products_as_admin_response(self):
