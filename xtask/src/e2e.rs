@@ -5,8 +5,6 @@
 //! deploy pipeline's jobs it started, then three fault runs. Each step prints as it
 //! goes; a table at the end says which passed.
 
-mod cfn;
-
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -21,9 +19,9 @@ use lambda_testkit::runtime_api::{Outcome, RuntimeApi};
 use serde_json::{Value, json};
 use xshell::{Shell, cmd};
 
+use crate::cfn::Stack;
 use crate::flags::{self, Arch};
 use crate::{package, project, template, tools};
-use cfn::Stack;
 
 const BUCKET: &str = "e2e-artifacts";
 const TOKEN_SECRET: &str = "sagemaker-gitlab-project/gitlab-token";

@@ -3,6 +3,7 @@
 //! template renderer above all) instead of copying it.
 
 pub mod bench;
+pub mod cfn;
 pub mod deterministic_zip;
 pub mod e2e;
 pub mod flags;

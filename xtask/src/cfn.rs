@@ -1,6 +1,7 @@
-//! CloudFormation's part in the end-to-end run: the intrinsic functions the project template
-//! uses (`Ref`, `Fn::Sub`, `Fn::FindInMap`, `Fn::If`, `Fn::Equals`, `Fn::Not`, `Fn::GetAtt`),
-//! resolved for one sample project, so the Lambdas get the environment a real stack gives them.
+//! CloudFormation's part where the tests play it: the intrinsic functions the templates use
+//! (`Ref`, `Fn::Sub`, `Fn::FindInMap`, `Fn::If`, `Fn::Equals`, `Fn::Not`, `Fn::GetAtt`),
+//! resolved for one sample stack, so the end-to-end run gives the Lambdas the environment a real
+//! stack gives them and the permission proof sees the policies and names a real stack has.
 
 use std::collections::BTreeMap;
 
@@ -36,6 +37,31 @@ impl Stack {
         }
         parameters.extend(given.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
         Ok(Stack { template, parameters, attributes: BTreeMap::new() })
+    }
+
+    /// The resources a stack of this template has: logical ID and type, in template order,
+    /// leaving out those whose `Condition` is false.
+    pub fn resources(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let mut found = Vec::new();
+        let resources =
+            self.template.get("Resources").and_then(Value::as_mapping).context("the template has no Resources")?;
+        for (name, resource) in resources {
+            let name = scalar(name)?;
+            if let Some(condition) = resource.get("Condition")
+                && !self.condition(&scalar(condition)?)?
+            {
+                continue;
+            }
+            let kind = resource.get("Type").map(scalar).transpose()?.with_context(|| format!("{name} has no Type"))?;
+            found.push((name, kind));
+        }
+        Ok(found)
+    }
+
+    /// A resource's attribute outside `Properties` (`DeletionPolicy`, say), as written.
+    pub fn resource_field(&self, resource: &str, field: &str) -> Option<String> {
+        let value = self.template.get("Resources")?.get(resource)?.get(field)?;
+        scalar(value).ok()
     }
 
     pub fn attribute(&self, resource: &str, attribute: &str) -> Option<&str> {
@@ -76,10 +102,12 @@ impl Stack {
                     return self.intrinsic(key, argument);
                 }
                 let resolved = mapping.iter().map(|(k, v)| Ok((k.clone(), self.resolve(v)?)));
-                Ok(Value::Mapping(resolved.collect::<anyhow::Result<_>>()?))
+                let resolved: Vec<(Value, Value)> = resolved.collect::<anyhow::Result<_>>()?;
+                Ok(Value::Mapping(resolved.into_iter().filter(|(_, v)| !is_no_value(v)).collect()))
             }
             Value::Sequence(items) => {
-                Ok(Value::Sequence(items.iter().map(|v| self.resolve(v)).collect::<anyhow::Result<_>>()?))
+                let resolved: Vec<Value> = items.iter().map(|v| self.resolve(v)).collect::<anyhow::Result<_>>()?;
+                Ok(Value::Sequence(resolved.into_iter().filter(|v| !is_no_value(v)).collect()))
             }
             other => Ok(other.clone()),
         }
@@ -91,6 +119,7 @@ impl Stack {
             items.iter().map(|v| self.resolve(v)).collect()
         };
         match name {
+            "Ref" if scalar(argument)? == "AWS::NoValue" => Ok(no_value()),
             "Ref" => self.reference(&scalar(argument)?).map(Value::String),
             "Fn::GetAtt" => {
                 let path = match argument {
@@ -170,6 +199,18 @@ impl Stack {
         out.push_str(rest);
         Ok(out)
     }
+}
+
+/// What `Ref AWS::NoValue` resolves to: the property or list item it stands in is left out.
+fn no_value() -> Value {
+    Value::Tagged(Box::new(serde_yaml::value::TaggedValue {
+        tag: serde_yaml::value::Tag::new("AWS::NoValue"),
+        value: Value::Null,
+    }))
+}
+
+fn is_no_value(value: &Value) -> bool {
+    matches!(value, Value::Tagged(tagged) if tagged.tag == "AWS::NoValue")
 }
 
 fn scalar(value: &Value) -> anyhow::Result<String> {

@@ -1,0 +1,372 @@
+//! IAM policy evaluation, for proofs that a role may do what a component does with it, decided
+//! the way IAM decides within one account ("Policy evaluation logic" in the IAM user guide):
+//!
+//! 1. a matching `Deny` in any policy wins;
+//! 2. else an `Allow` in an identity policy, or in the resource's policy naming the principal;
+//! 3. and, when the principal has a permissions boundary, an `Allow` of the boundary too;
+//! 4. else the request is implicitly denied.
+//!
+//! A statement matches when its `Action`/`NotAction`, `Resource`/`NotResource`,
+//! `Principal`/`NotPrincipal` (resource policies) and every condition match. Actions compare
+//! without case, resources and condition values with it (`*` and `?` as wildcards where IAM
+//! allows them). Condition operators: the `String*`, `Arn*`, `Bool`, `Null` and `Numeric*`
+//! families, with `IfExists` and the `ForAnyValue:`/`ForAllValues:` set qualifiers. A key absent
+//! from the request's context fails a condition, except for `...IfExists`, negated operators,
+//! `Null: true` and `ForAllValues:`, as IAM documents. Policy variables are not expanded: no
+//! policy here uses them.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+/// One request as IAM sees it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The principal's ARN (a role's ARN for its sessions: what `aws:PrincipalArn` holds), or
+    /// `service:<name>` for an AWS service principal.
+    pub principal: String,
+    pub action: String,
+    pub resource: String,
+    /// Condition keys (matched without case) and their values.
+    pub context: BTreeMap<String, Vec<String>>,
+}
+
+impl Request {
+    pub fn new(principal: &str, action: &str, resource: &str) -> Request {
+        let mut context = BTreeMap::new();
+        if !principal.starts_with("service:") {
+            context.insert("aws:principalarn".to_owned(), vec![principal.to_owned()]);
+        }
+        Request { principal: principal.into(), action: action.into(), resource: resource.into(), context }
+    }
+
+    /// The request with condition key `key` set to `values`.
+    pub fn with(mut self, key: &str, values: &[&str]) -> Request {
+        self.context.insert(key.to_ascii_lowercase(), values.iter().map(|v| (*v).to_owned()).collect());
+        self
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Allowed,
+    /// No statement allows it.
+    ImplicitlyDenied,
+    /// A `Deny` statement matched; its `Sid`, or its position.
+    ExplicitlyDenied(String),
+}
+
+/// The policies that decide a request.
+#[derive(Debug, Default)]
+pub struct Policies<'a> {
+    /// The principal's identity policies (inline and managed), as JSON policy documents.
+    pub identity: Vec<&'a Value>,
+    /// The resource's own policy (a bucket, queue or secret policy), if any.
+    pub resource: Option<&'a Value>,
+    /// The principal's permissions boundary, if any.
+    pub boundary: Option<&'a Value>,
+}
+
+/// How IAM decides `request` under `policies`. A malformed policy is a panic: this runs in tests.
+pub fn evaluate(policies: &Policies<'_>, request: &Request) -> Decision {
+    let all = policies.identity.iter().copied().chain(policies.resource).chain(policies.boundary);
+    for policy in all {
+        for (index, statement) in statements(policy).enumerate() {
+            if effect(statement) == "Deny" && matches(statement, request, policy_is_resource(policies, policy)) {
+                let sid =
+                    statement.get("Sid").and_then(Value::as_str).map_or_else(|| format!("#{index}"), str::to_owned);
+                return Decision::ExplicitlyDenied(sid);
+            }
+        }
+    }
+    let allows = |policy: &Value, resource_policy: bool| {
+        statements(policy).any(|s| effect(s) == "Allow" && matches(s, request, resource_policy))
+    };
+    let by_identity = policies.identity.iter().any(|p| allows(p, false));
+    let by_resource = policies.resource.is_some_and(|p| allows(p, true));
+    let within_boundary = policies.boundary.is_none_or(|p| allows(p, false));
+    if (by_identity && within_boundary) || by_resource { Decision::Allowed } else { Decision::ImplicitlyDenied }
+}
+
+fn policy_is_resource(policies: &Policies<'_>, policy: &Value) -> bool {
+    policies.resource.is_some_and(|resource| std::ptr::eq(resource, policy))
+}
+
+fn statements(policy: &Value) -> impl Iterator<Item = &Value> {
+    match policy.get("Statement") {
+        Some(Value::Array(list)) => list.iter().collect::<Vec<_>>().into_iter(),
+        Some(single @ Value::Object(_)) => vec![single].into_iter(),
+        other => panic!("a policy's Statement is a list or an object, not {other:?}"),
+    }
+}
+
+fn effect(statement: &Value) -> &str {
+    statement.get("Effect").and_then(Value::as_str).expect("every statement has an Effect")
+}
+
+/// A string or a list of strings.
+fn strings(value: &Value) -> Vec<&str> {
+    match value {
+        Value::String(s) => vec![s.as_str()],
+        Value::Array(items) => items.iter().map(|v| v.as_str().expect("a list of strings")).collect(),
+        other => panic!("expected a string or a list of strings, not {other}"),
+    }
+}
+
+fn matches(statement: &Value, request: &Request, resource_policy: bool) -> bool {
+    let field = |name: &str| statement.get(name);
+    let actions = match (field("Action"), field("NotAction")) {
+        (Some(a), None) => {
+            strings(a).iter().any(|p| glob(&p.to_ascii_lowercase(), &request.action.to_ascii_lowercase()))
+        }
+        (None, Some(a)) => {
+            !strings(a).iter().any(|p| glob(&p.to_ascii_lowercase(), &request.action.to_ascii_lowercase()))
+        }
+        _ => panic!("a statement has Action or NotAction: {statement}"),
+    };
+    let resources = match (field("Resource"), field("NotResource")) {
+        (Some(r), None) => strings(r).iter().any(|p| glob(p, &request.resource)),
+        (None, Some(r)) => !strings(r).iter().any(|p| glob(p, &request.resource)),
+        // A role's trust policy names no resource: the role itself is it.
+        (None, None) => true,
+        _ => panic!("a statement has Resource or NotResource: {statement}"),
+    };
+    let principal = match (field("Principal"), field("NotPrincipal")) {
+        (Some(p), None) => principal_matches(p, &request.principal),
+        (None, Some(p)) => !principal_matches(p, &request.principal),
+        (None, None) => !resource_policy,
+        _ => panic!("a statement has Principal or NotPrincipal: {statement}"),
+    };
+    actions && resources && principal && conditions_hold(field("Condition"), &request.context)
+}
+
+fn principal_matches(principal: &Value, who: &str) -> bool {
+    match principal {
+        Value::String(s) => s == "*",
+        Value::Object(kinds) => kinds.iter().any(|(kind, names)| {
+            strings(names).iter().any(|name| match kind.as_str() {
+                "AWS" => *name == "*" || *name == who || account_root_of(who).is_some_and(|root| root == *name),
+                "Service" => who.strip_prefix("service:") == Some(*name),
+                "Federated" => who.strip_prefix("federated:") == Some(*name),
+                _ => false,
+            })
+        }),
+        other => panic!("a Principal is * or an object, not {other}"),
+    }
+}
+
+/// `arn:aws:iam::123456789012:root` for a principal of account 123456789012 (also written as
+/// the bare account ID): naming the account admits its principals whose own policies allow.
+fn account_root_of(arn: &str) -> Option<String> {
+    let parts: Vec<&str> = arn.split(':').collect();
+    (parts.len() >= 5 && parts[0] == "arn").then(|| format!("arn:{}:iam::{}:root", parts[1], parts[4]))
+}
+
+fn conditions_hold(conditions: Option<&Value>, context: &BTreeMap<String, Vec<String>>) -> bool {
+    let Some(conditions) = conditions else { return true };
+    let operators = conditions.as_object().expect("a Condition is an object");
+    operators.iter().all(|(operator, keys)| {
+        keys.as_object().expect("a condition operator maps keys to values").iter().all(|(key, wanted)| {
+            let given = context.get(&key.to_ascii_lowercase()).map(Vec::as_slice);
+            condition_holds(operator, given, &strings_of(wanted))
+        })
+    })
+}
+
+fn strings_of(value: &Value) -> Vec<String> {
+    let one = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        other => panic!("a condition value is a string, boolean or number, not {other}"),
+    };
+    match value {
+        Value::Array(items) => items.iter().map(one).collect(),
+        single => vec![one(single)],
+    }
+}
+
+fn condition_holds(operator: &str, given: Option<&[String]>, wanted: &[String]) -> bool {
+    let (set, operator) = match operator.split_once(':') {
+        Some((qualifier, rest)) => (Some(qualifier), rest),
+        None => (None, operator),
+    };
+    let (operator, if_exists) = match operator.strip_suffix("IfExists") {
+        Some(base) => (base, true),
+        None => (operator, false),
+    };
+    if operator == "Null" {
+        let absent = given.is_none_or(<[String]>::is_empty);
+        return wanted.iter().any(|w| (w == "true") == absent);
+    }
+    let negated = operator.contains("Not");
+    let Some(given) = given.filter(|values| !values.is_empty()) else {
+        // IAM: an absent key fails a condition, except as listed in the module's comment.
+        return if_exists || negated || set == Some("ForAllValues");
+    };
+    let positive = operator.replace("Not", "");
+    let one_matches = |value: &str| wanted.iter().any(|w| compare(&positive, w, value));
+    match set {
+        Some("ForAllValues") => given.iter().all(|v| one_matches(v) != negated),
+        Some("ForAnyValue") => given.iter().any(|v| one_matches(v) != negated),
+        Some(other) => panic!("unknown set qualifier {other}"),
+        // A single-valued key: the first value is the value.
+        None => one_matches(&given[0]) != negated,
+    }
+}
+
+fn compare(operator: &str, wanted: &str, value: &str) -> bool {
+    match operator {
+        "StringEquals" => wanted == value,
+        "StringEqualsIgnoreCase" => wanted.eq_ignore_ascii_case(value),
+        // IAM: ArnEquals matches wildcards as ArnLike does.
+        "StringLike" | "ArnLike" | "ArnEquals" => glob(wanted, value),
+        "Bool" => wanted.eq_ignore_ascii_case(value),
+        "NumericEquals"
+        | "NumericLessThan"
+        | "NumericLessThanEquals"
+        | "NumericGreaterThan"
+        | "NumericGreaterThanEquals" => {
+            let (Ok(w), Ok(v)) = (wanted.parse::<f64>(), value.parse::<f64>()) else { return false };
+            match operator {
+                "NumericEquals" => v == w,
+                "NumericLessThan" => v < w,
+                "NumericLessThanEquals" => v <= w,
+                "NumericGreaterThan" => v > w,
+                _ => v >= w,
+            }
+        }
+        other => panic!("condition operator {other} is not one this evaluator knows: add it, as IAM defines it"),
+    }
+}
+
+/// IAM's wildcard match: `*` any run of characters, `?` any one.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|c| *c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    const ROLE: &str = "arn:aws:iam::123456789012:role/launch";
+
+    fn decide(identity: Value, request: Request) -> Decision {
+        evaluate(&Policies { identity: vec![&identity], ..Default::default() }, &request)
+    }
+
+    #[test]
+    fn wildcards() {
+        assert!(glob("arn:aws:s3:::sagemaker-project-*", "arn:aws:s3:::sagemaker-project-p-1"));
+        assert!(glob("a?c*", "abcdef") && glob("*", "") && glob("a*b*c", "aXXbYYc"));
+        assert!(!glob("arn:aws:s3:::sagemaker-project-*", "arn:aws:s3:::other") && !glob("a?c", "ac"));
+    }
+
+    #[test]
+    fn allow_deny_and_their_negations() {
+        let policy = json!({ "Statement": [
+            { "Effect": "Allow", "Action": ["s3:Get*", "sqs:SendMessage"], "Resource": "arn:aws:s3:::b/*" },
+            { "Effect": "Allow", "NotAction": "iam:*", "Resource": "arn:aws:sqs:*" },
+            { "Sid": "NoSecrets", "Effect": "Deny", "Action": "s3:GetObject", "NotResource": "arn:aws:s3:::b/public/*" },
+        ]});
+        let ask = |action: &str, resource: &str| decide(policy.clone(), Request::new(ROLE, action, resource));
+        assert_eq!(ask("s3:getobjectversion", "arn:aws:s3:::b/k"), Decision::Allowed, "actions ignore case");
+        assert_eq!(ask("s3:GetObject", "arn:aws:s3:::b/public/x"), Decision::Allowed);
+        assert_eq!(ask("s3:GetObject", "arn:aws:s3:::b/k"), Decision::ExplicitlyDenied("NoSecrets".into()));
+        assert_eq!(ask("s3:PutObject", "arn:aws:s3:::b/k"), Decision::ImplicitlyDenied);
+        assert_eq!(ask("sqs:DeleteQueue", "arn:aws:sqs:us-east-1:1:q"), Decision::Allowed);
+        assert_eq!(ask("iam:PassRole", "arn:aws:sqs:us-east-1:1:q"), Decision::ImplicitlyDenied);
+    }
+
+    #[test]
+    fn conditions_with_present_and_absent_keys() {
+        let policy = json!({ "Statement": [{
+            "Effect": "Allow", "Action": "s3:GetObject", "Resource": "*",
+            "Condition": { "StringEquals": { "s3:ExistingObjectTag/servicecatalog:provisioning": "true" } }
+        }]});
+        let tagged = Request::new(ROLE, "s3:GetObject", "arn:aws:s3:::sc-bucket/t")
+            .with("s3:ExistingObjectTag/servicecatalog:provisioning", &["true"]);
+        assert_eq!(decide(policy.clone(), tagged), Decision::Allowed);
+        let untagged = Request::new(ROLE, "s3:GetObject", "arn:aws:s3:::sc-bucket/t");
+        assert_eq!(decide(policy, untagged), Decision::ImplicitlyDenied, "an absent key fails the condition");
+
+        let deny_unless = json!({ "Statement": [
+            { "Effect": "Allow", "Action": "*", "Resource": "*" },
+            { "Effect": "Deny", "Action": "*", "Resource": "*", "Condition": { "Bool": { "aws:SecureTransport": "false" } } },
+            { "Effect": "Deny", "Action": "secretsmanager:GetSecretValue", "Resource": "*",
+              "Condition": { "ArnNotEquals": { "aws:PrincipalArn": ["arn:aws:iam::123456789012:role/checkin"] } } },
+        ]});
+        let read = |principal: &str| {
+            Request::new(principal, "secretsmanager:GetSecretValue", "arn:aws:secretsmanager:r:1:secret:t")
+        };
+        assert_eq!(decide(deny_unless.clone(), read("arn:aws:iam::123456789012:role/checkin")), Decision::Allowed);
+        assert_eq!(decide(deny_unless.clone(), read(ROLE)), Decision::ExplicitlyDenied("#2".into()));
+        let plain = read("arn:aws:iam::123456789012:role/checkin").with("aws:SecureTransport", &["false"]);
+        assert_eq!(decide(deny_unless, plain), Decision::ExplicitlyDenied("#1".into()));
+    }
+
+    #[test]
+    fn if_exists_null_and_set_qualifiers() {
+        let holds = |operator: &str, given: Option<&[&str]>, wanted: &[&str]| {
+            let given: Option<Vec<String>> = given.map(|g| g.iter().map(|s| (*s).to_owned()).collect());
+            let wanted: Vec<String> = wanted.iter().map(|s| (*s).to_owned()).collect();
+            condition_holds(operator, given.as_deref(), &wanted)
+        };
+        assert!(holds("StringEqualsIfExists", None, &["x"]));
+        assert!(!holds("StringEquals", None, &["x"]));
+        assert!(holds("StringNotEquals", None, &["x"]));
+        assert!(holds("Null", None, &["true"]) && !holds("Null", Some(&["v"]), &["true"]));
+        assert!(holds("ForAllValues:StringLike", Some(&["a1", "a2"]), &["a*"]));
+        assert!(!holds("ForAllValues:StringLike", Some(&["a1", "b2"]), &["a*"]));
+        assert!(holds("ForAnyValue:StringEquals", Some(&["b", "a"]), &["a"]));
+        assert!(holds(
+            "StringLike",
+            Some(&["project_path:ml/churn:ref_type:branch:ref:main"]),
+            &["project_path:ml/*:ref_type:branch:ref:main"]
+        ));
+        assert!(holds("NumericLessThan", Some(&["3"]), &["5"]));
+    }
+
+    #[test]
+    fn resource_policies_name_their_principals_and_boundaries_cap_identities() {
+        let bucket_policy = json!({ "Statement": [{
+            "Effect": "Allow", "Principal": { "AWS": ROLE }, "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/*"
+        }]});
+        let none = json!({ "Statement": [] });
+        let get = |who: &str| Request::new(who, "s3:GetObject", "arn:aws:s3:::b/k");
+        let with = |identity: &Value, who: &str| {
+            evaluate(&Policies { identity: vec![identity], resource: Some(&bucket_policy), boundary: None }, &get(who))
+        };
+        assert_eq!(with(&none, ROLE), Decision::Allowed, "the bucket policy names the role");
+        assert_eq!(with(&none, "arn:aws:iam::123456789012:role/other"), Decision::ImplicitlyDenied);
+
+        let admin = json!({ "Statement": [{ "Effect": "Allow", "Action": "*", "Resource": "*" }] });
+        let boundary = json!({ "Statement": [{ "Effect": "Allow", "Action": "s3:*", "Resource": "*" }] });
+        let capped = |action: &str| {
+            let request = Request::new(ROLE, action, "arn:aws:s3:::x");
+            evaluate(&Policies { identity: vec![&admin], resource: None, boundary: Some(&boundary) }, &request)
+        };
+        assert_eq!(capped("s3:PutObject"), Decision::Allowed);
+        assert_eq!(capped("iam:CreateRole"), Decision::ImplicitlyDenied, "the boundary caps an admin policy");
+    }
+}
