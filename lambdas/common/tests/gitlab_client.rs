@@ -24,6 +24,11 @@ fn client_for(url: &str, token: &str) -> GitLab {
     GitLab::new(url, token_from_secret("s", token).unwrap()).unwrap().with_retry(fast_retry())
 }
 
+/// A raw, unmasked, unprotected variable of the `*` scope.
+fn plain(key: &str, value: &str) -> Variable {
+    Variable { key: key.into(), value: value.into(), masked: false, hidden: false, protected: false, raw: true }
+}
+
 fn actions() -> [CommitAction; 1] {
     [CommitAction {
         action: "create",
@@ -80,14 +85,7 @@ async fn duplicate_project_path_is_already_taken() {
 async fn variables_are_created_then_updated() {
     let (double, client) = setup().await;
     let project = client.create_project(&new_project("vars", None)).await.unwrap();
-    let mut variable = Variable {
-        key: "AWS_REGION".into(),
-        value: "eu-west-1".into(),
-        masked: false,
-        hidden: false,
-        protected: false,
-        raw: true,
-    };
+    let mut variable = plain("AWS_REGION", "eu-west-1");
     client.upsert_variable(project.id, &variable).await.unwrap();
     variable.value = "us-east-1".into();
     client.upsert_variable(project.id, &variable).await.unwrap();
@@ -97,8 +95,7 @@ async fn variables_are_created_then_updated() {
         double.requests().iter().filter(|r| r.path.contains("/variables")).map(|r| r.method.clone()).collect();
     assert_eq!(methods, ["POST", "POST", "PUT"]);
 
-    let unmaskable =
-        Variable { key: "SHORT".into(), value: "abc".into(), masked: true, hidden: false, protected: false, raw: true };
+    let unmaskable = Variable { masked: true, ..plain("SHORT", "abc") };
     let err = client.upsert_variable(project.id, &unmaskable).await.unwrap_err();
     assert_eq!(err.status(), Some(400), "{err}");
 }
@@ -109,14 +106,7 @@ async fn variables_of_other_environment_scopes_are_left_alone() {
     let project = client.create_project(&new_project("scoped", None)).await.unwrap();
     // Someone added a production-only value of the same key by hand.
     double.add_variable(project.id, "AWS_REGION", "production", "eu-central-1");
-    let mut variable = Variable {
-        key: "AWS_REGION".into(),
-        value: "eu-west-1".into(),
-        masked: false,
-        hidden: false,
-        protected: false,
-        raw: true,
-    };
+    let mut variable = plain("AWS_REGION", "eu-west-1");
     client.upsert_variable(project.id, &variable).await.unwrap();
     variable.value = "us-east-1".into();
     client.upsert_variable(project.id, &variable).await.unwrap();
@@ -253,8 +243,7 @@ async fn each_403_names_its_cause() {
     let developer = "glpat-developer-user-0000";
     double.add_token(developer, TokenSpec { group_role: Role::Developer, ..TokenSpec::owner("dev", 90) });
     let owned = client_for(&double.url(), TOKEN).create_project(&new_project("team", Some(group))).await.unwrap();
-    let variable =
-        Variable { key: "K".into(), value: "v".into(), masked: false, hidden: false, protected: false, raw: true };
+    let variable = plain("K", "v");
     let err = client_for(&double.url(), developer).upsert_variable(owned.id, &variable).await.unwrap_err();
     assert!(matches!(err, GitLabError::Forbidden { cause: Forbidden::RoleOrArchived, .. }), "{err:?}");
     assert!(err.to_string().contains("lacks the role"), "{err}");
