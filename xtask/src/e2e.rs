@@ -472,11 +472,11 @@ async fn approve_and_trigger(world: &World, stack: &Stack, runner: &Runner) -> a
     let _trigger =
         runner.spawn(&api, &world.work.path().join("trigger/bootstrap"), &lambda_env(stack, "TriggerFunction")?);
     let outcome = api.try_invoke(event, timeout_of(stack, "TriggerFunction")).await.map_err(anyhow::Error::msg)?;
-    ensure!(matches!(outcome, Outcome::Response { .. }), "the trigger ended {outcome:?}");
+    let Outcome::Response { body: answer, .. } = outcome else { bail!("the trigger ended {outcome:?}") };
     let deploy = seeded_project(world, stack, "Deploy")?;
     let deploy_path = deploy.full_path();
     let [pipeline] = &deploy.pipelines[..] else {
-        bail!("{deploy_path} has {} pipelines, not 1", deploy.pipelines.len())
+        bail!("{deploy_path} has {} pipelines, not 1; the trigger answered {answer}", deploy.pipelines.len())
     };
     ensure!(
         pipeline.variables.get("MODEL_PACKAGE_ARN") == Some(&arn),
