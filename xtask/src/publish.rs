@@ -224,6 +224,10 @@ async fn publish(args: &flags::Publish, dist: &Path, manifest: &Manifest) -> any
         check_portfolio(&aws, portfolio).await?;
     }
     let product = find_product(&aws, &args.product_name).await?;
+    let in_portfolio = match &args.portfolio_id {
+        Some(portfolio) => Some(portfolio_state(&aws, args, portfolio, product.as_deref()).await?),
+        None => None,
+    };
 
     let mut uploads = Vec::new();
     for artifact in &manifest.artifacts {
@@ -349,6 +353,9 @@ async fn publish(args: &flags::Publish, dist: &Path, manifest: &Manifest) -> any
             (product_id, version_id, version_name, true)
         }
     };
+    if let (Some(portfolio), Some(state)) = (&args.portfolio_id, &in_portfolio) {
+        converge_portfolio(&aws, args, portfolio, state, &product_id, &template_sha).await?;
+    }
     if args.deprecate_previous {
         deprecate_others(&aws, &product_id, &version_id).await?;
     }
@@ -733,28 +740,81 @@ async fn create_product(
         .and_then(|d| d.id())
         .context("CreateProduct returned no version ID")?
         .to_owned();
-    if let Some(portfolio) = &args.portfolio_id {
+    Ok((product_id, version_id))
+}
+
+/// Whether the product is in the portfolio and launched with a role there. Studio lists only
+/// products of portfolios shared with it, and without a LAUNCH constraint a project would be
+/// provisioned with the Studio user's own rights.
+struct PortfolioState {
+    associated: bool,
+    launch_constraint: bool,
+}
+
+/// Read before anything is written: a portfolio that would end without a launch constraint is
+/// refused up front.
+async fn portfolio_state(
+    aws: &Aws,
+    args: &flags::Publish,
+    portfolio: &str,
+    product: Option<&str>,
+) -> anyhow::Result<PortfolioState> {
+    let state = match product {
+        None => PortfolioState { associated: false, launch_constraint: false },
+        Some(product) => {
+            let listed = aws.catalog.list_portfolios_for_product().product_id(product).send().await;
+            let listed = listed.map_err(|err| catalog_error("listing the product's portfolios", err))?;
+            let constraints =
+                aws.catalog.list_constraints_for_portfolio().portfolio_id(portfolio).product_id(product).send().await;
+            let constraints = constraints.map_err(|err| catalog_error("listing the portfolio's constraints", err))?;
+            PortfolioState {
+                associated: listed.portfolio_details().iter().any(|p| p.id() == Some(portfolio)),
+                launch_constraint: constraints.constraint_details().iter().any(|c| c.r#type() == Some("LAUNCH")),
+            }
+        }
+    };
+    if !state.launch_constraint && args.launch_role_arn.is_none() {
+        bail!(
+            "the product has no launch constraint in portfolio {portfolio}, so projects would be provisioned with each Studio user's own rights: pass --launch-role-arn (cfn/bootstrap.yml's LaunchRoleArn)"
+        );
+    }
+    Ok(state)
+}
+
+/// Adds what the portfolio lacks: the product, its launch constraint. Every run, so a first
+/// publish that failed half-way, or one without --portfolio-id, is repaired.
+async fn converge_portfolio(
+    aws: &Aws,
+    args: &flags::Publish,
+    portfolio: &str,
+    state: &PortfolioState,
+    product_id: &str,
+    template_sha: &str,
+) -> anyhow::Result<()> {
+    if !state.associated {
         aws.catalog
             .associate_product_with_portfolio()
-            .product_id(&product_id)
+            .product_id(product_id)
             .portfolio_id(portfolio)
             .send()
             .await
             .map_err(|err| catalog_error("adding the product to the portfolio", err))?;
-        if let Some(role) = &args.launch_role_arn {
-            aws.catalog
-                .create_constraint()
-                .portfolio_id(portfolio)
-                .product_id(&product_id)
-                .r#type("LAUNCH")
-                .parameters(serde_json::json!({ "RoleArn": role }).to_string())
-                .idempotency_token(idempotency_token("launch", &product_id, template_sha))
-                .send()
-                .await
-                .map_err(|err| catalog_error("adding the launch constraint", err))?;
-        }
+        println!("product {product_id} added to portfolio {portfolio}");
     }
-    Ok((product_id, version_id))
+    if let (false, Some(role)) = (state.launch_constraint, &args.launch_role_arn) {
+        aws.catalog
+            .create_constraint()
+            .portfolio_id(portfolio)
+            .product_id(product_id)
+            .r#type("LAUNCH")
+            .parameters(serde_json::json!({ "RoleArn": role }).to_string())
+            .idempotency_token(idempotency_token("launch", product_id, template_sha))
+            .send()
+            .await
+            .map_err(|err| catalog_error("adding the launch constraint", err))?;
+        println!("launch constraint {role} added in portfolio {portfolio}");
+    }
+    Ok(())
 }
 
 /// Marks every other version DEPRECATED: Studio then offers only the new one for new projects.

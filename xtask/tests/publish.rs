@@ -304,6 +304,55 @@ async fn portfolio_and_launch_constraint_for_a_new_product() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_product_missing_from_its_portfolio_is_repaired_on_the_next_publish() {
+    let stand = stand().await;
+    let portfolio = catalog()
+        .create_portfolio()
+        .display_name("templates")
+        .provider_name("platform")
+        .idempotency_token(format!("p-{}", stand.bucket))
+        .send()
+        .await
+        .unwrap();
+    let portfolio_id = portfolio.portfolio_detail().unwrap().id().unwrap().to_owned();
+    // A first publish without --portfolio-id (CI with PORTFOLIO_ID unset, say).
+    let first = stand.publish_ok(&[]);
+    let product = first["product_id"].as_str().unwrap();
+    let in_portfolio = || async {
+        let listed = catalog().list_portfolios_for_product().product_id(product).send().await.unwrap();
+        listed.portfolio_details().iter().any(|p| p.id() == Some(portfolio_id.as_str()))
+    };
+    assert!(!in_portfolio().await);
+
+    let stderr = failed(&stand.publish(&["--portfolio-id", &portfolio_id]));
+    assert!(stderr.contains("no launch constraint") && stderr.contains("--launch-role-arn"), "{stderr}");
+
+    let role = "arn:aws:iam::123456789012:role/sagemaker-gitlab-project-launch";
+    let again = stand.publish_ok(&["--portfolio-id", &portfolio_id, "--launch-role-arn", role]);
+    assert_eq!(again["version_created"], false, "the template is unchanged: only the portfolio is repaired");
+    assert!(in_portfolio().await, "the product was not added to the portfolio");
+    let constraints = catalog()
+        .list_constraints_for_portfolio()
+        .portfolio_id(&portfolio_id)
+        .product_id(product)
+        .send()
+        .await
+        .unwrap();
+    let types: Vec<&str> = constraints.constraint_details().iter().filter_map(|c| c.r#type()).collect();
+    assert_eq!(types, ["LAUNCH"]);
+    // Repaired: later runs need no --launch-role-arn and add nothing twice.
+    stand.publish_ok(&["--portfolio-id", &portfolio_id]);
+    let constraints = catalog()
+        .list_constraints_for_portfolio()
+        .portfolio_id(&portfolio_id)
+        .product_id(product)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(constraints.constraint_details().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn bad_setups_fail_with_one_clear_line_and_create_nothing() {
     let stand = stand().await;
     let stderr = failed(&stand.publish_to("no-such-bucket-anywhere", &[]));

@@ -244,7 +244,40 @@ def create_constraint_response(self):
     return ActionResult({"ConstraintDetail": detail, "ConstraintParameters": constraint["Parameters"], "Status": "AVAILABLE"})
 
 
+def list_portfolios_for_product_response(self):
+    """API_ListPortfoliosForProduct: `PortfolioDetails`, the portfolios the product is in."""
+    params = json.loads(self.body)
+    backend = self.servicecatalog_backend
+    _product(backend, params["ProductId"])
+    _artifacts(backend)
+    details = [
+        backend.portfolios[portfolio].to_dict()
+        for portfolio, product in sorted(backend.associations)
+        if product == params["ProductId"] and portfolio in backend.portfolios
+    ]
+    return ActionResult({"PortfolioDetails": details})
+
+
+def list_constraints_for_portfolio_response(self):
+    """API_ListConstraintsForPortfolio: `ConstraintDetails` of the portfolio, of one product
+    when `ProductId` is given."""
+    params = json.loads(self.body)
+    backend = self.servicecatalog_backend
+    if params["PortfolioId"] not in backend.portfolios:
+        raise ResourceNotFoundException(f"Portfolio {params['PortfolioId']} not found.")
+    _artifacts(backend)
+    details = [
+        {k: v for k, v in constraint.items() if k != "Parameters"}
+        for constraint in backend.constraints.values()
+        if constraint["PortfolioId"] == params["PortfolioId"]
+        and params.get("ProductId") in (None, constraint["ProductId"])
+    ]
+    return ActionResult({"ConstraintDetails": details})
+
+
 for name, function in [
+    ("list_portfolios_for_product", list_portfolios_for_product_response),
+    ("list_constraints_for_portfolio", list_constraints_for_portfolio_response),
     ("create_product", create_product_response),
     ("create_provisioning_artifact", create_provisioning_artifact_response),
     ("list_provisioning_artifacts", list_provisioning_artifacts_response),
