@@ -164,8 +164,16 @@ impl Stack {
                 let [Value::Bool(value)] = &values[..] else { bail!("Not takes one condition") };
                 Ok(Value::Bool(!value))
             }
+            "Fn::And" | "Fn::Or" => {
+                let values = arguments()?;
+                let flags: Vec<bool> = values
+                    .iter()
+                    .map(|v| v.as_bool().context("And/Or take conditions"))
+                    .collect::<anyhow::Result<_>>()?;
+                Ok(Value::Bool(if name == "Fn::And" { flags.iter().all(|f| *f) } else { flags.iter().any(|f| *f) }))
+            }
             "Condition" => self.condition(&scalar(argument)?).map(Value::Bool),
-            other => bail!("the end-to-end run does not resolve {other}"),
+            other => bail!("this resolver does not know {other}"),
         }
     }
 

@@ -263,6 +263,22 @@ fn the_studio_form_cannot_choose_where_the_token_goes() {
 }
 
 #[test]
+fn an_existing_gitlab_oidc_provider_is_reused_not_created_again() {
+    let text = read_repo_file(BOOTSTRAP_TEMPLATE);
+    let existing = "arn:aws:iam::123456789012:oidc-provider/gitlab.com";
+    let created = "arn:aws:iam::123456789012:oidc-provider/gitlab.com-created-by-this-stack";
+    for (given, trusted, creates) in [("", created, true), (existing, existing, false)] {
+        let refs = [("GitLabGroupPath", "ml"), ("GitLabOidcProviderArn", given), ("GitLabOidcProvider", created)];
+        let stack = xtask::cfn::Stack::new(&text, "eu-west-1", "123456789012", &refs).unwrap();
+        let kinds: Vec<String> = stack.resources().unwrap().into_iter().map(|(_, kind)| kind).collect();
+        assert_eq!(kinds.iter().any(|k| k == "AWS::IAM::OIDCProvider"), creates, "GitLabOidcProviderArn={given:?}");
+        let trust = stack.property("GitLabCiRole", &["AssumeRolePolicyDocument"]).unwrap();
+        let trust: serde_json::Value = serde_json::from_str(trust.as_str().unwrap()).unwrap();
+        assert_eq!(trust["Statement"][0]["Principal"]["Federated"], trusted, "GitLabOidcProviderArn={given:?}");
+    }
+}
+
+#[test]
 fn the_functions_ship_the_packaged_zips() {
     let template = parse(PROJECT_TEMPLATE);
     let artifacts = &template["Mappings"]["Publish"]["Artifacts"];
