@@ -114,6 +114,21 @@ fn failed(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+const LAUNCH_ROLE: &str = "arn:aws:iam::123456789012:role/sagemaker-gitlab-project-launch";
+
+/// A new Service Catalog portfolio's ID; `token` keeps a retried call from making two.
+async fn new_portfolio(token: &str) -> String {
+    let created = catalog()
+        .create_portfolio()
+        .display_name("templates")
+        .provider_name("platform")
+        .idempotency_token(token)
+        .send()
+        .await
+        .unwrap();
+    created.portfolio_detail().unwrap().id().unwrap().to_owned()
+}
+
 async fn versions(product_id: &str) -> Vec<(String, Option<ProvisioningArtifactGuidance>)> {
     let listed = catalog().list_provisioning_artifacts().product_id(product_id).send().await.unwrap();
     listed
@@ -282,21 +297,8 @@ async fn dry_run_changes_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn portfolio_and_launch_constraint_for_a_new_product() {
     let stand = stand().await;
-    let portfolio = catalog()
-        .create_portfolio()
-        .display_name("templates")
-        .provider_name("platform")
-        .idempotency_token("p1")
-        .send()
-        .await
-        .unwrap();
-    let portfolio_id = portfolio.portfolio_detail().unwrap().id().unwrap().to_owned();
-    let published = stand.publish_ok(&[
-        "--portfolio-id",
-        &portfolio_id,
-        "--launch-role-arn",
-        "arn:aws:iam::123456789012:role/sagemaker-gitlab-project-launch",
-    ]);
+    let portfolio_id = new_portfolio("p1").await;
+    let published = stand.publish_ok(&["--portfolio-id", &portfolio_id, "--launch-role-arn", LAUNCH_ROLE]);
     assert_eq!(published["version_created"], true);
 
     let stderr = failed(&stand.publish(&["--portfolio-id", "port-doesnotexist"]));
@@ -306,15 +308,7 @@ async fn portfolio_and_launch_constraint_for_a_new_product() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_product_missing_from_its_portfolio_is_repaired_on_the_next_publish() {
     let stand = stand().await;
-    let portfolio = catalog()
-        .create_portfolio()
-        .display_name("templates")
-        .provider_name("platform")
-        .idempotency_token(format!("p-{}", stand.bucket))
-        .send()
-        .await
-        .unwrap();
-    let portfolio_id = portfolio.portfolio_detail().unwrap().id().unwrap().to_owned();
+    let portfolio_id = new_portfolio(&format!("p-{}", stand.bucket)).await;
     // A first publish without --portfolio-id (CI with PORTFOLIO_ID unset, say).
     let first = stand.publish_ok(&[]);
     let product = first["product_id"].as_str().unwrap();
@@ -327,8 +321,7 @@ async fn a_product_missing_from_its_portfolio_is_repaired_on_the_next_publish() 
     let stderr = failed(&stand.publish(&["--portfolio-id", &portfolio_id]));
     assert!(stderr.contains("no launch constraint") && stderr.contains("--launch-role-arn"), "{stderr}");
 
-    let role = "arn:aws:iam::123456789012:role/sagemaker-gitlab-project-launch";
-    let again = stand.publish_ok(&["--portfolio-id", &portfolio_id, "--launch-role-arn", role]);
+    let again = stand.publish_ok(&["--portfolio-id", &portfolio_id, "--launch-role-arn", LAUNCH_ROLE]);
     assert_eq!(again["version_created"], false, "the template is unchanged: only the portfolio is repaired");
     assert!(in_portfolio().await, "the product was not added to the portfolio");
     let constraints = catalog()

@@ -564,7 +564,7 @@ impl GitLab {
                         .and_then(|v| v.to_str().ok())
                         .and_then(|v| v.trim().parse().ok())
                         .map(Duration::from_secs);
-                    let (_, message) = error_body(&read_bounded(response, MAX_ERROR_BYTES).await.unwrap_or_default());
+                    let message = error_message(&read_bounded(response, MAX_ERROR_BYTES).await.unwrap_or_default());
                     if status.is_server_error() && repeat == Repeat::OnlyIfNotReceived {
                         return Err(self.uncertain(operation, format!("{status}: {message}")));
                     }
@@ -577,8 +577,8 @@ impl GitLab {
                 Ok(response) => {
                     let status = response.status();
                     let bytes = read_bounded(response, MAX_ERROR_BYTES).await.unwrap_or_default();
-                    let (json, message) = error_body(&bytes);
-                    return Err(self.api_error(operation, status, &json, message));
+                    let message = error_message(&bytes);
+                    return Err(self.api_error(operation, status, &bytes, message));
                 }
                 Err(err) => {
                     if let Some(reason) = certificate_problem(&err) {
@@ -688,10 +688,9 @@ fn optional<T>(result: Result<T, GitLabError>) -> Result<Option<T>, GitLabError>
     }
 }
 
-/// The body bounded to what an error message needs, and GitLab's error text in it:
-/// `{"message": "..."}`, `{"message": {"field": ["..."]}}`, `{"message": ["..."]}`,
+/// GitLab's error text: `{"message": "..."}`, `{"message": {"field": ["..."]}}`, `{"message": ["..."]}`,
 /// `{"error": "...", "error_description": "..."}`, or the body itself.
-fn error_body(body: &[u8]) -> (Vec<u8>, String) {
+fn error_message(body: &[u8]) -> String {
     const LIMIT: usize = 300;
     let text = match serde_json::from_slice::<serde_json::Value>(body) {
         Ok(json) => match json.get("message").or_else(|| json.get("error_description")).or_else(|| json.get("error")) {
@@ -710,8 +709,7 @@ fn error_body(body: &[u8]) -> (Vec<u8>, String) {
         },
         Err(_) => String::from_utf8_lossy(body).trim().to_owned(),
     };
-    let text = if text.is_empty() { "(no message)".into() } else { text.chars().take(LIMIT).collect() };
-    (body.to_vec(), text)
+    if text.is_empty() { "(no message)".into() } else { text.chars().take(LIMIT).collect() }
 }
 
 /// The body, or an error once it grows past `limit` bytes: a misbehaving server cannot make the
