@@ -182,7 +182,7 @@ async fn flow(args: &flags::E2e, runner: &Runner, report: &mut Report) {
         return;
     };
 
-    report.start(&format!("checkin Create: the packaged bootstrap {}", runner.describe()));
+    report.start(&format!("checkin project paths: the packaged bootstrap {}", runner.describe()));
     let api = RuntimeApi::start().await;
     // One checkin process serves this Create and, at the end, CloudFormation's retry of it.
     let _checkin = match lambda_env(&stack, "CheckinFunction") {
@@ -192,9 +192,13 @@ async fn flow(args: &flags::E2e, runner: &Runner, report: &mut Report) {
             return;
         }
     };
+    if report.record("checkin project paths", project_paths(&api, &mut stack).await).is_none() {
+        return;
+    }
+    report.start("checkin Create: projects, variables, seed commits");
     let Some(answer) = report.record("checkin Create", create(&api, &stack).await) else { return };
     for (key, value) in answer["Data"].as_object().into_iter().flatten() {
-        stack.set_attribute("SeedCodeCheckin", key, value.as_str().unwrap_or_default());
+        stack.set_attribute(SEED_CODE.1, key, value.as_str().unwrap_or_default());
     }
 
     report.start("GitLab: projects, files, variables");
@@ -333,13 +337,17 @@ fn lambda_env(stack: &Stack, function: &str) -> anyhow::Result<Vec<(String, Stri
     Ok(env)
 }
 
-fn create_event(sink: &ResponseSink, request_id: &str) -> Value {
+/// The checkin's two custom resources in `cfn/project.yml`: (type, logical ID).
+const PROJECT_PATHS: (&str, &str) = (seedcode_checkin::PROJECT_PATHS_RESOURCE, "GitLabProjectPaths");
+const SEED_CODE: (&str, &str) = ("Custom::SeedCodeCheckin", "SeedCodeCheckin");
+
+fn create_event(sink: &ResponseSink, request_id: &str, (resource_type, logical_id): (&str, &str)) -> Value {
     json!({
         "RequestType": "Create",
         "RequestId": request_id,
         "ResponseURL": sink.url(),
-        "ResourceType": "Custom::SeedCodeCheckin",
-        "LogicalResourceId": "SeedCodeCheckin",
+        "ResourceType": resource_type,
+        "LogicalResourceId": logical_id,
         "StackId": format!("arn:aws:cloudformation:{REGION}:{ACCOUNT_ID}:stack/SC-{ACCOUNT_ID}-pp-e2e/0000"),
         "ServiceToken": format!("arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:sagemaker-{PROJECT_ID}-gitlab-checkin"),
         "ResourceProperties": { "ServiceToken": "checkin" }
@@ -347,10 +355,16 @@ fn create_event(sink: &ResponseSink, request_id: &str) -> Value {
 }
 
 /// Sends a Create as CloudFormation does and returns the one answer the ResponseURL got.
-async fn answer_to(api: &RuntimeApi, request_id: &str, time_limit: Duration) -> anyhow::Result<Value> {
+async fn answer_to(
+    api: &RuntimeApi,
+    request_id: &str,
+    resource: (&str, &str),
+    time_limit: Duration,
+) -> anyhow::Result<Value> {
     let sink = ResponseSink::start().await;
     let started = Instant::now();
-    let outcome = api.try_invoke(create_event(&sink, request_id), time_limit).await.map_err(anyhow::Error::msg)?;
+    let event = create_event(&sink, request_id, resource);
+    let outcome = api.try_invoke(event, time_limit).await.map_err(anyhow::Error::msg)?;
     ensure!(matches!(outcome, Outcome::Response { .. }), "the invocation ended {outcome:?}");
     let answers = sink.wait(Duration::from_secs(1)).await;
     ensure!(started.elapsed() < time_limit, "answered after the deadline ({:?})", started.elapsed());
@@ -363,11 +377,39 @@ fn timeout_of(stack: &Stack, function: &str) -> Duration {
     Duration::from_secs(seconds)
 }
 
+/// CloudFormation's first request: where the projects go, which the CI role's trust then names.
+async fn project_paths(api: &RuntimeApi, stack: &mut Stack) -> anyhow::Result<((), String)> {
+    let answer = answer_to(api, "e2e-paths-1", PROJECT_PATHS, timeout_of(stack, "CheckinFunction")).await?;
+    ensure!(answer["Status"] == "SUCCESS", "the checkin answered {answer}");
+    let mut paths = Vec::new();
+    for key in ["BuildProjectPath", "DeployProjectPath"] {
+        let path = answer["Data"][key].as_str().with_context(|| format!("Data has no {key}: {answer}"))?;
+        stack.set_attribute(PROJECT_PATHS.1, key, path);
+        paths.push(path.to_owned());
+    }
+    let trust = stack.property("CiRole", &["AssumeRolePolicyDocument"])?;
+    let trust = trust.as_str().context("the CI role's trust policy is not JSON text")?;
+    for path in &paths {
+        let sub = format!("\"project_path:{path}:ref_type:branch:ref:main\"");
+        ensure!(trust.contains(&sub), "the CI role does not trust {sub}: {trust}");
+    }
+    Ok(((), format!("the CI role trusts main of {}", paths.join(" and "))))
+}
+
 async fn create(api: &RuntimeApi, stack: &Stack) -> anyhow::Result<(Value, String)> {
-    let answer = answer_to(api, "e2e-create-1", timeout_of(stack, "CheckinFunction")).await?;
+    let answer = answer_to(api, "e2e-create-1", SEED_CODE, timeout_of(stack, "CheckinFunction")).await?;
     ensure!(answer["Status"] == "SUCCESS", "the checkin answered {answer}");
     for key in ["BuildProjectId", "BuildProjectPath", "BuildProjectCloneUrl", "DeployProjectId", "DeployProjectPath"] {
         ensure!(answer["Data"][key].as_str().is_some_and(|v| !v.is_empty()), "Data has no {key}: {answer}");
+    }
+    // The first pipeline assumes the CI role: the projects must be where its trust says.
+    for key in ["BuildProjectPath", "DeployProjectPath"] {
+        let trusted = stack.attribute(PROJECT_PATHS.1, key);
+        ensure!(
+            answer["Data"][key].as_str() == trusted,
+            "{key} is {}, but the CI role trusts {trusted:?}",
+            answer["Data"][key]
+        );
     }
     let summary = format!("SUCCESS, {}; {}", answer["PhysicalResourceId"], answer["Reason"].as_str().unwrap_or(""));
     Ok((answer, summary))
@@ -631,7 +673,7 @@ async fn checkin_with(
     }
     let api = RuntimeApi::start().await;
     let _checkin = runner.spawn(&api, &world.work.path().join("checkin/bootstrap"), &env);
-    answer_to(&api, "e2e-fault", time_limit).await
+    answer_to(&api, "e2e-fault", SEED_CODE, time_limit).await
 }
 
 async fn unreachable_gitlab(world: &World, stack: &Stack, runner: &Runner) -> anyhow::Result<((), String)> {
@@ -679,7 +721,7 @@ async fn rejected_token(world: &World, stack: &Stack, runner: &Runner) -> anyhow
 async fn retried_create(api: &RuntimeApi, stack: &Stack, world: &World) -> anyhow::Result<((), String)> {
     let commits = |w: &World| w.gitlab.projects().iter().map(|p| p.commits.len()).sum::<usize>();
     let before = (world.gitlab.projects().len(), commits(world));
-    let answer = answer_to(api, "e2e-create-2", timeout_of(stack, "CheckinFunction")).await?;
+    let answer = answer_to(api, "e2e-create-2", SEED_CODE, timeout_of(stack, "CheckinFunction")).await?;
     ensure!(answer["Status"] == "SUCCESS", "answered {answer}");
     let after = (world.gitlab.projects().len(), commits(world));
     ensure!(before == after, "projects and commits went from {before:?} to {after:?}");

@@ -100,9 +100,6 @@ pub struct Publish {
     /// How GitLab CI gets AWS credentials (cfn/bootstrap.yml's GitLabCiAccess)
     #[arg(long, value_enum, default_value_t = CiAccess::WebIdentity)]
     pub ci_access: CiAccess,
-    /// Role GitLab CI assumes with id_tokens
-    #[arg(long, default_value = "sagemaker-gitlab-project-ci")]
-    pub ci_role_name: String,
     /// Secret with the CI access key, for --ci-access access-key
     #[arg(long, default_value = "sagemaker-gitlab-project/ci-access-key")]
     pub ci_access_key_secret_name: String,

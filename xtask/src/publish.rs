@@ -401,10 +401,13 @@ fn render_template(
     let [(_, build), (_, deploy)] = package::SEEDCODE;
     let architecture =
         manifest.artifacts.iter().find(|a| a.file == checkin).map_or("arm64", |a| a.architecture.as_str());
-    let (ci_role, ci_secret) = match args.ci_access {
-        CiAccess::WebIdentity => (args.ci_role_name.as_str(), ""),
-        CiAccess::AccessKey => ("", args.ci_access_key_secret_name.as_str()),
+    let (ci_access, ci_secret) = match args.ci_access {
+        CiAccess::WebIdentity => ("WebIdentity", ""),
+        CiAccess::AccessKey => ("AccessKey", args.ci_access_key_secret_name.as_str()),
     };
+    // IAM names an OIDC provider by its issuer URL without the scheme.
+    let url = args.gitlab_server_url.as_str();
+    let oidc_provider = url.split_once("://").map_or(url, |(_, rest)| rest);
     let settings = [
         ("Artifacts", "Bucket", args.bucket.as_str()),
         ("Artifacts", "CheckinCodeKey", key_of(checkin)?),
@@ -416,9 +419,10 @@ fn render_template(
         ("Artifacts", "BuildSeedcodeSha256", sha256_of(build)?),
         ("Artifacts", "DeploySeedcodeSha256", sha256_of(deploy)?),
         ("Artifacts", "LambdaArchitecture", architecture),
-        ("GitLab", "ServerUrl", args.gitlab_server_url.as_str()),
+        ("GitLab", "ServerUrl", url),
         ("Access", "GitLabTokenSecretName", args.token_secret_name.as_str()),
-        ("Access", "GitLabCiRoleName", ci_role),
+        ("GitLab", "OidcProvider", oidc_provider),
+        ("Access", "GitLabCiAccess", ci_access),
         ("Access", "GitLabCiAccessKeySecretName", ci_secret),
         ("Access", "GitLabCaBundleSecretName", args.gitlab_ca_bundle_secret_name.as_str()),
         ("Alarms", "NotificationTopicArn", args.alarm_topic_arn.as_str()),

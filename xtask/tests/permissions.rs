@@ -23,6 +23,12 @@ const ACCOUNT: &str = "123456789012";
 const PROJECT_NAME: &str = "Churn";
 const PROJECT_ID: &str = "p-abcdef123456";
 const ARTIFACT_BUCKET: &str = "sagemaker-gitlab-project-123456789012-eu-west-1";
+const BUILD_PATH: &str = "ml/churn-team/model-build-p-abcdef123456";
+const DEPLOY_PATH: &str = "ml/churn-team/model-deploy-p-abcdef123456";
+
+fn ci_role_name(project_id: &str) -> String {
+    format!("sagemaker-{project_id}-gitlab-ci")
+}
 
 /// Why a schema permission is not needed here.
 enum Moot {
@@ -123,6 +129,14 @@ const WAIVERS: &[(&str, &str, Moot)] = &[
     ("AWS::Lambda::Function", "lambda:PassCapacityProvider", Moot::Without(&["CapacityProviderConfig"])),
     ("AWS::Lambda::Function", "lambda:PublishVersion", Moot::Without(&["SnapStart", "PublishToLatestPublished"])),
     ("AWS::Lambda::Function", "lambda:AssociateRuntimeAlias", Moot::Without(&["RuntimeAlias"])),
+    // AWS::IAM::Role (the project's CI role): inline policies only, and a boundary for good.
+    ("AWS::IAM::Role", "iam:AttachRolePolicy", Moot::Without(&["ManagedPolicyArns"])),
+    ("AWS::IAM::Role", "iam:DetachRolePolicy", Moot::Without(&["ManagedPolicyArns"])),
+    (
+        "AWS::IAM::Role",
+        "iam:DeleteRolePermissionsBoundary",
+        Moot::Because("the CI role keeps its boundary for good: no launch may take it off"),
+    ),
     // AWS::Events::Rule: its one target is a Lambda function, invoked without a role.
     (
         "AWS::Events::Rule",
@@ -174,19 +188,36 @@ fn schemas() -> BTreeMap<String, BTreeSet<String>> {
         .collect()
 }
 
-fn bootstrap() -> Stack {
+const OIDC_PROVIDER: &str = "arn:aws:iam::123456789012:oidc-provider/gitlab.com";
+const CI_BOUNDARY: &str = "arn:aws:iam::123456789012:policy/sagemaker-gitlab-project-ci-boundary";
+const TEMPLATE_REPOSITORY: &str = "platform/sagemaker-gitlab-template";
+
+/// `cfn/bootstrap.yml` as deployed with GitLab CI publishing from `TEMPLATE_REPOSITORY` and,
+/// if given, a person publishing by hand.
+fn bootstrap_with(publisher_principal: &str) -> Stack {
     let text = common::read_repo_file(xtask::template::BOOTSTRAP_TEMPLATE);
-    let refs = [("GitLabGroupPath", "ml"), ("ArtifactBucket", ARTIFACT_BUCKET)];
+    let refs = [
+        ("TemplateProjectPath", TEMPLATE_REPOSITORY),
+        ("PublisherPrincipalArn", publisher_principal),
+        ("ArtifactBucket", ARTIFACT_BUCKET),
+        ("GitLabOidcProvider", OIDC_PROVIDER),
+        ("CiBoundary", CI_BOUNDARY),
+    ];
     let mut stack = Stack::new(&text, REGION, ACCOUNT, &refs).unwrap();
     stack.set_attribute("ArtifactBucket", "Arn", &format!("arn:aws:s3:::{ARTIFACT_BUCKET}"));
     for (resource, name) in [
         ("CheckinRole", "sagemaker-gitlab-project-checkin"),
         ("TriggerRole", "sagemaker-gitlab-project-trigger"),
         ("LaunchRole", "sagemaker-gitlab-project-launch"),
+        ("PublisherRole", "sagemaker-gitlab-project-publisher"),
     ] {
         stack.set_attribute(resource, "Arn", &role_arn(name));
     }
     stack
+}
+
+fn bootstrap() -> Stack {
+    bootstrap_with("")
 }
 
 /// The project template as publish renders it, for a sample project, with the names and
@@ -236,6 +267,9 @@ fn project() -> Stack {
         ("SeedCodeCheckin", "DeployProjectCloneUrl", "https://gitlab.com/ml/deploy.git".into()),
         ("SeedCodeCheckin", "DeployProjectId", "42".into()),
         ("SeedCodeCheckin", "DeployProjectPath", "ml/deploy".into()),
+        ("GitLabProjectPaths", "BuildProjectPath", BUILD_PATH.into()),
+        ("GitLabProjectPaths", "DeployProjectPath", DEPLOY_PATH.into()),
+        ("CiRole", "Arn", role_arn(&ci_role_name(PROJECT_ID))),
     ];
     for (resource, attribute, value) in attributes {
         stack.set_attribute(resource, attribute, &value);
@@ -277,6 +311,7 @@ fn own_arn(kind: &str, properties: &Json) -> String {
         }
         "AWS::Events::Rule" => arn("events", &format!("rule/{}", text(properties, &["Name"]))),
         "AWS::CloudWatch::Alarm" => arn("cloudwatch", &format!("alarm:{}", text(properties, &["AlarmName"]))),
+        "AWS::IAM::Role" => role_arn(&text(properties, &["RoleName"])),
         other => panic!("the proof does not know the ARN of a {other}: add it"),
     }
 }
@@ -294,6 +329,19 @@ fn request_for(principal: &str, kind: &str, properties: &Json, action: &str) -> 
                 text(properties, &["Code", "S3Key"])
             );
             Request::new(principal, action, &object).with("aws:SecureTransport", &["true"])
+        }
+        // IAM: these actions carry the boundary the role has, or is to have, as iam:PermissionsBoundary.
+        (
+            "AWS::IAM::Role",
+            "iam:CreateRole"
+            | "iam:PutRolePolicy"
+            | "iam:DeleteRolePolicy"
+            | "iam:PutRolePermissionsBoundary"
+            | "iam:AttachRolePolicy"
+            | "iam:DetachRolePolicy",
+        ) => {
+            let boundary = properties["PermissionsBoundary"].as_str().unwrap_or_default();
+            Request::new(principal, action, &own_arn(kind, properties)).with("iam:PermissionsBoundary", &[boundary])
         }
         _ => Request::new(principal, action, &own_arn(kind, properties)).with("aws:SecureTransport", &["true"]),
     }
@@ -405,4 +453,300 @@ fn service_catalogs_template_copy_is_readable_and_nothing_else_outside_the_artif
     );
     let untagged = Request::new(&launch_role, "s3:GetObject", "arn:aws:s3:::someone-elses-bucket/secret.csv");
     assert_eq!(iam::evaluate(&policies, &untagged), Decision::ImplicitlyDenied);
+}
+
+/// The inline policy documents of role `resource` in `stack`.
+fn inline_policies(stack: &Stack, resource: &str) -> Vec<Json> {
+    let policies = json(stack.property(resource, &["Policies"]).unwrap());
+    policies.as_array().unwrap().iter().map(|p| p["PolicyDocument"].clone()).collect()
+}
+
+/// A trust policy written as JSON text, as both templates write those with GitLab's claims.
+fn trust_policy(stack: &Stack, resource: &str) -> Json {
+    let text = stack.property(resource, &["AssumeRolePolicyDocument"]).unwrap();
+    serde_json::from_str(text.as_str().unwrap()).unwrap()
+}
+
+/// A GitLab CI job of `project_path` on `ref_type`/`reference` asking to assume `role`, with the
+/// claims GitLab puts into its id_token (GitLab docs, "OpenID Connect (OIDC) Authentication
+/// Using ID Tokens": sub is project_path:{group}/{project}:ref_type:{type}:ref:{branch_name}).
+fn gitlab_job(role: &str, provider: &str, aud: &str, project_path: &str, ref_type: &str, reference: &str) -> Request {
+    let sub = format!("project_path:{project_path}:ref_type:{ref_type}:ref:{reference}");
+    Request::new(&format!("federated:{provider}"), "sts:AssumeRoleWithWebIdentity", role)
+        .with("gitlab.com:aud", &[aud])
+        .with("gitlab.com:sub", &[&sub])
+}
+
+#[test]
+fn only_main_of_this_projects_two_repositories_may_assume_its_ci_role() {
+    let project = project();
+    let trust = trust_policy(&project, "CiRole");
+    let policies = Policies { identity: vec![], resource: Some(&trust), boundary: None };
+    let role = role_arn(&ci_role_name(PROJECT_ID));
+    let aud = "https://gitlab.com";
+    let job =
+        |path: &str, ref_type: &str, reference: &str| gitlab_job(&role, OIDC_PROVIDER, aud, path, ref_type, reference);
+    for path in [BUILD_PATH, DEPLOY_PATH] {
+        assert_eq!(iam::evaluate(&policies, &job(path, "branch", "main")), Decision::Allowed, "{path} on main");
+    }
+    let attacks = [
+        ("a feature branch of the build project", job(BUILD_PATH, "branch", "feature")),
+        ("a branch named like a tag", job(BUILD_PATH, "tag", "main")),
+        ("another project of the same group", job("ml/churn-team/model-build-p-zzzzzzzzzzzz", "branch", "main")),
+        ("a project whose path starts like this one's", job(&format!("{BUILD_PATH}-fork"), "branch", "main")),
+        ("the same project name in another namespace", job("mallory/model-build-p-abcdef123456", "branch", "main")),
+        (
+            "a token for another audience",
+            gitlab_job(&role, OIDC_PROVIDER, "sts.amazonaws.com", BUILD_PATH, "branch", "main"),
+        ),
+        (
+            "another identity provider",
+            gitlab_job(
+                &role,
+                "arn:aws:iam::123456789012:oidc-provider/gitlab.mallory.example",
+                aud,
+                BUILD_PATH,
+                "branch",
+                "main",
+            ),
+        ),
+    ];
+    for (attack, request) in attacks {
+        assert_eq!(iam::evaluate(&policies, &request), Decision::ImplicitlyDenied, "{attack} assumed the CI role");
+    }
+}
+
+#[test]
+fn a_projects_ci_role_reaches_its_own_resources_and_no_other_projects() {
+    let project = project();
+    let bootstrap = bootstrap();
+    let identity = inline_policies(&project, "CiRole");
+    let boundary = json(bootstrap.property("CiBoundary", &["PolicyDocument"]).unwrap());
+    let policies = Policies { identity: identity.iter().collect(), resource: None, boundary: Some(&boundary) };
+    let role = role_arn(&ci_role_name(PROJECT_ID));
+    let other = "p-zzzzzzzzzzzz";
+    let sagemaker = |rest: &str| arn("sagemaker", rest);
+    let own = [
+        ("sagemaker:StartPipelineExecution", sagemaker(&format!("pipeline/churn-{PROJECT_ID}"))),
+        ("sagemaker:DescribePipelineExecution", sagemaker(&format!("pipeline/churn-{PROJECT_ID}/execution/x1"))),
+        ("sagemaker:ListModelPackages", sagemaker(&format!("model-package-group/churn-{PROJECT_ID}"))),
+        ("sagemaker:DescribeModelPackage", sagemaker(&format!("model-package/churn-{PROJECT_ID}/3"))),
+        ("sagemaker:InvokeEndpoint", sagemaker(&format!("endpoint/churn-{PROJECT_ID}-staging"))),
+        (
+            "cloudformation:UpdateStack",
+            arn("cloudformation", &format!("stack/sagemaker-Churn-{PROJECT_ID}-production/0a1b")),
+        ),
+        ("s3:PutObject", format!("arn:aws:s3:::sagemaker-project-{PROJECT_ID}/input/data.csv")),
+    ];
+    for (action, resource) in own {
+        let request = Request::new(&role, action, &resource);
+        assert_eq!(iam::evaluate(&policies, &request), Decision::Allowed, "{action} on {resource}");
+    }
+    let others = [
+        ("sagemaker:UpdatePipeline", sagemaker(&format!("pipeline/churn-{other}"))),
+        ("sagemaker:DescribeModelPackage", sagemaker(&format!("model-package/fraud-{other}/1"))),
+        ("sagemaker:DeleteEndpoint", sagemaker(&format!("endpoint/fraud-{other}-production"))),
+        ("cloudformation:DeleteStack", arn("cloudformation", &format!("stack/sagemaker-fraud-{other}-production/9f"))),
+        ("s3:GetObject", format!("arn:aws:s3:::sagemaker-project-{other}/model.tar.gz")),
+        ("s3:PutObject", format!("arn:aws:s3:::{ARTIFACT_BUCKET}/artifacts/lambda-seedcode-checkin-gitlab.zip")),
+        ("iam:PassRole", role_arn("sagemaker-gitlab-project-launch")),
+    ];
+    for (action, resource) in others {
+        let request = Request::new(&role, action, &resource);
+        assert_eq!(iam::evaluate(&policies, &request), Decision::ImplicitlyDenied, "{action} on {resource}");
+    }
+    // Models and endpoint configs get names from CloudFormation: their project tag decides.
+    let model = sagemaker("model/model-a1b2c3");
+    let tagged = |key: &str, id: &str| Request::new(&role, "sagemaker:DeleteModel", &model).with(key, &[id]);
+    assert_eq!(
+        iam::evaluate(&policies, &tagged("aws:ResourceTag/sagemaker:project-id", PROJECT_ID)),
+        Decision::Allowed
+    );
+    assert_eq!(
+        iam::evaluate(&policies, &tagged("aws:ResourceTag/sagemaker:project-id", other)),
+        Decision::ImplicitlyDenied,
+        "another project's model"
+    );
+    let untagged = Request::new(&role, "sagemaker:CreateModel", &model);
+    assert_eq!(iam::evaluate(&policies, &untagged), Decision::ImplicitlyDenied, "a model without the project's tag");
+}
+
+/// What `seedcode/model-deploy/endpoint.yml` holds, deployed by the CI role as the deploy job
+/// does (`deploy/stack.py`: no CloudFormation service role, so CloudFormation's handlers run with
+/// the job's credentials): every handler permission is allowed by the role within its boundary.
+#[test]
+fn the_ci_role_may_deploy_every_resource_of_the_endpoint_stack() {
+    let project = project();
+    let bootstrap = bootstrap();
+    let identity = inline_policies(&project, "CiRole");
+    let boundary = json(bootstrap.property("CiBoundary", &["PolicyDocument"]).unwrap());
+    let policies = Policies { identity: identity.iter().collect(), resource: None, boundary: Some(&boundary) };
+    let role = role_arn(&ci_role_name(PROJECT_ID));
+    let execution_role = role_arn("service-role/AmazonSageMakerServiceCatalogProductsUseRole");
+    let package = arn("sagemaker", &format!("model-package/churn-{PROJECT_ID}/3"));
+    let parameters = [
+        ("ProjectName", PROJECT_NAME),
+        ("ProjectId", PROJECT_ID),
+        ("StageName", "staging"),
+        ("ModelPackageArn", package.as_str()),
+        ("ModelExecutionRoleArn", execution_role.as_str()),
+        ("Model", "model-a1b2c3"),
+        ("EndpointConfig", "endpointconfig-d4e5f6"),
+    ];
+    let template = common::read_repo_file("seedcode/model-deploy/endpoint.yml");
+    let mut stack = Stack::new(&template, REGION, ACCOUNT, &parameters).unwrap();
+    stack.set_attribute("Model", "ModelName", "model-a1b2c3");
+    stack.set_attribute("EndpointConfig", "EndpointConfigName", "endpointconfig-d4e5f6");
+    let schemas = schemas();
+    let generated = [
+        ("AWS::SageMaker::Model", "model/model-a1b2c3"),
+        ("AWS::SageMaker::EndpointConfig", "endpoint-config/endpointconfig-d4e5f6"),
+    ];
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for (resource, kind) in stack.resources().unwrap() {
+        let properties = json(stack.property(&resource, &[]).unwrap());
+        let own = match generated.iter().find(|(k, _)| *k == kind) {
+            Some((_, rest)) => arn("sagemaker", rest),
+            None => {
+                arn("sagemaker", &format!("endpoint/{}", text(&properties, &["EndpointName"]).to_ascii_lowercase()))
+            }
+        };
+        let tags: Vec<(String, String)> = properties["Tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| (t["Key"].as_str().unwrap().to_owned(), t["Value"].as_str().unwrap().to_owned()))
+            .collect();
+        for action in &schemas[&kind] {
+            let moot = match action.as_str() {
+                "kms:DescribeKey" => properties.get("KmsKeyId").is_none(),
+                // Tags are the same on every update: the stage's tags never change.
+                "sagemaker:DeleteTags" => true,
+                _ => false,
+            };
+            if moot {
+                continue;
+            }
+            let mut request = match action.as_str() {
+                "iam:PassRole" if kind == "AWS::SageMaker::EndpointConfig" => continue,
+                "iam:PassRole" => Request::new(&role, action, &text(&properties, &["ExecutionRoleArn"]))
+                    .with("iam:PassedToService", &["sagemaker.amazonaws.com"]),
+                _ => Request::new(&role, action, &own),
+            };
+            // The create call carries the tags; every later call finds them on the resource.
+            for (key, value) in &tags {
+                request = request
+                    .with(&format!("aws:RequestTag/{key}"), &[value])
+                    .with(&format!("aws:ResourceTag/{key}"), &[value]);
+            }
+            checked += 1;
+            match iam::evaluate(&policies, &request) {
+                Decision::Allowed => {}
+                denied => failures.push(format!("{resource} ({kind}): {action} on {} is {denied:?}", request.resource)),
+            }
+        }
+    }
+    let stack_arn = arn("cloudformation", &format!("stack/sagemaker-{PROJECT_NAME}-{PROJECT_ID}-staging/0a1b"));
+    for action in ["CreateStack", "UpdateStack", "DeleteStack", "DescribeStacks", "DescribeStackEvents"] {
+        let action = format!("cloudformation:{action}");
+        checked += 1;
+        if iam::evaluate(&policies, &Request::new(&role, &action, &stack_arn)) != Decision::Allowed {
+            failures.push(format!("{action} on {stack_arn}"));
+        }
+    }
+    assert!(checked > 15, "only {checked} permissions checked");
+    assert!(failures.is_empty(), "role {role} misses:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn only_the_publisher_role_writes_the_artifact_bucket() {
+    let bootstrap = bootstrap();
+    let bucket_policy = json(bootstrap.property("ArtifactBucketPolicy", &["PolicyDocument"]).unwrap());
+    let object = format!("arn:aws:s3:::{ARTIFACT_BUCKET}/artifacts/lambda-seedcode-checkin-gitlab.zip");
+    // AmazonSageMakerFullAccess lets a Studio role write any bucket named *sagemaker*.
+    let studio_policy = serde_json::json!({"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Action": ["s3:PutObject", "s3:DeleteObject", "s3:GetObject"],
+        "Resource": ["arn:aws:s3:::*SageMaker*", "arn:aws:s3:::*Sagemaker*", "arn:aws:s3:::*sagemaker*"]}]});
+    let studio = role_arn("service-role/AmazonSageMaker-ExecutionRole-20261127");
+    let as_studio = Policies { identity: vec![&studio_policy], resource: Some(&bucket_policy), boundary: None };
+    for action in ["s3:PutObject", "s3:DeleteObject"] {
+        let request = Request::new(&studio, action, &object).with("aws:SecureTransport", &["true"]);
+        assert_eq!(
+            iam::evaluate(&as_studio, &request),
+            Decision::ExplicitlyDenied("OnlyThePublisherWrites".into()),
+            "a Studio role could {action} the checkin's code"
+        );
+    }
+    let publisher = role_arn("sagemaker-gitlab-project-publisher");
+    let identity = inline_policies(&bootstrap, "PublisherRole");
+    let as_publisher = Policies { identity: identity.iter().collect(), resource: Some(&bucket_policy), boundary: None };
+    let upload = Request::new(&publisher, "s3:PutObject", &object).with("aws:SecureTransport", &["true"]);
+    assert_eq!(iam::evaluate(&as_publisher, &upload), Decision::Allowed);
+    let plain_http = Request::new(&publisher, "s3:PutObject", &object).with("aws:SecureTransport", &["false"]);
+    assert_eq!(iam::evaluate(&as_publisher, &plain_http), Decision::ExplicitlyDenied("DenyInsecureTransport".into()));
+}
+
+#[test]
+fn the_publisher_role_is_assumed_only_from_the_default_branch_and_release_tags_of_this_repository() {
+    let person = role_arn("platform-admin");
+    for by_hand in ["", person.as_str()] {
+        let bootstrap = bootstrap_with(by_hand);
+        let trust = trust_policy(&bootstrap, "PublisherRole");
+        let policies = Policies { identity: vec![], resource: Some(&trust), boundary: None };
+        let role = role_arn("sagemaker-gitlab-project-publisher");
+        let aud = "https://gitlab.com";
+        let job = |path: &str, ref_type: &str, reference: &str| {
+            gitlab_job(&role, OIDC_PROVIDER, aud, path, ref_type, reference)
+        };
+        for (ref_type, reference) in [("branch", "main"), ("tag", "v1.4.0")] {
+            let request = job(TEMPLATE_REPOSITORY, ref_type, reference);
+            assert_eq!(iam::evaluate(&policies, &request), Decision::Allowed, "{ref_type} {reference}");
+        }
+        for (attack, request) in [
+            ("a feature branch", job(TEMPLATE_REPOSITORY, "branch", "feature")),
+            ("a tag outside the release pattern", job(TEMPLATE_REPOSITORY, "tag", "nightly")),
+            ("a data scientist's project", job(BUILD_PATH, "branch", "main")),
+            ("a fork", job("mallory/sagemaker-gitlab-template", "tag", "v1.4.0")),
+        ] {
+            assert_eq!(iam::evaluate(&policies, &request), Decision::ImplicitlyDenied, "{attack} may publish");
+        }
+        let assume = Request::new(&person, "sts:AssumeRole", &role);
+        let expected = if by_hand.is_empty() { Decision::ImplicitlyDenied } else { Decision::Allowed };
+        assert_eq!(iam::evaluate(&policies, &assume), expected, "PublisherPrincipalArn={by_hand:?}");
+    }
+}
+
+#[test]
+fn the_launch_role_can_make_ci_roles_only_under_the_boundary() {
+    let bootstrap = bootstrap();
+    let identity = inline_policies(&bootstrap, "LaunchRole");
+    let policies = Policies { identity: identity.iter().collect(), resource: None, boundary: None };
+    let launch = role_arn("sagemaker-gitlab-project-launch");
+    let ci_role = role_arn(&ci_role_name(PROJECT_ID));
+    let create = |role: &str, boundary: Option<&str>| {
+        let request = Request::new(&launch, "iam:CreateRole", role);
+        match boundary {
+            Some(boundary) => request.with("iam:PermissionsBoundary", &[boundary]),
+            None => request,
+        }
+    };
+    assert_eq!(iam::evaluate(&policies, &create(&ci_role, Some(CI_BOUNDARY))), Decision::Allowed);
+    let admin = "arn:aws:iam::aws:policy/AdministratorAccess";
+    for (attack, request) in [
+        ("a CI role without a boundary", create(&ci_role, None)),
+        ("a CI role bounded by AdministratorAccess", create(&ci_role, Some(admin))),
+        ("a role of another name", create(&role_arn("sagemaker-admin"), Some(CI_BOUNDARY))),
+        (
+            "taking the boundary off",
+            Request::new(&launch, "iam:DeleteRolePermissionsBoundary", &ci_role)
+                .with("iam:PermissionsBoundary", &[CI_BOUNDARY]),
+        ),
+        (
+            "attaching a managed policy",
+            Request::new(&launch, "iam:AttachRolePolicy", &ci_role).with("iam:PermissionsBoundary", &[admin]),
+        ),
+    ] {
+        assert_eq!(iam::evaluate(&policies, &request), Decision::ImplicitlyDenied, "the launch role allows {attack}");
+    }
 }

@@ -160,6 +160,9 @@ async fn first_publish_creates_the_product_and_every_referenced_object_exists() 
     assert_eq!(artifacts["Bucket"], stand.bucket.as_str());
     // The platform team's GitLab, not a Studio form field.
     assert_eq!(template["Mappings"]["Publish"]["GitLab"]["ServerUrl"], "https://gitlab.internal.example/gitlab");
+    // Each project's CI role trusts the IAM OIDC provider named after that server's issuer URL.
+    assert_eq!(template["Mappings"]["Publish"]["GitLab"]["OidcProvider"], "gitlab.internal.example/gitlab");
+    assert_eq!(template["Mappings"]["Publish"]["Access"]["GitLabCiAccess"], "WebIdentity");
     // Each Lambda's code is pinned to the object version publish uploaded.
     for (key_slot, version_slot) in [("CheckinCodeKey", "CheckinCodeVersion"), ("TriggerCodeKey", "TriggerCodeVersion")]
     {

@@ -38,10 +38,13 @@ fn the_endpoint_template_passes_cfn_lint() {
 }
 
 /// Each repository needs its own copy (they are separate GitLab projects); they must not drift.
+/// (Only model-build's tests exercise them.)
 #[test]
 fn both_seed_repos_get_aws_credentials_the_same_way() {
-    let [build, deploy] = SEED_REPOS.map(|repo| std::fs::read(seed_repo(repo).join("ci/aws-credentials.sh")).unwrap());
-    assert!(build == deploy, "seedcode/*/ci/aws-credentials.sh differ: change both");
+    for file in ["ci/aws-credentials.sh", "ci/wait_for_role.py"] {
+        let [build, deploy] = SEED_REPOS.map(|repo| std::fs::read(seed_repo(repo).join(file)).unwrap());
+        assert!(build == deploy, "seedcode/*/{file} differ: change both");
+    }
 }
 
 /// The deploy's staging test sends its sample rows to a model the build trained: they must be

@@ -23,7 +23,7 @@ fn rendered_project() -> String {
         ("Artifacts", "BuildSeedcodeKey", "gitlab/artifacts/3c4d/mlops-gitlab-project-seedcode-model-build.zip"),
         ("Artifacts", "DeploySeedcodeKey", "gitlab/artifacts/5e6f/mlops-gitlab-project-seedcode-model-deploy.zip"),
         ("Artifacts", "LambdaArchitecture", "x86_64"),
-        ("Access", "GitLabCiRoleName", ""),
+        ("Access", "GitLabCiAccess", "AccessKey"),
         ("Access", "GitLabCiAccessKeySecretName", "sagemaker-gitlab-project/ci-access-key"),
     ];
     render(&read_repo_file(PROJECT_TEMPLATE), &settings).unwrap()
@@ -268,11 +268,15 @@ fn an_existing_gitlab_oidc_provider_is_reused_not_created_again() {
     let existing = "arn:aws:iam::123456789012:oidc-provider/gitlab.com";
     let created = "arn:aws:iam::123456789012:oidc-provider/gitlab.com-created-by-this-stack";
     for (given, trusted, creates) in [("", created, true), (existing, existing, false)] {
-        let refs = [("GitLabGroupPath", "ml"), ("GitLabOidcProviderArn", given), ("GitLabOidcProvider", created)];
+        let refs = [
+            ("TemplateProjectPath", "platform/template"),
+            ("GitLabOidcProviderArn", given),
+            ("GitLabOidcProvider", created),
+        ];
         let stack = xtask::cfn::Stack::new(&text, "eu-west-1", "123456789012", &refs).unwrap();
         let kinds: Vec<String> = stack.resources().unwrap().into_iter().map(|(_, kind)| kind).collect();
         assert_eq!(kinds.iter().any(|k| k == "AWS::IAM::OIDCProvider"), creates, "GitLabOidcProviderArn={given:?}");
-        let trust = stack.property("GitLabCiRole", &["AssumeRolePolicyDocument"]).unwrap();
+        let trust = stack.property("PublisherRole", &["AssumeRolePolicyDocument"]).unwrap();
         let trust: serde_json::Value = serde_json::from_str(trust.as_str().unwrap()).unwrap();
         assert_eq!(trust["Statement"][0]["Principal"]["Federated"], trusted, "GitLabOidcProviderArn={given:?}");
     }

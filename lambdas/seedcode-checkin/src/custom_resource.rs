@@ -20,6 +20,9 @@ pub struct Request {
     pub response_url: String,
     pub stack_id: String,
     pub logical_resource_id: String,
+    /// Which of the template's custom resources this is (`Custom::...`).
+    #[serde(default)]
+    pub resource_type: String,
     #[serde(default)]
     pub physical_resource_id: Option<String>,
 }
@@ -39,6 +42,7 @@ impl std::fmt::Debug for Request {
             .field("response_url", &"<redacted>")
             .field("stack_id", &self.stack_id)
             .field("logical_resource_id", &self.logical_resource_id)
+            .field("resource_type", &self.resource_type)
             .field("physical_resource_id", &self.physical_resource_id)
             .finish()
     }

@@ -1,6 +1,8 @@
-//! The seedcode checkin custom resource: on Create (and Update) it brings the model build and
-//! model deploy GitLab projects to their seeded state; on Delete it keeps them. Whatever
-//! happens, CloudFormation gets exactly one answer before the Lambda's deadline.
+//! The seedcode checkin custom resources. `Custom::GitLabProjectPaths` answers where the model
+//! build and model deploy GitLab projects will live, so that the project template can make the
+//! CI role trusting exactly those two before any pipeline runs; `Custom::SeedCodeCheckin` then
+//! brings both projects to their seeded state on Create (and Update). On Delete both keep the
+//! projects. Whatever happens, CloudFormation gets exactly one answer before the deadline.
 
 pub mod config;
 pub mod custom_resource;
@@ -13,7 +15,7 @@ use std::time::Instant;
 
 use aws_sdk_s3::error::ProvideErrorMetadata;
 use lambda_common::FunctionArn;
-use lambda_common::gitlab::Variable;
+use lambda_common::gitlab::{GitLab, Variable};
 use lambda_common::retry::RetryPolicy;
 use lambda_common::secrets;
 use lambda_runtime::{Error, LambdaEvent};
@@ -22,7 +24,10 @@ use serde_json::Value;
 
 use crate::config::{CiCredentials, Config};
 use crate::custom_resource::{Done, Request};
-use crate::provision::{Provisioned, Repository, provision};
+use crate::provision::{Provisioned, Repository, namespace_path, provision};
+
+/// The custom resource type that reports the two projects' paths (`cfn/project.yml`).
+pub const PROJECT_PATHS_RESOURCE: &str = "Custom::GitLabProjectPaths";
 
 /// What the handler needs, made once per execution environment.
 pub struct Deps {
@@ -73,7 +78,8 @@ pub async fn handle(deps: Arc<Deps>, event: LambdaEvent<Value>) -> Result<(), Er
         "custom resource request"
     );
     let deadline = lambda_common::deadline_instant(event.context.deadline);
-    let physical_id = request.physical_resource_id.clone().unwrap_or_else(|| physical_resource_id(&deps.config));
+    let physical_id =
+        request.physical_resource_id.clone().unwrap_or_else(|| physical_resource_id(&request, &deps.config));
     let work = run(
         deps.clone(),
         request.clone(),
@@ -84,15 +90,18 @@ pub async fn handle(deps: Arc<Deps>, event: LambdaEvent<Value>) -> Result<(), Er
 }
 
 /// Stable across retries and updates: one SageMaker project, one pair of repositories.
-fn physical_resource_id(config: &Result<Config, String>) -> String {
+fn physical_resource_id(request: &Request, config: &Result<Config, String>) -> String {
+    let kind = if request.resource_type == PROJECT_PATHS_RESOURCE { "gitlab-project-paths" } else { "gitlab-projects" };
     match config {
-        Ok(config) => format!("gitlab-projects-{}", config.project_id),
-        Err(_) => "gitlab-projects-unconfigured".into(),
+        Ok(config) => format!("{kind}-{}", config.project_id),
+        Err(_) => format!("{kind}-unconfigured"),
     }
 }
 
 async fn run(deps: Arc<Deps>, request: Request, function_arn: String, deadline: Instant) -> Result<Done, String> {
+    let paths_only = request.resource_type == PROJECT_PATHS_RESOURCE;
     match request.request_type.as_str() {
+        "Create" | "Update" if paths_only => project_paths(&deps, deadline).await,
         "Create" | "Update" => converge(&deps, &function_arn, deadline).await,
         "Delete" => {
             tracing::info!(
@@ -105,25 +114,40 @@ async fn run(deps: Arc<Deps>, request: Request, function_arn: String, deadline: 
     }
 }
 
+/// The GitLab client, once the token is known to work, and a warning about the token if any: a
+/// token that cannot work fails Create before anything is made in GitLab.
+async fn connect(deps: &Deps, config: &Config, deadline: Instant) -> Result<(GitLab, Option<String>), String> {
+    let secret = config.ca_bundle_secret.as_deref();
+    let gitlab = lambda_common::gitlab_client(&deps.secrets, &config.gitlab_url, &config.token_secret, secret)
+        .await?
+        .with_retry(deps.gitlab_retry)
+        .with_deadline(deadline);
+    let warning = gitlab.check_token().await?;
+    Ok((gitlab, warning))
+}
+
+/// Where the two projects will be (or are): the namespace's full path and each project's path.
+/// The CI role's trust policy names exactly these, so it exists before the seed commit starts
+/// the first pipeline.
+async fn project_paths(deps: &Deps, deadline: Instant) -> Result<Done, String> {
+    let config = deps.config.as_ref().map_err(Clone::clone)?;
+    let (gitlab, _) = connect(deps, config, deadline).await?;
+    let namespace = namespace_path(&gitlab, config.group_id).await?;
+    let mut data = BTreeMap::new();
+    for (prefix, repository) in [("Build", &config.build_repository), ("Deploy", &config.deploy_repository)] {
+        data.insert(format!("{prefix}ProjectPath"), format!("{namespace}/{}", config.project_path(repository)));
+    }
+    Ok(Done { reason: format!("GitLab projects go into namespace {namespace}"), data })
+}
+
 async fn converge(deps: &Deps, function_arn: &str, deadline: Instant) -> Result<Done, String> {
     let config = deps.config.as_ref().map_err(Clone::clone)?;
     let arn = FunctionArn::parse(function_arn)?;
 
-    // A token that cannot work fails Create before anything is made in GitLab; its check runs
-    // while the seed code downloads.
-    let gitlab_and_token = async {
-        let secret = config.ca_bundle_secret.as_deref();
-        let gitlab = lambda_common::gitlab_client(&deps.secrets, &config.gitlab_url, &config.token_secret, secret)
-            .await?
-            .with_retry(deps.gitlab_retry)
-            .with_deadline(deadline);
-        let warning = gitlab.check_token().await?;
-        Ok::<_, String>((gitlab, warning))
-    };
     // Boxed: the SDK's futures nest deep, and four of them side by side exceed rustc's layout
-    // depth limit in release builds.
+    // depth limit in release builds. The token check runs while the seed code downloads.
     let ((gitlab, token_warning), ci_variables, build_zip, deploy_zip) = tokio::try_join!(
-        Box::pin(gitlab_and_token),
+        Box::pin(connect(deps, config, deadline)),
         ci_access_variables(deps, config),
         download(&deps.s3, &config.seedcode_bucket, &config.build_seedcode_key, &config.build_seedcode_sha256),
         download(&deps.s3, &config.seedcode_bucket, &config.deploy_seedcode_key, &config.deploy_seedcode_sha256),

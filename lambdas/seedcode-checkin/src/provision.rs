@@ -131,6 +131,15 @@ async fn allow_pipeline_variables(gitlab: &GitLab, project: &Project) -> Result<
     Ok(())
 }
 
+/// The full path of the namespace projects are created in: the group's, or, without a group, the
+/// token user's personal namespace, whose path is the username.
+pub async fn namespace_path(gitlab: &GitLab, group_id: Option<u64>) -> Result<String, String> {
+    match group_id {
+        Some(id) => Ok(gitlab.group(id).await.map_err(|e| e.to_string())?.full_path),
+        None => Ok(gitlab.current_user().await.map_err(|e| e.to_string())?.username),
+    }
+}
+
 async fn create_or_adopt(
     gitlab: &GitLab,
     group_id: Option<u64>,
@@ -151,10 +160,7 @@ async fn create_or_adopt(
         Err(err) if err.is_already_taken() => err,
         Err(err) => return Err(err.to_string()),
     };
-    let namespace = match group_id {
-        Some(id) => gitlab.group(id).await.map_err(|e| e.to_string())?.full_path,
-        None => gitlab.current_user().await.map_err(|e| e.to_string())?.username,
-    };
+    let namespace = namespace_path(gitlab, group_id).await?;
     let full_path = format!("{namespace}/{}", repo.path);
     let existing = gitlab.project(&full_path).await.map_err(|e| e.to_string())?.ok_or_else(|| {
         format!("{err}; yet project {full_path} cannot be read with this token: give the token's user access to it, or choose other repository names")

@@ -104,6 +104,35 @@ async fn group_namespace_and_masked_access_keys() {
     assert_secret_free(&lambda_testkit::logs::captured());
 }
 
+/// The CI role trusts the paths this answers before any project exists: they must be the paths
+/// Create then gives the projects, in the personal namespace and in a group.
+#[tokio::test]
+async fn project_paths_are_known_before_the_projects_and_are_theirs() {
+    let mut stand = stand().await;
+    let personal = stand.invoke_project_paths("Create").await;
+    assert_eq!(personal["Status"], "SUCCESS", "{personal}");
+    assert_eq!(personal["PhysicalResourceId"], format!("gitlab-project-paths-{}", stand.project_id));
+    assert!(stand.gitlab.projects().is_empty(), "answering the paths makes nothing");
+    let group = stand.gitlab.add_group("ml/churn-team");
+    stand.env.insert("GITLAB_GROUP_ID".into(), group.to_string());
+    let in_group = stand.invoke_project_paths("Update").await;
+    assert_eq!(in_group["Status"], "SUCCESS", "{in_group}");
+
+    let created = stand.invoke("Create", None).await;
+    assert_eq!(created["Status"], "SUCCESS", "{created}");
+    for prefix in ["Build", "Deploy"] {
+        let key = format!("{prefix}ProjectPath");
+        assert_eq!(in_group["Data"][&key], created["Data"][&key], "{key}");
+        assert!(in_group["Data"][&key].as_str().unwrap().starts_with("ml/churn-team/"));
+    }
+    assert_eq!(personal["Data"]["BuildProjectPath"], stand.build_path());
+    assert_eq!(personal["Data"]["DeployProjectPath"], stand.deploy_path());
+
+    stand.env.insert("GITLAB_GROUP_ID".into(), "999999".into());
+    let unknown = stand.invoke_project_paths("Create").await;
+    assert_failed(&unknown, &["999999"]);
+}
+
 #[tokio::test]
 async fn main_is_protected_where_the_group_does_not_protect_it() {
     let stand = stand().await;

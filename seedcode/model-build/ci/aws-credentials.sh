@@ -12,6 +12,9 @@ if [ -n "${AWS_ROLE_ARN:-}" ]; then
   printf '%s' "$AWS_ID_TOKEN" > "$AWS_WEB_IDENTITY_TOKEN_FILE"
   export AWS_WEB_IDENTITY_TOKEN_FILE
   export AWS_ROLE_SESSION_NAME="gitlab-${CI_PROJECT_ID:-local}-${CI_JOB_ID:-local}"
+  # The first pipeline may start before IAM lets anyone assume the project's new role.
+  AWS_REGION="${AWS_REGION:?AWS_REGION is not set: the SageMaker project sets it as a CI/CD variable}" \
+    python ci/wait_for_role.py || exit 1
 elif [ -z "${AWS_ACCESS_KEY_ID:-}" ] || [ -z "${AWS_SECRET_ACCESS_KEY:-}" ]; then
   echo "error: no AWS credentials: set AWS_ROLE_ARN, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, as CI/CD variables" >&2
   exit 1

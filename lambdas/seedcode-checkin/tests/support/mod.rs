@@ -168,6 +168,14 @@ impl Stand {
             self.invoke_with(self.deps(), self.request(request_type, physical_id), Duration::from_secs(30)).await;
         one_answer(answers)
     }
+
+    /// Invokes the handler as the template's `GitLabProjectPaths` resource.
+    pub async fn invoke_project_paths(&self, request_type: &str) -> Value {
+        let mut request = self.request(request_type, None);
+        request["ResourceType"] = seedcode_checkin::PROJECT_PATHS_RESOURCE.into();
+        request["LogicalResourceId"] = "GitLabProjectPaths".into();
+        one_answer(self.invoke_with(self.deps(), request, Duration::from_secs(30)).await)
+    }
 }
 
 /// Exactly one answer, sent the way S3 pre-signed URLs want it.
