@@ -101,8 +101,9 @@ fn physical_resource_id(request: &Request, config: &Result<Config, String>) -> S
 async fn run(deps: Arc<Deps>, request: Request, function_arn: String, deadline: Instant) -> Result<Done, String> {
     let paths_only = request.resource_type == PROJECT_PATHS_RESOURCE;
     match request.request_type.as_str() {
-        "Create" | "Update" if paths_only => project_paths(&deps, deadline).await,
-        "Create" | "Update" => converge(&deps, &function_arn, deadline).await,
+        // Boxed: side by side, the two futures nest deeper than rustc's layout query allows.
+        "Create" | "Update" if paths_only => Box::pin(project_paths(&deps, deadline)).await,
+        "Create" | "Update" => Box::pin(converge(&deps, &function_arn, deadline)).await,
         "Delete" => {
             tracing::info!(
                 physical_id = request.physical_resource_id,
