@@ -189,7 +189,7 @@ fn schemas() -> BTreeMap<String, BTreeSet<String>> {
 }
 
 const OIDC_PROVIDER: &str = "arn:aws:iam::123456789012:oidc-provider/gitlab.com";
-const CI_BOUNDARY: &str = "arn:aws:iam::123456789012:policy/sagemaker-gitlab-project-ci-boundary";
+const CI_BOUNDARY: &str = "arn:aws:iam::123456789012:policy/sagemaker-gitlab-project-ci-boundary-eu-west-1";
 const TEMPLATE_REPOSITORY: &str = "platform/sagemaker-gitlab-template";
 
 /// `cfn/bootstrap.yml` as deployed with GitLab CI publishing from `TEMPLATE_REPOSITORY` and,
@@ -206,10 +206,10 @@ fn bootstrap_with(publisher_principal: &str) -> Stack {
     let mut stack = Stack::new(&text, REGION, ACCOUNT, &refs).unwrap();
     stack.set_attribute("ArtifactBucket", "Arn", &format!("arn:aws:s3:::{ARTIFACT_BUCKET}"));
     for (resource, name) in [
-        ("CheckinRole", "sagemaker-gitlab-project-checkin"),
-        ("TriggerRole", "sagemaker-gitlab-project-trigger"),
-        ("LaunchRole", "sagemaker-gitlab-project-launch"),
-        ("PublisherRole", "sagemaker-gitlab-project-publisher"),
+        ("CheckinRole", "sagemaker-gitlab-project-checkin-eu-west-1"),
+        ("TriggerRole", "sagemaker-gitlab-project-trigger-eu-west-1"),
+        ("LaunchRole", "sagemaker-gitlab-project-launch-eu-west-1"),
+        ("PublisherRole", "sagemaker-gitlab-project-publisher-eu-west-1"),
     ] {
         stack.set_attribute(resource, "Arn", &role_arn(name));
     }
@@ -384,7 +384,7 @@ impl Proof {
 #[test]
 fn the_launch_role_may_do_everything_each_project_resource_needs() {
     let proof = Proof::new();
-    let launch_role = role_arn("sagemaker-gitlab-project-launch");
+    let launch_role = role_arn("sagemaker-gitlab-project-launch-eu-west-1");
     let identity = proof.launch_role_policies();
     let artifact_bucket_policy = json(proof.bootstrap.property("ArtifactBucketPolicy", &["PolicyDocument"]).unwrap());
     let mut failures = Vec::new();
@@ -440,7 +440,7 @@ fn every_waiver_is_used() {
 #[test]
 fn service_catalogs_template_copy_is_readable_and_nothing_else_outside_the_artifacts() {
     let proof = Proof::new();
-    let launch_role = role_arn("sagemaker-gitlab-project-launch");
+    let launch_role = role_arn("sagemaker-gitlab-project-launch-eu-west-1");
     let identity = proof.launch_role_policies();
     let policies = Policies { identity: identity.iter().collect(), resource: None, boundary: None };
     let copy = "arn:aws:s3:::sc-123456789012-eu-west-1-templates/prod/t.template";
@@ -549,7 +549,7 @@ fn a_projects_ci_role_reaches_its_own_resources_and_no_other_projects() {
         ("cloudformation:DeleteStack", arn("cloudformation", &format!("stack/sagemaker-fraud-{other}-production/9f"))),
         ("s3:GetObject", format!("arn:aws:s3:::sagemaker-project-{other}/model.tar.gz")),
         ("s3:PutObject", format!("arn:aws:s3:::{ARTIFACT_BUCKET}/artifacts/lambda-seedcode-checkin-gitlab.zip")),
-        ("iam:PassRole", role_arn("sagemaker-gitlab-project-launch")),
+        ("iam:PassRole", role_arn("sagemaker-gitlab-project-launch-eu-west-1")),
     ];
     for (action, resource) in others {
         let request = Request::new(&role, action, &resource);
@@ -678,7 +678,7 @@ fn only_the_publisher_role_writes_the_artifact_bucket() {
             "a Studio role could {action} the checkin's code"
         );
     }
-    let publisher = role_arn("sagemaker-gitlab-project-publisher");
+    let publisher = role_arn("sagemaker-gitlab-project-publisher-eu-west-1");
     let identity = inline_policies(&bootstrap, "PublisherRole");
     let as_publisher = Policies { identity: identity.iter().collect(), resource: Some(&bucket_policy), boundary: None };
     let upload = Request::new(&publisher, "s3:PutObject", &object).with("aws:SecureTransport", &["true"]);
@@ -694,7 +694,7 @@ fn the_publisher_role_is_assumed_only_from_the_default_branch_and_release_tags_o
         let bootstrap = bootstrap_with(by_hand);
         let trust = trust_policy(&bootstrap, "PublisherRole");
         let policies = Policies { identity: vec![], resource: Some(&trust), boundary: None };
-        let role = role_arn("sagemaker-gitlab-project-publisher");
+        let role = role_arn("sagemaker-gitlab-project-publisher-eu-west-1");
         let aud = "https://gitlab.com";
         let job = |path: &str, ref_type: &str, reference: &str| {
             gitlab_job(&role, OIDC_PROVIDER, aud, path, ref_type, reference)
@@ -722,7 +722,7 @@ fn the_launch_role_can_make_ci_roles_only_under_the_boundary() {
     let bootstrap = bootstrap();
     let identity = inline_policies(&bootstrap, "LaunchRole");
     let policies = Policies { identity: identity.iter().collect(), resource: None, boundary: None };
-    let launch = role_arn("sagemaker-gitlab-project-launch");
+    let launch = role_arn("sagemaker-gitlab-project-launch-eu-west-1");
     let ci_role = role_arn(&ci_role_name(PROJECT_ID));
     let create = |role: &str, boundary: Option<&str>| {
         let request = Request::new(&launch, "iam:CreateRole", role);

@@ -114,7 +114,7 @@ fn failed(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-const LAUNCH_ROLE: &str = "arn:aws:iam::123456789012:role/sagemaker-gitlab-project-launch";
+const LAUNCH_ROLE: &str = "arn:aws:iam::123456789012:role/sagemaker-gitlab-project-launch-eu-west-1";
 
 /// A new Service Catalog portfolio's ID; `token` keeps a retried call from making two.
 async fn new_portfolio(token: &str) -> String {

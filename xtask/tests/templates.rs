@@ -293,3 +293,37 @@ fn the_functions_ship_the_packaged_zips() {
         assert!(artifacts[key].as_str().unwrap().ends_with(zip), "{key} should name {zip}");
     }
 }
+
+/// IAM names are global to an account, stacks regional: a second region's bootstrap must name
+/// every IAM resource differently, and a project must run as its own region's Lambda roles.
+#[test]
+fn bootstrap_deploys_in_a_second_region_of_the_same_account() {
+    let text = read_repo_file(BOOTSTRAP_TEMPLATE);
+    let iam_names = |region: &str| -> BTreeSet<String> {
+        let refs = [("TemplateProjectPath", "platform/template")];
+        let stack = xtask::cfn::Stack::new(&text, region, "123456789012", &refs).unwrap();
+        let mut names = BTreeSet::new();
+        for (resource, kind) in stack.resources().unwrap() {
+            let field = match kind.as_str() {
+                "AWS::IAM::Role" => "RoleName",
+                "AWS::IAM::User" => "UserName",
+                "AWS::IAM::ManagedPolicy" => "ManagedPolicyName",
+                _ => continue,
+            };
+            let name = stack.property(&resource, &[field]).unwrap();
+            names.insert(name.as_str().unwrap_or_else(|| panic!("{resource} has no {field}")).to_owned());
+        }
+        names
+    };
+    let (first, second) = (iam_names("eu-west-1"), iam_names("us-east-1"));
+    assert!(first.len() >= 5, "{first:?}");
+    let shared: Vec<&String> = first.intersection(&second).collect();
+    assert!(shared.is_empty(), "IAM names both regions' stacks would create: {shared:?}");
+
+    let project = xtask::cfn::Stack::new(&rendered_project(), "us-east-1", "123456789012", &[]).unwrap();
+    for function in ["CheckinFunction", "TriggerFunction"] {
+        let role = project.property(function, &["Role"]).unwrap();
+        let name = role.as_str().unwrap().rsplit('/').next().unwrap().to_owned();
+        assert!(second.contains(&name), "{function} runs as {name}, which us-east-1's bootstrap does not make");
+    }
+}
