@@ -78,8 +78,13 @@ impl Stack {
         for key in path {
             value = value.and_then(|v| v.get(*key));
         }
-        let value = value.with_context(|| format!("the template has no {resource}.Properties.{}", path.join(".")))?;
-        self.resolve(value)
+        let missing = || format!("the template has no {resource}.Properties.{}", path.join("."));
+        let resolved = self.resolve(value.with_context(missing)?)?;
+        // A property that resolves to `AWS::NoValue` is left out, as CloudFormation leaves it.
+        if is_no_value(&resolved) {
+            bail!("{} (it resolves to AWS::NoValue)", missing());
+        }
+        Ok(resolved)
     }
 
     /// A Lambda function's environment variables, resolved to strings.

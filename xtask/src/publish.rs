@@ -223,6 +223,9 @@ async fn publish(args: &flags::Publish, dist: &Path, manifest: &Manifest) -> any
     if let Some(portfolio) = &args.portfolio_id {
         check_portfolio(&aws, portfolio).await?;
     }
+    if args.s3_template {
+        check_s3_template_route(&aws, &args.bucket).await?;
+    }
     let product = find_product(&aws, &args.product_name).await?;
     let in_portfolio = match &args.portfolio_id {
         Some(portfolio) => Some(portfolio_state(&aws, args, portfolio, product.as_deref()).await?),
@@ -673,25 +676,64 @@ async fn put_s3_template(aws: &Aws, args: &flags::Publish, template: &Upload) ->
             anyhow::anyhow!("tagging the S3-based template failed: {}", lambda_common::describe_sdk_error(&err))
         })?;
 
-    let cors = aws.s3.get_bucket_cors().bucket(&args.bucket).send().await;
-    let studio_may_read = cors.as_ref().is_ok_and(|cors| {
-        cors.cors_rules().iter().any(|rule| {
-            rule.allowed_origins().iter().any(|o| o == STUDIO_ORIGIN)
-                && rule.allowed_methods().iter().any(|m| m == "GET")
-        })
-    });
     let location = format!("s3://{}/{}/studio-templates/", args.bucket, args.prefix);
     println!("S3-based template  s3://{}/{key} (tagged {}={})", args.bucket, STUDIO_VISIBILITY.0, STUDIO_VISIBILITY.1);
-    if studio_may_read {
-        println!("  CORS: bucket {} allows GET from {STUDIO_ORIGIN}", args.bucket);
-    } else {
-        println!(
-            "  CORS: bucket {} has no rule allowing GET from {STUDIO_ORIGIN}; Studio cannot read the template until one is added",
-            args.bucket
-        );
-    }
     println!("  tag the Studio domain with sagemaker:projectS3TemplatesLocation={location}");
     Ok(format!("s3://{}/{key}", args.bucket))
+}
+
+/// What Studio needs of the bucket before it can offer an S3-based template (SageMaker developer
+/// guide, S3-based project templates; `cfn/bootstrap.yml` with `S3Templates=Enabled` sets both):
+/// a CORS rule letting Studio's pages GET from it, and a bucket policy letting a Studio role read
+/// the template's tags. Checked before anything is written; each missing piece is named.
+async fn check_s3_template_route(aws: &Aws, bucket: &str) -> anyhow::Result<()> {
+    let mut missing = Vec::new();
+    let cors = aws.s3.get_bucket_cors().bucket(bucket).send().await;
+    let studio_may_get = match &cors {
+        Ok(cors) => cors.cors_rules().iter().any(|rule| {
+            rule.allowed_origins().iter().any(|o| o == STUDIO_ORIGIN)
+                && rule.allowed_methods().iter().any(|m| m == "GET")
+        }),
+        Err(err) if err.code() == Some("NoSuchCORSConfiguration") => false,
+        Err(err) => bail!("cannot read the CORS rules of bucket {bucket}: {}", lambda_common::describe_sdk_error(err)),
+    };
+    if !studio_may_get {
+        missing.push(format!("a CORS rule allowing GET from {STUDIO_ORIGIN}"));
+    }
+    let policy = match aws.s3.get_bucket_policy().bucket(bucket).send().await {
+        Ok(policy) => policy.policy.unwrap_or_default(),
+        Err(err) if err.code() == Some("NoSuchBucketPolicy") => String::new(),
+        Err(err) => bail!("cannot read the policy of bucket {bucket}: {}", lambda_common::describe_sdk_error(&err)),
+    };
+    if !grants_tag_reads(&policy) {
+        missing.push("a bucket policy statement allowing a Studio role s3:GetObjectTagging".to_owned());
+    }
+    if !missing.is_empty() {
+        bail!(
+            "bucket {bucket} is not ready for S3-based templates; it lacks {}: deploy cfn/bootstrap.yml with S3Templates=Enabled and StudioExecutionRoleArn",
+            missing.join(" and ")
+        );
+    }
+    Ok(())
+}
+
+/// Whether a bucket policy has an Allow naming `s3:GetObjectTagging` (or a wildcard covering it).
+fn grants_tag_reads(policy: &str) -> bool {
+    let Ok(policy) = serde_json::from_str::<serde_json::Value>(policy) else { return false };
+    let statements = match &policy["Statement"] {
+        serde_json::Value::Array(list) => list.clone(),
+        single => vec![single.clone()],
+    };
+    statements.iter().filter(|s| s["Effect"] == "Allow").any(|statement| {
+        let actions = match &statement["Action"] {
+            serde_json::Value::String(one) => vec![one.clone()],
+            serde_json::Value::Array(many) => many.iter().filter_map(|a| a.as_str().map(str::to_owned)).collect(),
+            _ => Vec::new(),
+        };
+        actions
+            .iter()
+            .any(|a| matches!(a.to_ascii_lowercase().as_str(), "s3:getobjecttagging" | "s3:getobject*" | "s3:*" | "*"))
+    })
 }
 
 /// Puts `upload`'s bytes at `key`, encrypted, with the SHA-256 S3 verifies them against and a

@@ -6,10 +6,11 @@ use std::process::Command;
 
 use common::{clone_head, clones_target_dir, tools_dir};
 
-const STEPS: [&str; 11] = [
+const STEPS: [&str; 12] = [
     "stand-ins",
     "publish",
     "provision",
+    "checkin project paths",
     "checkin Create",
     "GitLab projects",
     "model-build CI job",

@@ -192,17 +192,17 @@ const OIDC_PROVIDER: &str = "arn:aws:iam::123456789012:oidc-provider/gitlab.com"
 const CI_BOUNDARY: &str = "arn:aws:iam::123456789012:policy/sagemaker-gitlab-project-ci-boundary-eu-west-1";
 const TEMPLATE_REPOSITORY: &str = "platform/sagemaker-gitlab-template";
 
-/// `cfn/bootstrap.yml` as deployed with GitLab CI publishing from `TEMPLATE_REPOSITORY` and,
-/// if given, a person publishing by hand.
-fn bootstrap_with(publisher_principal: &str) -> Stack {
+/// `cfn/bootstrap.yml` as deployed with GitLab CI publishing from `TEMPLATE_REPOSITORY`, and
+/// the `parameters` given.
+fn bootstrap_with(parameters: &[(&str, &str)]) -> Stack {
     let text = common::read_repo_file(xtask::template::BOOTSTRAP_TEMPLATE);
-    let refs = [
+    let mut refs = vec![
         ("TemplateProjectPath", TEMPLATE_REPOSITORY),
-        ("PublisherPrincipalArn", publisher_principal),
         ("ArtifactBucket", ARTIFACT_BUCKET),
         ("GitLabOidcProvider", OIDC_PROVIDER),
         ("CiBoundary", CI_BOUNDARY),
     ];
+    refs.extend_from_slice(parameters);
     let mut stack = Stack::new(&text, REGION, ACCOUNT, &refs).unwrap();
     stack.set_attribute("ArtifactBucket", "Arn", &format!("arn:aws:s3:::{ARTIFACT_BUCKET}"));
     for (resource, name) in [
@@ -217,7 +217,7 @@ fn bootstrap_with(publisher_principal: &str) -> Stack {
 }
 
 fn bootstrap() -> Stack {
-    bootstrap_with("")
+    bootstrap_with(&[])
 }
 
 /// The project template as publish renders it, for a sample project, with the names and
@@ -691,7 +691,7 @@ fn only_the_publisher_role_writes_the_artifact_bucket() {
 fn the_publisher_role_is_assumed_only_from_the_default_branch_and_release_tags_of_this_repository() {
     let person = role_arn("platform-admin");
     for by_hand in ["", person.as_str()] {
-        let bootstrap = bootstrap_with(by_hand);
+        let bootstrap = bootstrap_with(&[("PublisherPrincipalArn", by_hand)]);
         let trust = trust_policy(&bootstrap, "PublisherRole");
         let policies = Policies { identity: vec![], resource: Some(&trust), boundary: None };
         let role = role_arn("sagemaker-gitlab-project-publisher-eu-west-1");
@@ -748,5 +748,52 @@ fn the_launch_role_can_make_ci_roles_only_under_the_boundary() {
         ),
     ] {
         assert_eq!(iam::evaluate(&policies, &request), Decision::ImplicitlyDenied, "the launch role allows {attack}");
+    }
+}
+
+#[test]
+fn studio_reads_s3_templates_only_where_enabled_and_only_the_templates() {
+    let studio = role_arn("service-role/AmazonSageMaker-ExecutionRole-20261127");
+    let template =
+        format!("arn:aws:s3:::{ARTIFACT_BUCKET}/sagemaker-gitlab-project/studio-templates/mlops-with-gitlab.yml");
+    let code = format!(
+        "arn:aws:s3:::{ARTIFACT_BUCKET}/sagemaker-gitlab-project/artifacts/0f/lambda-seedcode-checkin-gitlab.zip"
+    );
+    let read =
+        |action: &str, object: &str| Request::new(&studio, action, object).with("aws:SecureTransport", &["true"]);
+    let cloudformation = Request::new(
+        "service:cloudformation.amazonaws.com",
+        "sts:AssumeRole",
+        &role_arn("sagemaker-gitlab-project-launch-eu-west-1"),
+    )
+    .with("aws:SourceAccount", &[ACCOUNT]);
+    for (setting, expected) in [("Enabled", Decision::Allowed), ("Disabled", Decision::ImplicitlyDenied)] {
+        let bootstrap = bootstrap_with(&[("S3Templates", setting), ("StudioExecutionRoleArn", &studio)]);
+        let bucket_policy = json(bootstrap.property("ArtifactBucketPolicy", &["PolicyDocument"]).unwrap());
+        // No identity policy: what the bucket policy alone grants Studio.
+        let policies = Policies { identity: vec![], resource: Some(&bucket_policy), boundary: None };
+        for action in ["s3:GetObject", "s3:GetObjectTagging"] {
+            assert_eq!(iam::evaluate(&policies, &read(action, &template)), expected, "S3Templates={setting}: {action}");
+        }
+        assert_eq!(
+            iam::evaluate(&policies, &read("s3:GetObject", &code)),
+            Decision::ImplicitlyDenied,
+            "the Lambda code"
+        );
+        assert!(matches!(iam::evaluate(&policies, &read("s3:PutObject", &template)), Decision::ExplicitlyDenied(_)));
+        let list = Request::new(&studio, "s3:ListBucket", &format!("arn:aws:s3:::{ARTIFACT_BUCKET}"))
+            .with("s3:prefix", &["sagemaker-gitlab-project/studio-templates/"])
+            .with("aws:SecureTransport", &["true"]);
+        assert_eq!(iam::evaluate(&policies, &list), expected, "S3Templates={setting}: listing the templates");
+
+        let trust = json(bootstrap.property("LaunchRole", &["AssumeRolePolicyDocument"]).unwrap());
+        let trust = Policies { identity: vec![], resource: Some(&trust), boundary: None };
+        assert_eq!(
+            iam::evaluate(&trust, &cloudformation),
+            expected,
+            "S3Templates={setting}: CloudFormation's SP-* stacks"
+        );
+        let cors = bootstrap.property("ArtifactBucket", &["CorsConfiguration"]);
+        assert_eq!(cors.is_ok(), setting == "Enabled", "S3Templates={setting}: CORS {cors:?}");
     }
 }

@@ -457,13 +457,35 @@ async fn a_dist_that_does_not_match_its_sums_is_refused() {
     assert!(stand.keys().await.is_empty());
 }
 
+/// Studio offers an S3-based template only from a bucket with its CORS rule and a policy that
+/// lets its role read object tags: publish checks both before writing anything.
 #[tokio::test(flavor = "multi_thread")]
-async fn s3_template_is_tagged_for_studio_and_cors_is_reported() {
+async fn s3_template_needs_cors_and_a_tag_read_grant_then_is_tagged_for_studio() {
     let stand = stand().await;
+    let stderr = failed(&stand.publish(&["--s3-template"]));
+    assert!(stderr.contains("a CORS rule allowing GET from https://*.sagemaker.aws"), "{stderr}");
+    assert!(stderr.contains("s3:GetObjectTagging") && stderr.contains("S3Templates=Enabled"), "{stderr}");
+    assert!(stand.keys().await.is_empty(), "nothing is written before the checks pass");
+
+    let rule = aws_sdk_s3::types::CorsRule::builder()
+        .allowed_origins("https://*.sagemaker.aws")
+        .allowed_methods("GET")
+        .build()
+        .unwrap();
+    let cors = aws_sdk_s3::types::CorsConfiguration::builder().cors_rules(rule).build().unwrap();
+    s3().put_bucket_cors().bucket(&stand.bucket).cors_configuration(cors).send().await.unwrap();
+    let stderr = failed(&stand.publish(&["--s3-template"]));
+    assert!(!stderr.contains("CORS rule") && stderr.contains("s3:GetObjectTagging"), "{stderr}");
+
+    let policy = serde_json::json!({"Version": "2012-10-17", "Statement": [{
+        "Sid": "StudioReadsS3Templates", "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::123456789012:role/studio"},
+        "Action": ["s3:GetObject", "s3:GetObjectTagging"],
+        "Resource": format!("arn:aws:s3:::{}/*/studio-templates/*", stand.bucket)}]});
+    s3().put_bucket_policy().bucket(&stand.bucket).policy(policy.to_string()).send().await.unwrap();
     let output = stand.publish(&["--s3-template"]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("has no rule allowing GET from https://*.sagemaker.aws"), "{stdout}");
     let location = format!(
         "sagemaker:projectS3TemplatesLocation=s3://{}/sagemaker-gitlab-project/studio-templates/",
         stand.bucket
@@ -476,14 +498,4 @@ async fn s3_template_is_tagged_for_studio_and_cors_is_reported() {
     let tags = s3().get_object_tagging().bucket(&stand.bucket).key(key).send().await.unwrap();
     let tags: Vec<(&str, &str)> = tags.tag_set().iter().map(|t| (t.key(), t.value())).collect();
     assert_eq!(tags, [("sagemaker:studio-visibility", "true")]);
-
-    let rule = aws_sdk_s3::types::CorsRule::builder()
-        .allowed_origins("https://*.sagemaker.aws")
-        .allowed_methods("GET")
-        .build()
-        .unwrap();
-    let cors = aws_sdk_s3::types::CorsConfiguration::builder().cors_rules(rule).build().unwrap();
-    s3().put_bucket_cors().bucket(&stand.bucket).cors_configuration(cors).send().await.unwrap();
-    let output = stand.publish(&["--s3-template"]);
-    assert!(String::from_utf8_lossy(&output.stdout).contains("allows GET from https://*.sagemaker.aws"));
 }

@@ -79,7 +79,12 @@ fn permission_statements() -> Vec<(&'static str, Value)> {
                     // IAM, bucket and queue policies, and Secrets Manager's resource policies.
                     if matches!(key.as_str(), Some("PolicyDocument" | "ResourcePolicy")) {
                         for statement in child["Statement"].as_sequence().expect("a Statement list") {
-                            found.push((template, statement.clone()));
+                            // `!If [condition, statement, !Ref AWS::NoValue]`: the statement.
+                            let statement = match statement {
+                                Value::Tagged(tagged) if tagged.tag == "If" => tagged.value[1].clone(),
+                                plain => plain.clone(),
+                            };
+                            found.push((template, statement));
                         }
                     } else {
                         walk(child, template, found);
