@@ -23,6 +23,8 @@ pub enum Task {
     Publish(Box<Publish>),
     /// List the Service Catalog product's versions and the artifacts each points to
     Versions(Versions),
+    /// Check an account's set-up, read-only: one row per piece, and the fix for each that fails
+    Doctor(Doctor),
     /// Install the tools the tests need, then run formatting, lint and every test of the workspace
     Test(Test),
     /// Run the whole flow on this machine against moto and a GitLab double: publish, provision,
@@ -116,6 +118,27 @@ pub struct Versions {
     /// Service Catalog product to list
     #[arg(long, default_value = "MLOps with GitLab")]
     pub product_name: String,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct Doctor {
+    /// Name of the stack cfn/bootstrap.yml was deployed as
+    #[arg(long, default_value = "sagemaker-gitlab-project-bootstrap")]
+    pub bootstrap_stack: String,
+    /// Service Catalog product Studio shows
+    #[arg(long, default_value = "MLOps with GitLab")]
+    pub product_name: String,
+    /// Portfolio Studio's users see [default: the bootstrap stack's PortfolioId output]
+    #[arg(long)]
+    pub portfolio_id: Option<String>,
+    /// The GitLab instance publish renders (its OIDC provider is checked)
+    #[arg(long, default_value = "https://gitlab.com", value_parser = gitlab_server_url)]
+    pub gitlab_server_url: String,
+    /// Also check the S3-based template route: the bucket's CORS rule and Studio's read grant
+    #[arg(long)]
+    pub s3_template: bool,
     #[command(flatten)]
     pub aws: AwsArgs,
 }

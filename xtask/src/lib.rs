@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod cfn;
 pub mod deterministic_zip;
+pub mod doctor;
 pub mod e2e;
 pub mod flags;
 pub mod package;

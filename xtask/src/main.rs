@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use xtask::{bench, e2e, flags, package, project, publish, test, versions};
+use xtask::{bench, doctor, e2e, flags, package, project, publish, test, versions};
 
 fn main() -> ExitCode {
     let flags = flags::Xtask::parse();
@@ -24,6 +24,7 @@ fn run(task: flags::Task) -> anyhow::Result<()> {
         flags::Task::Package(args) => package::run(&sh, &args).map(drop),
         flags::Task::Publish(args) => publish::run(&sh, &args),
         flags::Task::Versions(args) => versions::run(&args),
+        flags::Task::Doctor(args) => doctor::run(&args),
         flags::Task::Test(args) => test::run(&sh, &args),
         flags::Task::Bench(args) => bench::run(&sh, &args),
         flags::Task::E2e(args) => e2e::run(&sh, &args),

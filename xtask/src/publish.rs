@@ -173,6 +173,8 @@ impl aws_sdk_s3::config::Intercept for RequestCounter {
 
 pub(crate) struct Aws {
     requests: RequestCounter,
+    /// For the other services' clients (doctor).
+    pub(crate) sdk: aws_config::SdkConfig,
     pub(crate) s3: aws_sdk_s3::Client,
     pub(crate) catalog: aws_sdk_servicecatalog::Client,
     pub(crate) region: String,
@@ -206,6 +208,7 @@ pub(crate) async fn connect(args: &flags::AwsArgs) -> anyhow::Result<Aws> {
     let catalog = aws_sdk_servicecatalog::config::Builder::from(&sdk).interceptor(requests.clone()).build();
     Ok(Aws {
         requests,
+        sdk: sdk.clone(),
         s3: aws_sdk_s3::Client::from_conf(s3),
         catalog: aws_sdk_servicecatalog::Client::from_conf(catalog),
         region,
@@ -686,7 +689,7 @@ async fn put_s3_template(aws: &Aws, args: &flags::Publish, template: &Upload) ->
 /// guide, S3-based project templates; `cfn/bootstrap.yml` with `S3Templates=Enabled` sets both):
 /// a CORS rule letting Studio's pages GET from it, and a bucket policy letting a Studio role read
 /// the template's tags. Checked before anything is written; each missing piece is named.
-async fn check_s3_template_route(aws: &Aws, bucket: &str) -> anyhow::Result<()> {
+pub(crate) async fn check_s3_template_route(aws: &Aws, bucket: &str) -> anyhow::Result<()> {
     let mut missing = Vec::new();
     let cors = aws.s3.get_bucket_cors().bucket(bucket).send().await;
     let studio_may_get = match &cors {
@@ -792,9 +795,9 @@ async fn create_product(
 /// Whether the product is in the portfolio and launched with a role there. Studio lists only
 /// products of portfolios shared with it, and without a LAUNCH constraint a project would be
 /// provisioned with the Studio user's own rights.
-struct PortfolioState {
-    associated: bool,
-    launch_constraint: bool,
+pub(crate) struct PortfolioState {
+    pub(crate) associated: bool,
+    pub(crate) launch_constraint: bool,
 }
 
 /// Read before anything is written: a portfolio that would end without a launch constraint is
@@ -807,17 +810,7 @@ async fn portfolio_state(
 ) -> anyhow::Result<PortfolioState> {
     let state = match product {
         None => PortfolioState { associated: false, launch_constraint: false },
-        Some(product) => {
-            let listed = aws.catalog.list_portfolios_for_product().product_id(product).send().await;
-            let listed = listed.map_err(|err| catalog_error("listing the product's portfolios", err))?;
-            let constraints =
-                aws.catalog.list_constraints_for_portfolio().portfolio_id(portfolio).product_id(product).send().await;
-            let constraints = constraints.map_err(|err| catalog_error("listing the portfolio's constraints", err))?;
-            PortfolioState {
-                associated: listed.portfolio_details().iter().any(|p| p.id() == Some(portfolio)),
-                launch_constraint: constraints.constraint_details().iter().any(|c| c.r#type() == Some("LAUNCH")),
-            }
-        }
+        Some(product) => read_portfolio_state(aws, portfolio, product).await?,
     };
     if !state.launch_constraint && args.launch_role_arn.is_none() {
         bail!(
@@ -825,6 +818,18 @@ async fn portfolio_state(
         );
     }
     Ok(state)
+}
+
+pub(crate) async fn read_portfolio_state(aws: &Aws, portfolio: &str, product: &str) -> anyhow::Result<PortfolioState> {
+    let listed = aws.catalog.list_portfolios_for_product().product_id(product).send().await;
+    let listed = listed.map_err(|err| catalog_error("listing the product's portfolios", err))?;
+    let constraints =
+        aws.catalog.list_constraints_for_portfolio().portfolio_id(portfolio).product_id(product).send().await;
+    let constraints = constraints.map_err(|err| catalog_error("listing the portfolio's constraints", err))?;
+    Ok(PortfolioState {
+        associated: listed.portfolio_details().iter().any(|p| p.id() == Some(portfolio)),
+        launch_constraint: constraints.constraint_details().iter().any(|c| c.r#type() == Some("LAUNCH")),
+    })
 }
 
 /// Adds what the portfolio lacks: the product, its launch constraint. Every run, so a first

@@ -3,7 +3,8 @@
 Faithful to the AWS API reference for the calls `cargo xtask publish` makes: provisioning
 artifacts (create, list, describe, update; the first one made by CreateProduct), a template URL
 that must name an object that exists in (moto's) S3, idempotency tokens, SearchProductsAsAdmin,
-AssociateProductWithPortfolio and LAUNCH constraints. Imported by moto_server.py before start.
+AssociateProductWithPortfolio and LAUNCH constraints, and the portfolio principals `cargo xtask
+doctor` reads. Imported by moto_server.py before start.
 """
 import json
 import re
@@ -275,7 +276,36 @@ def list_constraints_for_portfolio_response(self):
     return ActionResult({"ConstraintDetails": details})
 
 
+def associate_principal_with_portfolio_response(self):
+    """API_AssociatePrincipalWithPortfolio: PortfolioId, PrincipalARN, PrincipalType (IAM or
+    IAM_PATTERN); an empty answer."""
+    params = json.loads(self.body)
+    backend = self.servicecatalog_backend
+    if params["PortfolioId"] not in backend.portfolios:
+        raise ResourceNotFoundException(f"Portfolio {params['PortfolioId']} not found.")
+    if params.get("PrincipalType") not in ("IAM", "IAM_PATTERN"):
+        raise InvalidParametersException("PrincipalType must be IAM or IAM_PATTERN")
+    principals = backend.__dict__.setdefault("portfolio_principals", {})
+    entry = {"PrincipalARN": params["PrincipalARN"], "PrincipalType": params["PrincipalType"]}
+    listed = principals.setdefault(params["PortfolioId"], [])
+    if entry not in listed:
+        listed.append(entry)
+    return EmptyResult()
+
+
+def list_principals_for_portfolio_response(self):
+    """API_ListPrincipalsForPortfolio: `Principals`, each with PrincipalARN and PrincipalType."""
+    params = json.loads(self.body)
+    backend = self.servicecatalog_backend
+    if params["PortfolioId"] not in backend.portfolios:
+        raise ResourceNotFoundException(f"Portfolio {params['PortfolioId']} not found.")
+    principals = backend.__dict__.get("portfolio_principals", {}).get(params["PortfolioId"], [])
+    return ActionResult({"Principals": list(principals)})
+
+
 for name, function in [
+    ("associate_principal_with_portfolio", associate_principal_with_portfolio_response),
+    ("list_principals_for_portfolio", list_principals_for_portfolio_response),
     ("list_portfolios_for_product", list_portfolios_for_product_response),
     ("list_constraints_for_portfolio", list_constraints_for_portfolio_response),
     ("create_product", create_product_response),
