@@ -7,11 +7,10 @@ use aws_sdk_servicecatalog::types::ProvisioningArtifactGuidance;
 use serde_json::Value;
 
 use crate::flags;
-use crate::publish::{Aws, check_s3_template_route, connect, find_product, list_versions, read_portfolio_state};
-
-/// The role SageMaker makes when project templates are enabled; projects' pipelines and
-/// endpoints run as it.
-const PRODUCTS_USE_ROLE: &str = "AmazonSageMakerServiceCatalogProductsUseRole";
+use crate::publish::{
+    Aws, PRODUCTS_USE_ROLE, check_s3_template_route, connect, find_product, list_versions, products_use_role_exists,
+    products_use_role_missing, read_portfolio_state,
+};
 
 /// One row of the report: what was checked, and what was found or, failed, what to do.
 struct Row {
@@ -179,11 +178,9 @@ fn trusts_service(document: &str, service: &str) -> bool {
 }
 
 async fn products_use_role(iam: &aws_sdk_iam::Client) -> Result<String, String> {
-    match iam.get_role().role_name(PRODUCTS_USE_ROLE).send().await {
-        Ok(_) => Ok(format!("service-role/{PRODUCTS_USE_ROLE}")),
-        Err(err) if err.code() == Some("NoSuchEntity") => Err(format!(
-            "role service-role/{PRODUCTS_USE_ROLE}, which projects' pipelines and endpoints run as, does not exist: enable SageMaker project templates for the Studio domain (README, \"cfn/bootstrap.yml\", Prerequisite)"
-        )),
+    match products_use_role_exists(iam).await {
+        Ok(true) => Ok(format!("service-role/{PRODUCTS_USE_ROLE}")),
+        Ok(false) => Err(products_use_role_missing()),
         Err(err) => Err(format!("cannot read role {PRODUCTS_USE_ROLE}: {}", lambda_common::describe_sdk_error(&err))),
     }
 }

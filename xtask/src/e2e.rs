@@ -229,6 +229,8 @@ async fn start_stand_ins() -> anyhow::Result<(World, String)> {
     let group_id = gitlab.add_group(GROUP_PATH);
     let s3 = aws_sdk_s3::Client::new(&moto().sdk_config());
     lambda_testkit::moto::create_artifact_bucket(&s3, BUCKET).await.map_err(anyhow::Error::msg)?;
+    let iam = aws_sdk_iam::Client::new(&moto().sdk_config());
+    lambda_testkit::moto::enable_sagemaker_projects(&iam).await.map_err(anyhow::Error::msg)?;
     aws_json("secretsmanager", "secretsmanager.CreateSecret", json!({ "Name": TOKEN_SECRET, "SecretString": token }))
         .await?;
     let ca_bundle = json!({ "Name": CA_BUNDLE_SECRET, "SecretString": ca.ca_pem() });

@@ -222,6 +222,7 @@ async fn publish(args: &flags::Publish, dist: &Path, manifest: &Manifest) -> any
     }
 
     // Everything is checked before the first write.
+    check_products_use_role(&aws).await?;
     check_bucket(&aws, &args.bucket).await?;
     if let Some(portfolio) = &args.portfolio_id {
         check_portfolio(&aws, portfolio).await?;
@@ -457,6 +458,43 @@ fn template_marker(template_sha: &str) -> String {
 fn idempotency_token(what: &str, scope: &str, template_sha: &str) -> String {
     let scope_hash = sha256_hex(scope.as_bytes());
     format!("{what}-{}-{}", &scope_hash[..16], &template_sha[..32])
+}
+
+/// The role SageMaker makes when project templates are enabled for a Studio domain; projects'
+/// pipelines and endpoints run as it, so a product published without it fails at the first
+/// pipeline, long after Create project.
+pub(crate) const PRODUCTS_USE_ROLE: &str = "AmazonSageMakerServiceCatalogProductsUseRole";
+
+pub(crate) fn products_use_role_missing() -> String {
+    format!(
+        "role service-role/{PRODUCTS_USE_ROLE}, which projects' pipelines and endpoints run as, does not exist: enable SageMaker project templates for the Studio domain (README, \"Set up an account\", step 1)"
+    )
+}
+
+/// Whether SageMaker's products role exists: `Ok(false)` when IAM says there is none.
+pub(crate) async fn products_use_role_exists(
+    iam: &aws_sdk_iam::Client,
+) -> Result<bool, aws_sdk_iam::error::SdkError<aws_sdk_iam::operation::get_role::GetRoleError>> {
+    match iam.get_role().role_name(PRODUCTS_USE_ROLE).send().await {
+        Ok(_) => Ok(true),
+        Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_entity_exception()) => Ok(false),
+        Err(err) => Err(err),
+    }
+}
+
+async fn check_products_use_role(aws: &Aws) -> anyhow::Result<()> {
+    match products_use_role_exists(&aws_sdk_iam::Client::new(&aws.sdk)).await {
+        Ok(true) => Ok(()),
+        Ok(false) => bail!(products_use_role_missing()),
+        // An identity without iam:GetRole (a publisher role of an older bootstrap) can still publish.
+        Err(err) => {
+            eprintln!(
+                "warning: cannot check that role {PRODUCTS_USE_ROLE} exists ({}); `cargo xtask doctor` checks it",
+                lambda_common::describe_sdk_error(&err)
+            );
+            Ok(())
+        }
+    }
 }
 
 async fn check_bucket(aws: &Aws, bucket: &str) -> anyhow::Result<()> {

@@ -57,6 +57,7 @@ async fn stand() -> Stand {
     let n = format!("{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
     let bucket = format!("templates-{n}");
     lambda_testkit::moto::create_artifact_bucket(&s3(), &bucket).await.unwrap();
+    lambda_testkit::moto::enable_sagemaker_projects(&aws_sdk_iam::Client::new(&moto().sdk_config())).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let dist = dir.path().join("dist");
     write_dist(&dist, |zip| format!("{zip} v1").into_bytes());
@@ -498,4 +499,43 @@ async fn s3_template_needs_cors_and_a_tag_read_grant_then_is_tagged_for_studio()
     let tags = s3().get_object_tagging().bucket(&stand.bucket).key(key).send().await.unwrap();
     let tags: Vec<(&str, &str)> = tags.tag_set().iter().map(|t| (t.key(), t.value())).collect();
     assert_eq!(tags, [("sagemaker:studio-visibility", "true")]);
+}
+
+/// An account where SageMaker project templates were never enabled lacks the role projects run
+/// as: publish refuses before writing anything, rather than a product whose first pipeline fails.
+/// The account is another one of moto's, reached through an assumed role as AWS would be.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_account_without_sagemaker_projects_enabled_is_refused_with_the_fix() {
+    let stand = stand().await;
+    let sts = aws_sdk_sts::Client::new(&moto().sdk_config());
+    let assumed =
+        sts.assume_role().role_arn("arn:aws:iam::210987654321:role/publisher").role_session_name("t").send().await;
+    let credentials = assumed.unwrap().credentials.unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    let dist = stand.dist.to_str().unwrap();
+    command.args([
+        "publish",
+        "--bucket",
+        &stand.bucket,
+        "--region",
+        REGION,
+        "--product-name",
+        &stand.product,
+        "--dist",
+        dist,
+    ]);
+    for (key, value) in moto().lambda_env() {
+        command.env(key, value);
+    }
+    command
+        .env("AWS_ACCESS_KEY_ID", credentials.access_key_id())
+        .env("AWS_SECRET_ACCESS_KEY", credentials.secret_access_key())
+        .env("AWS_SESSION_TOKEN", credentials.session_token());
+    let stderr = failed(&command.output().unwrap());
+    assert!(
+        stderr.contains("AmazonSageMakerServiceCatalogProductsUseRole")
+            && stderr.contains("enable SageMaker project templates"),
+        "{stderr}"
+    );
+    assert!(stand.keys().await.is_empty(), "nothing is written");
 }

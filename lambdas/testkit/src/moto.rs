@@ -98,3 +98,22 @@ pub async fn create_artifact_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Re
         .map_err(|err| format!("enabling versioning on bucket {bucket}: {err:?}"))?;
     Ok(())
 }
+
+/// The role SageMaker makes in an account when project templates are enabled for a Studio domain
+/// (`service-role/AmazonSageMakerServiceCatalogProductsUseRole`), as that account has it; made
+/// once per moto server.
+pub async fn enable_sagemaker_projects(iam: &aws_sdk_iam::Client) -> Result<(), String> {
+    let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"sagemaker.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#;
+    let created = iam
+        .create_role()
+        .role_name("AmazonSageMakerServiceCatalogProductsUseRole")
+        .path("/service-role/")
+        .assume_role_policy_document(trust)
+        .send()
+        .await;
+    match created {
+        Ok(_) => Ok(()),
+        Err(err) if err.as_service_error().is_some_and(|e| e.is_entity_already_exists_exception()) => Ok(()),
+        Err(err) => Err(format!("creating SageMaker's products role: {err:?}")),
+    }
+}
