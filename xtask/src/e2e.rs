@@ -2,8 +2,11 @@
 //! publish to moto, provision the project's custom resource by playing CloudFormation's part,
 //! check what the checkin Lambda made in a GitLab double, run the seeded build repository's CI
 //! job, approve a model package and deliver the EventBridge event to the trigger Lambda, run the
-//! deploy pipeline's jobs it started, then three fault runs. Each step prints as it
-//! goes; a table at the end says which passed.
+//! deploy pipeline's jobs it started, then three fault runs; last, every AWS call those made is
+//! checked against the role that makes it in AWS (`calls`). Each step prints as it goes; a
+//! table at the end says which passed.
+
+mod calls;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -19,6 +22,7 @@ use lambda_testkit::runtime_api::{Outcome, RuntimeApi};
 use serde_json::{Value, json};
 use xshell::{Shell, cmd};
 
+use self::calls::Caller;
 use crate::cfn::Stack;
 use crate::flags::{self, Arch};
 use crate::{package, project, template, tools};
@@ -163,6 +167,8 @@ impl Report {
 /// What the steps share.
 struct World {
     gitlab: GitLabDouble,
+    /// The Service Catalog portfolio publish adds the product to, with its launch constraint.
+    portfolio_id: String,
     /// moto's S3.
     s3: aws_sdk_s3::Client,
     group_id: u64,
@@ -173,6 +179,11 @@ struct World {
 async fn flow(args: &flags::E2e, runner: &Runner, report: &mut Report) {
     report.start("start moto and the GitLab double, store the token");
     let Some(world) = report.record("stand-ins", start_stand_ins().await) else { return };
+    // From here on, every AWS call is the product's or the run's own: the proof tells them apart.
+    if let Err(err) = moto().start_recording() {
+        report.record::<()>("stand-ins", Err(anyhow::anyhow!(err)));
+        return;
+    }
 
     report.start("cargo xtask publish to moto");
     let Some(template_url) = report.record("publish", publish(args, &world)) else { return };
@@ -219,6 +230,9 @@ async fn flow(args: &flags::E2e, runner: &Runner, report: &mut Report) {
     report.record("fault: token rejected", rejected_token(&world, &stack, runner).await);
     report.start("fault: CloudFormation retries the Create");
     report.record("fault: retried Create", retried_create(&api, &stack, &world).await);
+
+    report.start("IAM: every AWS call of publish, the Lambdas and the CI jobs against its role");
+    report.record("IAM: recorded calls", recorded_calls_allowed(&stack).await);
 }
 
 async fn start_stand_ins() -> anyhow::Result<(World, String)> {
@@ -235,7 +249,17 @@ async fn start_stand_ins() -> anyhow::Result<(World, String)> {
         .await?;
     let ca_bundle = json!({ "Name": CA_BUNDLE_SECRET, "SecretString": ca.ca_pem() });
     aws_json("secretsmanager", "secretsmanager.CreateSecret", ca_bundle).await?;
-    let world = World { gitlab, s3, group_id, dist: project::target_dir().join("dist"), work: tempfile::tempdir()? };
+    let portfolio = json!({ "DisplayName": "SageMaker project templates", "ProviderName": "e2e" });
+    let portfolio = aws_json("servicecatalog", "AWS242ServiceCatalogService.CreatePortfolio", portfolio).await?;
+    let portfolio_id = portfolio["PortfolioDetail"]["Id"].as_str().context("CreatePortfolio gave no ID")?.to_owned();
+    let world = World {
+        gitlab,
+        portfolio_id,
+        s3,
+        group_id,
+        dist: project::target_dir().join("dist"),
+        work: tempfile::tempdir()?,
+    };
     let summary = format!(
         "moto {endpoint}, GitLab double {} as gitlab.com behaves for a new namespace, over TLS from a private CA \
          (its bundle in {CA_BUNDLE_SECRET}), group {GROUP_PATH} = {group_id}, token in {TOKEN_SECRET}",
@@ -250,10 +274,11 @@ fn publish(args: &flags::E2e, world: &World) -> anyhow::Result<(String, String)>
     let exe = std::env::current_exe().context("cannot find the xtask binary")?;
     let xtask = |task_args: &[&str]| {
         let mut command = std::process::Command::new(&exe);
-        command.args(task_args).envs(moto().lambda_env());
+        command.args(task_args).envs(moto().lambda_env()).env("AWS_ACCESS_KEY_ID", Caller::Publish.access_key_id());
         command
     };
     let gitlab_url = world.gitlab.url();
+    let launch_role = format!("arn:aws:iam::{ACCOUNT_ID}:role/sagemaker-gitlab-project-launch-{REGION}");
     let publish = [
         "publish",
         "--bucket",
@@ -266,6 +291,10 @@ fn publish(args: &flags::E2e, world: &World) -> anyhow::Result<(String, String)>
         &gitlab_url,
         "--gitlab-ca-bundle-secret-name",
         CA_BUNDLE_SECRET,
+        "--portfolio-id",
+        &world.portfolio_id,
+        "--launch-role-arn",
+        &launch_role,
         // A trial run on this machine: a developer's uncommitted change is what they want to try.
         "--allow-dirty",
     ];
@@ -299,7 +328,8 @@ async fn provision(world: &World, template_url: &str, arch: Arch) -> anyhow::Res
         ("SageMakerProjectId", PROJECT_ID),
         ("GitLabGroupId", group_id.as_str()),
     ];
-    let stack = Stack::new(&template, REGION, ACCOUNT_ID, &parameters)?;
+    let mut stack = Stack::new(&template, REGION, ACCOUNT_ID, &parameters)?;
+    stack.set_attribute("ArtifactBucket", "Arn", &format!("arn:aws:s3:::sagemaker-project-{PROJECT_ID}"));
     let [(_, checkin_zip), (_, trigger_zip)] = package::LAMBDAS;
     for (function, zip, folder) in
         [("CheckinFunction", checkin_zip, "checkin"), ("TriggerFunction", trigger_zip, "trigger")]
@@ -334,6 +364,9 @@ async fn provision(world: &World, template_url: &str, arch: Arch) -> anyhow::Res
 fn lambda_env(stack: &Stack, function: &str) -> anyhow::Result<Vec<(String, String)>> {
     let mut env: Vec<(String, String)> = stack.lambda_environment(function)?.into_iter().collect();
     env.extend(moto().lambda_env().into_iter().map(|(k, v)| (k.to_owned(), v)));
+    let caller = if function == "TriggerFunction" { Caller::Trigger } else { Caller::Checkin };
+    env.retain(|(key, _)| key != "AWS_ACCESS_KEY_ID");
+    env.push(("AWS_ACCESS_KEY_ID".to_owned(), caller.access_key_id().to_owned()));
     // The ResponseSink stands in for S3's pre-signed URL on loopback.
     env.push((seedcode_checkin::config::LOOPBACK_RESPONSE_URL_SETTING.to_owned(), "true".to_owned()));
     Ok(env)
@@ -556,7 +589,7 @@ async fn build_job(world: &World, stack: &Stack) -> anyhow::Result<((), String)>
     let project = seeded_project(world, stack, "Build")?;
     let mut variables = ci_variables(&project);
     variables.insert("PIPELINE_WAIT".into(), "false".into());
-    let log = run_ci_job(world, &project, "run-pipeline", &variables)?;
+    let log = run_ci_job(world, &project, "run-pipeline", &variables, Caller::BuildCi)?;
 
     let name = format!("{PROJECT_NAME}-{PROJECT_ID}");
     let pipeline = sagemaker("DescribePipeline", json!({ "PipelineName": name })).await?;
@@ -582,11 +615,11 @@ async fn deploy_jobs(world: &World, stack: &Stack, approved: &Approved) -> anyho
     let project = seeded_project(world, stack, "Deploy")?;
     let mut variables = ci_variables(&project);
     variables.extend(approved.pipeline_variables.clone());
-    run_ci_job(world, &project, "build", &variables)?;
+    run_ci_job(world, &project, "build", &variables, Caller::DeployCi)?;
     let chosen: Value =
         serde_json::from_slice(&std::fs::read(checkout_dir(world, &project).join("build/model.json"))?)?;
     ensure!(chosen["ModelPackageArn"] == approved.package_arn.as_str(), "the build job chose {chosen}");
-    run_ci_job(world, &project, "deploy-staging", &variables)?;
+    run_ci_job(world, &project, "deploy-staging", &variables, Caller::DeployCi)?;
 
     let endpoints = sagemaker("ListEndpoints", json!({})).await?;
     let [endpoint] = endpoints["Endpoints"].as_array().map(Vec::as_slice).unwrap_or_default() else {
@@ -626,6 +659,7 @@ fn run_ci_job(
     project: &ProjectState,
     job: &str,
     variables: &BTreeMap<String, String>,
+    caller: Caller,
 ) -> anyhow::Result<String> {
     let checkout = &checkout_dir(world, project);
     if !checkout.exists() {
@@ -652,6 +686,7 @@ fn run_ci_job(
             .env("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
             .envs(variables)
             .envs(moto().lambda_env())
+            .env("AWS_ACCESS_KEY_ID", caller.access_key_id())
             .output()?;
         log.push_str(&String::from_utf8_lossy(&output.stdout));
         log.push_str(&String::from_utf8_lossy(&output.stderr));
@@ -669,7 +704,8 @@ async fn checkin_with(
     time_limit: Duration,
 ) -> anyhow::Result<Value> {
     let mut env = lambda_env(stack, "CheckinFunction")?;
-    for (key, value) in overrides {
+    let fault_run = [("AWS_ACCESS_KEY_ID", Caller::FaultRun.access_key_id())];
+    for (key, value) in overrides.iter().chain(&fault_run) {
         env.retain(|(k, _)| k != key);
         env.push(((*key).to_owned(), (*value).to_owned()));
     }
@@ -728,6 +764,103 @@ async fn retried_create(api: &RuntimeApi, stack: &Stack, world: &World) -> anyho
     let after = (world.gitlab.projects().len(), commits(world));
     ensure!(before == after, "projects and commits went from {before:?} to {after:?}");
     Ok(((), format!("SUCCESS again, still {} projects and {} commits", after.0, after.1)))
+}
+
+/// Every call moto recorded from a component, evaluated against the role that component runs as
+/// in AWS: `cfn/bootstrap.yml`'s roles and resource policies, and the project's CI role within
+/// its boundary, resolved for this account.
+async fn recorded_calls_allowed(project_stack: &Stack) -> anyhow::Result<((), String)> {
+    let recording = moto().recorded_requests().map_err(anyhow::Error::msg)?;
+    let listed = aws_json("secretsmanager", "secretsmanager.ListSecrets", json!({})).await?;
+    let secrets: BTreeMap<String, String> = listed["SecretList"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| Some((s["Name"].as_str()?.to_owned(), s["ARN"].as_str()?.to_owned())))
+        .collect();
+    let iam = aws_sdk_iam::Client::new(&moto().sdk_config());
+    let listed = iam.list_roles().send().await.context("listing moto's roles")?;
+    let roles = listed.roles().iter().map(|r| (r.role_name().to_owned(), r.arn().to_owned())).collect();
+    let account = calls::Account { region: REGION, account: ACCOUNT_ID, secrets, roles };
+    let calls = calls::calls(&recording, &account)?;
+
+    let role = |name: &str| format!("arn:aws:iam::{ACCOUNT_ID}:role/{name}");
+    let regional = |name: &str| role(&format!("sagemaker-gitlab-project-{name}-{REGION}"));
+    let token = account.secrets.get(TOKEN_SECRET).context("moto holds no token secret")?;
+    let text = std::fs::read_to_string(project::root().join(template::BOOTSTRAP_TEMPLATE))?;
+    let parameters = [
+        ("TemplateProjectPath", "platform/sagemaker-gitlab-template"),
+        ("GitLabCaBundleSecretName", CA_BUNDLE_SECRET),
+        ("ArtifactBucket", BUCKET),
+        ("GitLabTokenSecret", token.as_str()),
+        ("GitLabOidcProvider", "arn:aws:iam::123456789012:oidc-provider/gitlab.com"),
+        ("CiBoundary", "arn:aws:iam::123456789012:policy/sagemaker-gitlab-project-ci-boundary"),
+    ];
+    let mut bootstrap = Stack::new(&text, REGION, ACCOUNT_ID, &parameters)?;
+    bootstrap.set_attribute("ArtifactBucket", "Arn", &format!("arn:aws:s3:::{BUCKET}"));
+    for (resource, name) in [
+        ("CheckinRole", "checkin"),
+        ("TriggerRole", "trigger"),
+        ("LaunchRole", "launch"),
+        ("PublisherRole", "publisher"),
+    ] {
+        bootstrap.set_attribute(resource, "Arn", &regional(name));
+    }
+    let to_json = |value: serde_yaml::Value| serde_json::to_value(value).map_err(anyhow::Error::from);
+    let inline = |stack: &Stack, resource: &str| -> anyhow::Result<Vec<Value>> {
+        let policies = to_json(stack.property(resource, &["Policies"])?)?;
+        Ok(policies.as_array().into_iter().flatten().map(|p| p["PolicyDocument"].clone()).collect())
+    };
+    let identities: BTreeMap<Caller, (String, Vec<Value>)> = [
+        (Caller::Publish, (regional("publisher"), inline(&bootstrap, "PublisherRole")?)),
+        (Caller::Checkin, (regional("checkin"), inline(&bootstrap, "CheckinRole")?)),
+        (Caller::Trigger, (regional("trigger"), inline(&bootstrap, "TriggerRole")?)),
+        (Caller::BuildCi, (role(&format!("sagemaker-{PROJECT_ID}-gitlab-ci")), inline(project_stack, "CiRole")?)),
+        (Caller::DeployCi, (role(&format!("sagemaker-{PROJECT_ID}-gitlab-ci")), inline(project_stack, "CiRole")?)),
+    ]
+    .into_iter()
+    .collect();
+    let boundary = to_json(bootstrap.property("CiBoundary", &["PolicyDocument"])?)?;
+    let artifact_bucket = to_json(bootstrap.property("ArtifactBucketPolicy", &["PolicyDocument"])?)?;
+    let token_policy = to_json(bootstrap.property("GitLabTokenSecretPolicy", &["ResourcePolicy"])?)?;
+    let project_bucket = to_json(project_stack.property("ArtifactBucketPolicy", &["PolicyDocument"])?)?;
+    let bucket_arn = format!("arn:aws:s3:::{BUCKET}");
+    let project_bucket_arn = format!("arn:aws:s3:::sagemaker-project-{PROJECT_ID}");
+
+    let failures = calls::denied(&calls, |caller, resource| {
+        let (principal, identity) = &identities[&caller];
+        let resource_policy = if resource == bucket_arn || resource.starts_with(&format!("{bucket_arn}/")) {
+            Some(&artifact_bucket)
+        } else if resource == project_bucket_arn || resource.starts_with(&format!("{project_bucket_arn}/")) {
+            Some(&project_bucket)
+        } else if resource == token {
+            Some(&token_policy)
+        } else {
+            None
+        };
+        let ci = matches!(caller, Caller::BuildCi | Caller::DeployCi);
+        let policies = lambda_testkit::iam::Policies {
+            identity: identity.iter().collect(),
+            resource: resource_policy,
+            boundary: ci.then_some(&boundary),
+        };
+        (principal.clone(), policies)
+    });
+    ensure!(
+        failures.is_empty(),
+        "{} calls are not allowed to their callers' roles:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    let mut per_caller: BTreeMap<Caller, usize> = BTreeMap::new();
+    for call in &calls {
+        *per_caller.entry(call.caller).or_default() += 1;
+    }
+    let silent: Vec<Caller> =
+        Caller::ALL.into_iter().filter(|c| *c != Caller::FaultRun && !per_caller.contains_key(c)).collect();
+    ensure!(silent.is_empty(), "no calls were recorded for {silent:?}: the proof would prove nothing for them");
+    let counts: Vec<String> = per_caller.iter().map(|(caller, n)| format!("{caller:?} {n}")).collect();
+    Ok(((), format!("{} calls, each allowed to its role ({})", calls.len(), counts.join(", "))))
 }
 
 async fn sagemaker(action: &str, body: Value) -> anyhow::Result<Value> {

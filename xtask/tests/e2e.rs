@@ -6,7 +6,7 @@ use std::process::Command;
 
 use common::{clone_head, clones_target_dir, tools_dir};
 
-const STEPS: [&str; 12] = [
+const STEPS: [&str; 13] = [
     "stand-ins",
     "publish",
     "provision",
@@ -19,6 +19,7 @@ const STEPS: [&str; 12] = [
     "fault: GitLab unreachable",
     "fault: token rejected",
     "fault: retried Create",
+    "IAM: recorded calls",
 ];
 
 #[test]

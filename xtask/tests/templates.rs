@@ -112,9 +112,19 @@ fn strings(value: &Value) -> Vec<String> {
     }
 }
 
-/// The one Allow on every resource: Service Catalog's template copy lives in a bucket AWS owns
-/// and names; the admin guide's documented tag condition is the only way to narrow it.
-const RESOURCE_WILDCARDS: &[(&str, &str)] = &[(BOOTSTRAP_TEMPLATE, "ServiceCatalogTemplateCopy")];
+/// The Allows on every resource, each for an action that names no resource, and whether a
+/// condition narrows it:
+/// - Service Catalog's template copy lives in a bucket AWS owns and names; the admin guide's tag
+///   condition is the only way to narrow it;
+/// - a new product names no product yet; it must carry Studio's visibility tag;
+/// - SearchProductsAsAdmin and ListBuckets are read-only lists that name no resource.
+const RESOURCE_WILDCARDS: &[(&str, &str, bool)] = &[
+    (BOOTSTRAP_TEMPLATE, "ServiceCatalogTemplateCopy", true),
+    (BOOTSTRAP_TEMPLATE, "CreateTaggedProduct", true),
+    (BOOTSTRAP_TEMPLATE, "SearchProducts", false),
+    (BOOTSTRAP_TEMPLATE, "ListBucketsForTheSageMakerSdk", false),
+    (PROJECT_TEMPLATE, "ListBucketsForTheSageMakerSdk", false),
+];
 
 #[test]
 fn iam_allows_no_wildcard_action_or_resource() {
@@ -128,8 +138,10 @@ fn iam_allows_no_wildcard_action_or_resource() {
         for action in strings(&statement["Action"]) {
             assert!(action != "*" && !action.ends_with(":*"), "{template} {sid}: action {action}");
         }
-        if RESOURCE_WILDCARDS.contains(&(template, sid)) {
-            assert!(statement.get("Condition").is_some(), "{template} {sid}: a `*` resource needs its condition");
+        if let Some((_, _, narrowed)) = RESOURCE_WILDCARDS.iter().find(|(t, s, _)| (*t, *s) == (template, sid)) {
+            let actions = strings(&statement["Action"]);
+            assert_eq!(actions.len(), 1, "{template} {sid}: a `*` resource is for its one action alone");
+            assert_eq!(statement.get("Condition").is_some(), *narrowed, "{template} {sid}: its condition");
             continue;
         }
         for resource in strings(&statement["Resource"]) {

@@ -13,6 +13,8 @@ use aws_sdk_secretsmanager::config::{Credentials, Region, SharedCredentialsProvi
 
 pub struct Moto {
     endpoint: String,
+    /// Where moto's recorder writes each request it serves, once recording is started.
+    recording: PathBuf,
     _server: Child,
 }
 
@@ -39,8 +41,10 @@ pub fn tools_python() -> PathBuf {
 impl Moto {
     fn start() -> Moto {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/src/moto_server.py");
+        let recording = std::env::temp_dir().join(format!("moto-recording-{}.jsonl", std::process::id()));
         let mut server = Command::new(tools_python())
             .arg(script)
+            .env("MOTO_RECORDER_FILEPATH", &recording)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -51,7 +55,26 @@ impl Moto {
             .read_line(&mut first_line)
             .expect("read moto's port");
         let port: u16 = first_line.trim().parse().unwrap_or_else(|_| panic!("moto did not start: {first_line:?}"));
-        Moto { endpoint: format!("http://127.0.0.1:{port}"), _server: server }
+        Moto { endpoint: format!("http://127.0.0.1:{port}"), recording, _server: server }
+    }
+
+    /// Starts moto's recorder (its `/moto-api/recorder/` API): from now on every request, with
+    /// its headers and body, is kept for `recorded_requests`.
+    pub fn start_recording(&self) -> Result<(), String> {
+        let _ = std::fs::remove_file(&self.recording);
+        let url = format!("{}/moto-api/recorder/start-recording", self.endpoint);
+        let status = post_empty(&url)?;
+        (status == 200).then_some(()).ok_or_else(|| format!("moto's recorder answered {status}"))
+    }
+
+    /// The requests recorded since `start_recording`, one JSON object each (method, url, headers,
+    /// body: base64 when `body_encoded`).
+    pub fn recorded_requests(&self) -> Result<Vec<serde_json::Value>, String> {
+        let text = std::fs::read_to_string(&self.recording)
+            .map_err(|err| format!("cannot read moto's recording {}: {err}", self.recording.display()))?;
+        text.lines()
+            .map(|line| serde_json::from_str(line).map_err(|err| format!("a recorded request: {err}")))
+            .collect()
     }
 
     pub fn endpoint(&self) -> &str {
@@ -82,6 +105,20 @@ impl Moto {
             ("AWS_EC2_METADATA_DISABLED", "true".into()),
         ]
     }
+}
+
+/// An HTTP/1.1 POST without a body to a loopback `http://` URL; its status code.
+fn post_empty(url: &str) -> Result<u16, String> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").ok_or("not an http URL")?;
+    let (host, path) = rest.split_once('/').ok_or("no path")?;
+    let mut stream = std::net::TcpStream::connect(host).map_err(|err| format!("{url}: {err}"))?;
+    let request = format!("POST /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).map_err(|err| format!("{url}: {err}"))?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).map_err(|err| format!("{url}: {err}"))?;
+    let status = answer.split_whitespace().nth(1).and_then(|code| code.parse().ok());
+    status.ok_or_else(|| format!("{url} answered {answer:?}"))
 }
 
 /// Creates `bucket` as cfn/bootstrap.yml's artifact bucket is: keeping object versions, to which
