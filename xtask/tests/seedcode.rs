@@ -89,6 +89,10 @@ fn each_seed_repos_unit_test_job_runs_under_gitlab_ci_local() {
         git(&["init", "--quiet", "--initial-branch=main"]);
         git(&["add", "--all"]);
         git(&["commit", "--quiet", "--message", "Seed code"]);
+        // As GitLab's runner clones it: `rules: changes` (run-pipeline's) compare with origin.
+        git(&["remote", "add", "origin", checkout.to_str().unwrap()]);
+        git(&["fetch", "--quiet", "origin"]);
+        git(&["remote", "set-head", "origin", "main"]);
 
         let output = Command::new(&gitlab_ci_local)
             .arg("--force-shell-executor=true")

@@ -23,11 +23,12 @@ def load_model(model_dir: pathlib.Path) -> xgboost.Booster:
     if not archive.exists():
         raise SystemExit(f"{archive} does not exist: the training step produced no model")
     with tarfile.open(archive) as tar:
-        # The built-in algorithm names its model file xgboost-model. Read in memory: nothing
-        # from the archive touches the disk.
-        member = tar.extractfile("xgboost-model")
-        if member is None:
+        # The built-in algorithm names its model file xgboost-model (found by its base name, so
+        # ./xgboost-model is found too). Read in memory: nothing from the archive touches the disk.
+        found = [m for m in tar.getmembers() if m.isfile() and pathlib.PurePosixPath(m.name).name == "xgboost-model"]
+        if not found:
             raise SystemExit(f"{archive} holds no xgboost-model file")
+        member = tar.extractfile(found[0])
         booster = xgboost.Booster()
         booster.load_model(bytearray(member.read()))
         return booster

@@ -5,7 +5,10 @@ Runs inside SageMaker's scikit-learn container, which mounts the input under
 `--base-dir` points elsewhere for local runs and tests.
 
 Output format (what the built-in XGBoost algorithm reads): no header, the label first,
-then the features. The same feature layout is what the endpoint accepts.
+then the features. The same feature layout is what the endpoint accepts, and a client can build
+it from a raw measurement alone (README.md, "Input contract"): the three measurements as they are,
+in millimetres (XGBoost's trees need no scaling), then one 0/1 column per known category, in the
+fixed order of CATEGORIES.
 """
 
 import argparse
@@ -17,13 +20,20 @@ import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
+from sklearn.preprocessing import OneHotEncoder
 
 LOG = logging.getLogger("preprocess")
 
 LABEL = "body_mass_g"
 NUMERIC_FEATURES = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm"]
-CATEGORICAL_FEATURES = ["species", "island", "sex"]
+# Fixed, not learned: the columns of the endpoint's input must not move with the data. A value
+# outside these is all zeros in its group.
+CATEGORIES = {
+    "species": ["Adelie", "Chinstrap", "Gentoo"],
+    "island": ["Biscoe", "Dream", "Torgersen"],
+    "sex": ["female", "male"],
+}
+CATEGORICAL_FEATURES = list(CATEGORIES)
 # Fixed, so that a re-run of the pipeline on the same data trains on the same split.
 SPLIT_SEED = 42
 SPLIT = {"train": 0.7, "validation": 0.15, "test": 0.15}
@@ -32,10 +42,15 @@ SPLIT = {"train": 0.7, "validation": 0.15, "test": 0.15}
 def feature_transformer() -> ColumnTransformer:
     return ColumnTransformer(
         [
-            ("numeric", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), NUMERIC_FEATURES),
+            # Raw values; a measurement missing in the data gets the training median, so that no
+            # training row is lost. Clients send all three.
+            ("numeric", SimpleImputer(strategy="median"), NUMERIC_FEATURES),
             (
                 "categorical",
-                make_pipeline(SimpleImputer(strategy="most_frequent"), OneHotEncoder(handle_unknown="ignore")),
+                make_pipeline(
+                    SimpleImputer(strategy="most_frequent"),
+                    OneHotEncoder(categories=list(CATEGORIES.values()), handle_unknown="ignore"),
+                ),
                 CATEGORICAL_FEATURES,
             ),
         ]

@@ -148,3 +148,26 @@ def test_follow_prints_each_step_once_and_returns_the_final_status(capsys):
 def test_follow_gives_up_at_the_timeout_saying_the_run_goes_on():
     with pytest.raises(SystemExit, match="still Executing after 0 s; it goes on in SageMaker"):
         run_pipeline.follow(ScriptedExecution(["Executing"]), "arn", poll_seconds=0, timeout_seconds=0)
+
+
+def test_job_steps_retry_a_busy_region_and_preprocessing_is_cached(definition):
+    steps = steps_by_name(definition)
+    for name in ("Preprocess", "Train", "Evaluate"):
+        kinds = {kind for policy in steps[name]["RetryPolicies"] for kind in policy["ExceptionType"]}
+        assert {"Step.THROTTLING", "SageMaker.CAPACITY_ERROR", "SageMaker.RESOURCE_LIMIT"} <= kinds, name
+    assert steps["Preprocess"]["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}
+    assert "CacheConfig" not in steps["Train"], "a new training run is the point of a run"
+
+
+def test_training_emits_no_debugger_or_profiler_the_container_ignores(definition):
+    train = steps_by_name(definition)["Train"]["Arguments"]
+    assert "DebugHookConfig" not in train
+    assert train.get("ProfilerConfig", {}).get("DisableProfiler") in (True, None)
+
+
+def test_the_failure_message_joins_only_a_parameter(definition):
+    check = steps_by_name(definition)["CheckRmse"]["Arguments"]
+    message = check["ElseSteps"][0]["Arguments"]["ErrorMessage"]
+    values = message["Std:Join"]["Values"]
+    assert values[-1] == {"Get": "Parameters.MaxRmse"}
+    assert not any("Std:JsonGet" in str(value) for value in values)

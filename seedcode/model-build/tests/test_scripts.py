@@ -6,6 +6,7 @@ import shutil
 import tarfile
 
 import numpy as np
+import pandas as pd
 import pytest
 import xgboost
 
@@ -47,8 +48,38 @@ def test_preprocess_splits_every_labelled_row_into_label_first_features(tmp_path
         assert not np.isnan(rows).any()
         assert ((rows[:, 0] >= 2500) & (rows[:, 0] <= 6500)).all(), "the first column is the body mass label"
         assert set(np.unique(rows[:, 4:])) <= {0.0, 1.0}, "one-hot columns follow the numeric ones"
-    # Scaled on the training rows: mean 0 there.
-    assert np.allclose(splits["train"][:, 1:4].mean(axis=0), 0, atol=1e-3)
+    # Raw millimetres, as a client measures them: no statistics of the training split in them.
+    raw = pd.read_csv(DATA, na_values=["NA"]).dropna(subset=["body_mass_g"])
+    for column, name in enumerate(preprocess.NUMERIC_FEATURES, start=1):
+        low, high = raw[name].min(), raw[name].max()
+        assert all(low <= v <= high for rows in splits.values() for v in rows[:, column]), name
+
+
+def test_every_row_is_the_raw_measurement_and_its_fixed_one_hot_columns(tmp_path):
+    """The input contract of README.md: what a client sends is derived from one raw row alone."""
+    splits = run_preprocess(tmp_path)
+    raw = pd.read_csv(DATA, na_values=["NA"]).dropna(subset=[*preprocess.NUMERIC_FEATURES, "body_mass_g", "sex"])
+    by_measurement = {tuple(r[preprocess.NUMERIC_FEATURES]) + (r["body_mass_g"],): r for _, r in raw.iterrows()}
+    checked = 0
+    for row in splits["test"]:
+        source = by_measurement.get((row[1], row[2], row[3], row[0]))
+        if source is None:
+            continue  # a row whose measurement was missing in the data got the median
+        expected = [float(source[name] == category) for name, values in preprocess.CATEGORIES.items() for category in values]
+        assert list(row[4:]) == expected, (row, source.to_dict())
+        checked += 1
+    assert checked > 30
+
+
+def test_a_category_outside_the_contract_is_all_zeros_not_a_new_column(tmp_path):
+    (tmp_path / "input").mkdir()
+    text = DATA.read_text().splitlines()
+    header, rows = text[0], text[1:40]
+    rows.append(rows[0].replace("Adelie", "Emperor"))
+    (tmp_path / "input" / "penguins.csv").write_text("\n".join([header, *rows]) + "\n")
+    preprocess.main(["--base-dir", str(tmp_path)])
+    written = np.vstack([np.loadtxt(tmp_path / s / f"{s}.csv", delimiter=",", ndmin=2) for s in ("train", "validation", "test")])
+    assert written.shape[1] == 1 + FEATURES
 
 
 def test_preprocess_is_deterministic(tmp_path):
@@ -85,4 +116,14 @@ def test_evaluate_reports_the_model_quality_that_the_condition_reads(tmp_path):
 def test_evaluate_fails_clearly_without_a_model(tmp_path):
     run_preprocess(tmp_path)
     with pytest.raises(SystemExit, match="produced no model"):
+        evaluate.main(["--base-dir", str(tmp_path)])
+
+
+def test_evaluate_names_an_archive_without_the_model_file(tmp_path):
+    run_preprocess(tmp_path)
+    (tmp_path / "model").mkdir()
+    with tarfile.open(tmp_path / "model" / "model.tar.gz", "w:gz") as tar:
+        info = tarfile.TarInfo("something-else")
+        tar.addfile(info, io.BytesIO(b""))
+    with pytest.raises(SystemExit, match="holds no xgboost-model file"):
         evaluate.main(["--base-dir", str(tmp_path)])
