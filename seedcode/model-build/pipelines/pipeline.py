@@ -15,11 +15,13 @@ from pathlib import Path
 from sagemaker import image_uris
 from sagemaker.estimator import Estimator
 from sagemaker.inputs import TrainingInput
+from sagemaker.metadata_properties import MetadataProperties
 from sagemaker.model import Model
 from sagemaker.model_metrics import MetricsSource, ModelMetrics
 from sagemaker.processing import ProcessingInput, ProcessingOutput, ScriptProcessor
 from sagemaker.sklearn.processing import SKLearnProcessor
 from sagemaker.workflow.condition_step import ConditionStep
+from sagemaker.workflow.execution_variables import ExecutionVariables
 from sagemaker.workflow.conditions import ConditionLessThanOrEqualTo
 from sagemaker.workflow.fail_step import FailStep
 from sagemaker.workflow.functions import Join, JsonGet
@@ -85,6 +87,11 @@ class Project:
     role_arn: str
     bucket: str
     model_package_group: str
+    # Where this run's code comes from: GitLab's predefined CI_COMMIT_SHA, CI_PROJECT_URL and
+    # CI_PIPELINE_URL; empty outside CI.
+    commit: str = ""
+    repository_url: str = ""
+    ci_pipeline_url: str = ""
 
     @property
     def pipeline_name(self) -> str:
@@ -202,6 +209,19 @@ def get_pipeline(project: Project, session: PipelineSession, input_data_url: str
             transform_instances=["ml.m5.large"],
             model_package_group_name=project.model_package_group,
             approval_status=approval_status,
+            # Lineage from an endpoint back to a commit: the package names the commit, the
+            # repository, the GitLab pipeline and the SageMaker pipeline run that made it.
+            metadata_properties=MetadataProperties(
+                commit_id=project.commit or None,
+                repository=project.repository_url or None,
+                generated_by=ExecutionVariables.PIPELINE_EXECUTION_ARN,
+            ),
+            customer_metadata_properties={
+                key: value
+                for key, value in {"GitCommit": project.commit, "GitLabPipelineUrl": project.ci_pipeline_url}.items()
+                if value
+            }
+            or None,
             model_metrics=ModelMetrics(
                 model_statistics=MetricsSource(
                     s3_uri=Join(on="/", values=[evaluation_uri, "evaluation.json"]),

@@ -34,6 +34,8 @@ PROJECT_VARIABLES = {
     "bucket": "ARTIFACT_BUCKET",
     "model_package_group": "MODEL_PACKAGE_GROUP_NAME",
 }
+# GitLab's predefined variables naming where the code comes from (lineage; empty outside CI).
+SOURCE_VARIABLES = {"commit": "CI_COMMIT_SHA", "repository_url": "CI_PROJECT_URL", "ci_pipeline_url": "CI_PIPELINE_URL"}
 FINISHED = {"Succeeded", "Failed", "Stopped"}
 
 
@@ -44,7 +46,8 @@ def project_from_env(env=os.environ) -> Project:
             f"missing environment variables: {', '.join(missing)}. The SageMaker project sets them "
             "as CI/CD variables of this repository (Settings > CI/CD > Variables); export them to run locally."
         )
-    return Project(**{field: env[variable] for field, variable in PROJECT_VARIABLES.items()})
+    source = {field: env.get(variable, "") for field, variable in SOURCE_VARIABLES.items()}
+    return Project(**{field: env[variable] for field, variable in PROJECT_VARIABLES.items()}, **source)
 
 
 def input_data_url(project: Project, source: str, s3) -> str:
@@ -108,7 +111,11 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(json.loads(pipeline.definition()), indent=2))
             return 0
         pipeline.upsert(role_arn=project.role_arn, description=f"Model build of SageMaker project {project.name}", tags=project.tags)
-        execution = pipeline.start()
+        # The run is named after the commit, and says which GitLab pipeline started it.
+        execution = pipeline.start(
+            execution_display_name=f"commit-{project.commit[:8]}" if project.commit else None,
+            execution_description=f"GitLab pipeline {project.ci_pipeline_url}" if project.ci_pipeline_url else None,
+        )
     except (ClientError, BotoCoreError) as err:
         print(f"error: creating or starting pipeline {project.pipeline_name} failed: {err}", file=sys.stderr)
         return 1

@@ -171,3 +171,34 @@ def test_the_failure_message_joins_only_a_parameter(definition):
     values = message["Std:Join"]["Values"]
     assert values[-1] == {"Get": "Parameters.MaxRmse"}
     assert not any("Std:JsonGet" in str(value) for value in values)
+
+
+def test_the_package_names_the_commit_the_gitlab_pipeline_and_the_run(aws, monkeypatch):
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    monkeypatch.setenv("CI_COMMIT_SHA", sha)
+    monkeypatch.setenv("CI_PROJECT_URL", "https://gitlab.example.com/ml/model-build-p-abc123def456")
+    monkeypatch.setenv("CI_PIPELINE_URL", "https://gitlab.example.com/ml/model-build-p-abc123def456/-/pipelines/7")
+    project = run_pipeline.project_from_env()
+    session = PipelineSession(boto_session=aws, default_bucket=project.bucket)
+    definition = json.loads(get_pipeline(project, session, "s3://example/penguins.csv").definition())
+    [register] = [step for step in steps_by_name(definition).values() if step["Type"] == "RegisterModel"]
+    arguments = register["Arguments"]
+    assert arguments["MetadataProperties"]["CommitId"] == sha
+    assert arguments["MetadataProperties"]["Repository"].endswith("/ml/model-build-p-abc123def456")
+    assert arguments["MetadataProperties"]["GeneratedBy"] == {"Get": "Execution.PipelineExecutionArn"}
+    assert arguments["CustomerMetadataProperties"] == {
+        "GitCommit": sha,
+        "GitLabPipelineUrl": "https://gitlab.example.com/ml/model-build-p-abc123def456/-/pipelines/7",
+    }
+
+
+def test_a_run_from_ci_is_named_after_its_commit(aws, monkeypatch):
+    monkeypatch.setenv("CI_COMMIT_SHA", "89abcdef0123456789abcdef0123456789abcdef")
+    monkeypatch.setenv("CI_PIPELINE_URL", "https://gitlab.example.com/ml/b/-/pipelines/9")
+    assert run_pipeline.main(["--no-wait"]) == 0
+    name = f"{PROJECT_ENV['SAGEMAKER_PROJECT_NAME']}-{PROJECT_ENV['SAGEMAKER_PROJECT_ID']}"
+    sagemaker = aws.client("sagemaker")
+    [run] = sagemaker.list_pipeline_executions(PipelineName=name)["PipelineExecutionSummaries"]
+    described = sagemaker.describe_pipeline_execution(PipelineExecutionArn=run["PipelineExecutionArn"])
+    assert described["PipelineExecutionDisplayName"] == "commit-89abcdef"
+    assert described["PipelineExecutionDescription"] == "GitLab pipeline https://gitlab.example.com/ml/b/-/pipelines/9"

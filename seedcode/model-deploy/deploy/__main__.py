@@ -87,7 +87,13 @@ def deploy_stack(args, env, session) -> None:
     tags = {
         "sagemaker:project-name": env["SAGEMAKER_PROJECT_NAME"],
         "sagemaker:project-id": env["SAGEMAKER_PROJECT_ID"],
+        # Lineage: the stack and, through CloudFormation, the endpoint, its config and model say
+        # which package they serve and which commit of this repository deployed it; the package
+        # names the build commit in turn.
+        "model-package-arn": package_arn,
     }
+    if os.environ.get("CI_COMMIT_SHA"):
+        tags["deploy-commit"] = os.environ["CI_COMMIT_SHA"]
     name = stack.stack_name(env["SAGEMAKER_PROJECT_NAME"], env["SAGEMAKER_PROJECT_ID"], args.stage)
     try:
         outputs = stack.deploy(
@@ -111,6 +117,18 @@ def test_endpoint(args, env, session) -> None:
     print(f"endpoint {endpoint} answered every sample row; mean absolute error {error:.1f}", flush=True)
 
 
+def teardown(args, env, session) -> None:
+    name = stack.stack_name(env["SAGEMAKER_PROJECT_NAME"], env["SAGEMAKER_PROJECT_ID"], args.stage)
+    try:
+        deleted = stack.delete(session.client("cloudformation"), name, args.poll_seconds, args.timeout_minutes * 60)
+    except stack.DeployFailed as err:
+        raise Failure(str(err)) from None
+    if deleted:
+        print(f"stack {name} deleted: the {args.stage} endpoint no longer runs or costs", flush=True)
+    else:
+        print(f"stack {name} does not exist: nothing to tear down", flush=True)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="python -m deploy", description=__doc__.splitlines()[0])
     root.add_argument("--model-file", type=Path, default=REPO_ROOT / "build" / "model.json")
@@ -126,6 +144,11 @@ def parser() -> argparse.ArgumentParser:
     test_command.add_argument("--sample", type=Path, default=REPO_ROOT / "data" / "endpoint-sample.csv")
     test_command.add_argument("--max-mean-absolute-error", type=float, default=600.0)
     test_command.set_defaults(run=test_endpoint)
+    teardown_command = commands.add_parser("teardown", help="delete one stage's endpoint stack")
+    teardown_command.add_argument("stage", choices=STAGES)
+    teardown_command.add_argument("--poll-seconds", type=float, default=20.0)
+    teardown_command.add_argument("--timeout-minutes", type=float, default=60.0)
+    teardown_command.set_defaults(run=teardown)
     return root
 
 

@@ -1,4 +1,4 @@
-"""Creates or updates one stage's endpoint stack and waits until CloudFormation is done."""
+"""Creates, updates or deletes one stage's endpoint stack and waits until CloudFormation is done."""
 
 import time
 
@@ -97,3 +97,17 @@ def failure_reasons(cfn, name: str, since: float) -> str:
 def outputs(cfn, name: str) -> dict:
     stack = cfn.describe_stacks(StackName=name)["Stacks"][0]
     return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+def delete(cfn, name: str, poll_seconds: float, timeout_seconds: float) -> bool:
+    """Deletes stack `name` (its endpoint, endpoint config and model) and waits until it is gone;
+    False when there was no such stack."""
+    if current_status(cfn, name) is None:
+        return False
+    started = time.time()
+    cfn.delete_stack(StackName=name)
+    try:
+        wait(cfn, name, poll_seconds, timeout_seconds, until={"DELETE_COMPLETE"}, since=started)
+    except DeployFailed as err:
+        raise DeployFailed(f"deleting: {err}") from None
+    return True

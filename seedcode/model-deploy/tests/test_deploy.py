@@ -4,6 +4,7 @@ CloudFormation, the endpoint test through SageMaker Runtime."""
 import json
 
 import pytest
+from botocore.exceptions import ClientError
 import requests
 
 from deploy.__main__ import main
@@ -127,3 +128,32 @@ def test_missing_variables_are_named(aws, model_file, monkeypatch, capsys):
     monkeypatch.delenv("MODEL_EXECUTION_ROLE_ARN")
     assert main(["--model-file", str(model_file), "select"]) == 1
     assert "missing environment variables: MODEL_EXECUTION_ROLE_ARN" in capsys.readouterr().err
+
+
+def test_the_stack_names_the_package_and_the_deploy_commit(aws, model_file, monkeypatch):
+    package = register(aws, "Approved")
+    monkeypatch.setenv("CI_COMMIT_SHA", "fedcba9876543210fedcba9876543210fedcba98")
+    assert main(["--model-file", str(model_file), "select"]) == 0
+    assert main(["--model-file", str(model_file), "stack", "staging", "--poll-seconds", "0"]) == 0
+    [described] = aws.client("cloudformation").describe_stacks(StackName=STACK)["Stacks"]
+    tags = {t["Key"]: t["Value"] for t in described["Tags"]}
+    assert tags["model-package-arn"] == package
+    assert tags["deploy-commit"] == "fedcba9876543210fedcba9876543210fedcba98"
+
+
+def test_teardown_deletes_the_stage_and_says_so_when_there_is_none(aws, model_file, capsys):
+    register(aws, "Approved")
+    assert main(["--model-file", str(model_file), "select"]) == 0
+    assert main(["--model-file", str(model_file), "stack", "staging", "--poll-seconds", "0"]) == 0
+    cfn = aws.client("cloudformation")
+    endpoint = {o["OutputKey"]: o["OutputValue"] for o in cfn.describe_stacks(StackName=STACK)["Stacks"][0]["Outputs"]}["EndpointName"]
+
+    assert main(["teardown", "staging", "--poll-seconds", "0"]) == 0
+    assert f"stack {STACK} deleted" in capsys.readouterr().out
+    with pytest.raises(ClientError):
+        cfn.describe_stacks(StackName=STACK)
+    with pytest.raises(ClientError):
+        aws.client("sagemaker").describe_endpoint(EndpointName=endpoint)
+
+    assert main(["teardown", "staging", "--poll-seconds", "0"]) == 0
+    assert "nothing to tear down" in capsys.readouterr().out
