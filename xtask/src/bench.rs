@@ -61,7 +61,8 @@ fn checkin_create(sh: &Shell, runs: usize) -> anyhow::Result<()> {
 }
 
 /// `cargo xtask package` when nothing changed (the target: at most 2 s), against the same
-/// command after the output folder was deleted, which rebuilds no Lambda but writes every zip.
+/// command after the output folder was deleted, which rebuilds no Lambda but writes every zip;
+/// then the zips' sizes against their targets.
 fn package_rerun(sh: &Shell, runs: usize) -> anyhow::Result<()> {
     let out = project::target_dir().join("bench/dist");
     let package = || cmd!(sh, "cargo xtask package --out {out}").quiet().ignore_stdout().ignore_stderr().run();
@@ -71,6 +72,22 @@ fn package_rerun(sh: &Shell, runs: usize) -> anyhow::Result<()> {
     let unchanged = measure(runs, || Ok(()), package)?;
     let rewrite = measure(runs, || Ok(std::fs::remove_dir_all(&out)?), package)?;
     report("package, nothing changed", &unchanged, "package, empty output folder", &rewrite);
+    zip_sizes(&out)
+}
+
+/// Every cold start downloads the Lambda's zip: the size each should stay under (issue 17's
+/// targets for the shipped arm64 build), in bytes, in the order of `package::LAMBDAS`.
+const ZIP_SIZE_TARGETS: [u64; 2] = [2_500_000, 2_000_000];
+
+fn zip_sizes(out: &std::path::Path) -> anyhow::Result<()> {
+    for ((_, zip), target) in package::LAMBDAS.iter().zip(ZIP_SIZE_TARGETS) {
+        let size = std::fs::metadata(out.join(zip))?.len();
+        let verdict = if size <= target { "within" } else { "OVER" };
+        println!(
+            "{zip:<40} {size:>10} B  target {target:>10} B  {verdict} ({:.0} %)",
+            size as f64 * 100.0 / target as f64
+        );
+    }
     Ok(())
 }
 
