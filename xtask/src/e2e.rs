@@ -770,7 +770,7 @@ async fn retried_create(api: &RuntimeApi, stack: &Stack, world: &World) -> anyho
 /// in AWS: `cfn/bootstrap.yml`'s roles and resource policies, and the project's CI role within
 /// its boundary, resolved for this account.
 async fn recorded_calls_allowed(project_stack: &Stack) -> anyhow::Result<((), String)> {
-    let recording = moto().recorded_requests().map_err(anyhow::Error::msg)?;
+    let recording = moto().take_recorded_requests().map_err(anyhow::Error::msg)?;
     let listed = aws_json("secretsmanager", "secretsmanager.ListSecrets", json!({})).await?;
     let secrets: BTreeMap<String, String> = listed["SecretList"]
         .as_array()

@@ -59,7 +59,7 @@ impl Moto {
     }
 
     /// Starts moto's recorder (its `/moto-api/recorder/` API): from now on every request, with
-    /// its headers and body, is kept for `recorded_requests`.
+    /// its headers and body, is kept for `take_recorded_requests`.
     pub fn start_recording(&self) -> Result<(), String> {
         let _ = std::fs::remove_file(&self.recording);
         let url = format!("{}/moto-api/recorder/start-recording", self.endpoint);
@@ -68,10 +68,16 @@ impl Moto {
     }
 
     /// The requests recorded since `start_recording`, one JSON object each (method, url, headers,
-    /// body: base64 when `body_encoded`).
-    pub fn recorded_requests(&self) -> Result<Vec<serde_json::Value>, String> {
+    /// body: base64 when `body_encoded`). Recording stops, and its file (tens of MB with uploads) is removed.
+    pub fn take_recorded_requests(&self) -> Result<Vec<serde_json::Value>, String> {
+        // Stopped first, or the next request would write the file again.
+        let status = post_empty(&format!("{}/moto-api/recorder/stop-recording", self.endpoint))?;
+        if status != 200 {
+            return Err(format!("moto's recorder answered {status} to stop"));
+        }
         let text = std::fs::read_to_string(&self.recording)
             .map_err(|err| format!("cannot read moto's recording {}: {err}", self.recording.display()))?;
+        let _ = std::fs::remove_file(&self.recording);
         text.lines()
             .map(|line| serde_json::from_str(line).map_err(|err| format!("a recorded request: {err}")))
             .collect()
