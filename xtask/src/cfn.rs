@@ -8,6 +8,20 @@ use std::collections::BTreeMap;
 use anyhow::{Context, bail};
 use serde_yaml::Value;
 
+/// `cfn/bootstrap.yml` resolved as a stack in `account` and `region` with the artifact bucket
+/// `bucket` and `parameters`: its roles, the CI boundary and the OIDC provider carry the ARNs IAM
+/// gives them, as the e2e run and the permission proof evaluate them.
+pub fn bootstrap(region: &str, account: &str, bucket: &str, parameters: &[(&str, &str)]) -> anyhow::Result<Stack> {
+    let path = crate::project::root().join(crate::template::BOOTSTRAP_TEMPLATE);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut given = vec![("ArtifactBucket", bucket)];
+    given.extend_from_slice(parameters);
+    let mut stack = Stack::new(&text, region, account, &given)?;
+    stack.set_attribute("ArtifactBucket", "Arn", &format!("arn:aws:s3:::{bucket}"));
+    stack.name_iam_resources()?;
+    Ok(stack)
+}
+
 pub struct Stack {
     template: Value,
     parameters: BTreeMap<String, String>,
@@ -70,6 +84,49 @@ impl Stack {
 
     pub fn set_attribute(&mut self, resource: &str, attribute: &str, value: &str) {
         self.attributes.insert(format!("{resource}.{attribute}"), value.to_owned());
+    }
+
+    /// A resource's property, resolved, as JSON: the form policies are evaluated in.
+    pub fn json_property(&self, resource: &str, path: &[&str]) -> anyhow::Result<serde_json::Value> {
+        Ok(serde_json::to_value(self.property(resource, path)?)?)
+    }
+
+    /// The policy documents of a role's inline `Policies`.
+    pub fn inline_policies(&self, role: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+        let policies = self.json_property(role, &["Policies"])?;
+        Ok(policies.as_array().into_iter().flatten().map(|policy| policy["PolicyDocument"].clone()).collect())
+    }
+
+    /// Gives the stack's IAM roles, managed policies and OIDC providers the ARNs IAM derives from
+    /// their names, as `!GetAtt Role.Arn` and `!Ref` resolve in a real stack.
+    pub fn name_iam_resources(&mut self) -> anyhow::Result<()> {
+        let account = self.parameters["AWS::AccountId"].clone();
+        let mut named = Vec::new();
+        for (resource, kind) in self.resources()? {
+            let (field, arn_of): (&str, fn(&str, &str) -> String) = match kind.as_str() {
+                "AWS::IAM::Role" => ("RoleName", |account, name| format!("arn:aws:iam::{account}:role/{name}")),
+                "AWS::IAM::ManagedPolicy" => {
+                    ("ManagedPolicyName", |account, name| format!("arn:aws:iam::{account}:policy/{name}"))
+                }
+                // IAM names a provider by its issuer URL without the scheme.
+                "AWS::IAM::OIDCProvider" => ("Url", |account, url| {
+                    format!("arn:aws:iam::{account}:oidc-provider/{}", url.trim_start_matches("https://"))
+                }),
+                _ => continue,
+            };
+            let name = scalar(&self.property(&resource, &[field])?)?;
+            named.push((resource, kind, arn_of(&account, &name)));
+        }
+        for (resource, kind, arn) in named {
+            match kind.as_str() {
+                "AWS::IAM::Role" => self.set_attribute(&resource, "Arn", &arn),
+                // `Ref` gives a managed policy's and a provider's ARN.
+                _ => {
+                    self.parameters.insert(resource, arn);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A resource's property, resolved.

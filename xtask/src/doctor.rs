@@ -8,8 +8,8 @@ use serde_json::Value;
 
 use crate::flags;
 use crate::publish::{
-    Aws, PRODUCTS_USE_ROLE, check_s3_template_route, connect, find_product, list_versions, products_use_role_exists,
-    products_use_role_missing, read_portfolio_state,
+    Aws, PRODUCTS_USE_ROLE, allow_statements, check_s3_template_route, connect, find_product, list_versions,
+    products_use_role_exists, products_use_role_missing, read_portfolio_state,
 };
 
 /// One row of the report: what was checked, and what was found or, failed, what to do.
@@ -166,11 +166,7 @@ async fn role_trusted_by(iam: &aws_sdk_iam::Client, name: &str, service: Option<
 fn trusts_service(document: &str, service: &str) -> bool {
     let decoded = percent_encoding::percent_decode_str(document).decode_utf8_lossy();
     let Ok(policy) = serde_json::from_str::<Value>(&decoded) else { return false };
-    let statements = match &policy["Statement"] {
-        Value::Array(list) => list.clone(),
-        single => vec![single.clone()],
-    };
-    statements.iter().filter(|s| s["Effect"] == "Allow").any(|s| match &s["Principal"]["Service"] {
+    allow_statements(&policy).any(|s| match &s["Principal"]["Service"] {
         Value::String(one) => one == service,
         Value::Array(many) => many.iter().any(|v| v == service),
         _ => false,

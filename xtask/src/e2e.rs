@@ -330,6 +330,7 @@ async fn provision(world: &World, template_url: &str, arch: Arch) -> anyhow::Res
     ];
     let mut stack = Stack::new(&template, REGION, ACCOUNT_ID, &parameters)?;
     stack.set_attribute("ArtifactBucket", "Arn", &format!("arn:aws:s3:::sagemaker-project-{PROJECT_ID}"));
+    stack.name_iam_resources()?;
     let [(_, checkin_zip), (_, trigger_zip)] = package::LAMBDAS;
     for (function, zip, folder) in
         [("CheckinFunction", checkin_zip, "checkin"), ("TriggerFunction", trigger_zip, "trigger")]
@@ -784,46 +785,30 @@ async fn recorded_calls_allowed(project_stack: &Stack) -> anyhow::Result<((), St
     let account = calls::Account { region: REGION, account: ACCOUNT_ID, secrets, roles };
     let calls = calls::calls(&recording, &account)?;
 
-    let role = |name: &str| format!("arn:aws:iam::{ACCOUNT_ID}:role/{name}");
-    let regional = |name: &str| role(&format!("sagemaker-gitlab-project-{name}-{REGION}"));
     let token = account.secrets.get(TOKEN_SECRET).context("moto holds no token secret")?;
-    let text = std::fs::read_to_string(project::root().join(template::BOOTSTRAP_TEMPLATE))?;
     let parameters = [
         ("TemplateProjectPath", "platform/sagemaker-gitlab-template"),
         ("GitLabCaBundleSecretName", CA_BUNDLE_SECRET),
-        ("ArtifactBucket", BUCKET),
         ("GitLabTokenSecret", token.as_str()),
-        ("GitLabOidcProvider", "arn:aws:iam::123456789012:oidc-provider/gitlab.com"),
-        ("CiBoundary", "arn:aws:iam::123456789012:policy/sagemaker-gitlab-project-ci-boundary"),
     ];
-    let mut bootstrap = Stack::new(&text, REGION, ACCOUNT_ID, &parameters)?;
-    bootstrap.set_attribute("ArtifactBucket", "Arn", &format!("arn:aws:s3:::{BUCKET}"));
-    for (resource, name) in [
-        ("CheckinRole", "checkin"),
-        ("TriggerRole", "trigger"),
-        ("LaunchRole", "launch"),
-        ("PublisherRole", "publisher"),
-    ] {
-        bootstrap.set_attribute(resource, "Arn", &regional(name));
-    }
-    let to_json = |value: serde_yaml::Value| serde_json::to_value(value).map_err(anyhow::Error::from);
-    let inline = |stack: &Stack, resource: &str| -> anyhow::Result<Vec<Value>> {
-        let policies = to_json(stack.property(resource, &["Policies"])?)?;
-        Ok(policies.as_array().into_iter().flatten().map(|p| p["PolicyDocument"].clone()).collect())
+    let bootstrap = crate::cfn::bootstrap(REGION, ACCOUNT_ID, BUCKET, &parameters)?;
+    let role_of = |stack: &Stack, role: &str| -> anyhow::Result<(String, Vec<Value>)> {
+        let arn = stack.attribute(role, "Arn").with_context(|| format!("{role} has no ARN"))?;
+        Ok((arn.to_owned(), stack.inline_policies(role)?))
     };
     let identities: BTreeMap<Caller, (String, Vec<Value>)> = [
-        (Caller::Publish, (regional("publisher"), inline(&bootstrap, "PublisherRole")?)),
-        (Caller::Checkin, (regional("checkin"), inline(&bootstrap, "CheckinRole")?)),
-        (Caller::Trigger, (regional("trigger"), inline(&bootstrap, "TriggerRole")?)),
-        (Caller::BuildCi, (role(&format!("sagemaker-{PROJECT_ID}-gitlab-ci")), inline(project_stack, "CiRole")?)),
-        (Caller::DeployCi, (role(&format!("sagemaker-{PROJECT_ID}-gitlab-ci")), inline(project_stack, "CiRole")?)),
+        (Caller::Publish, role_of(&bootstrap, "PublisherRole")?),
+        (Caller::Checkin, role_of(&bootstrap, "CheckinRole")?),
+        (Caller::Trigger, role_of(&bootstrap, "TriggerRole")?),
+        (Caller::BuildCi, role_of(project_stack, "CiRole")?),
+        (Caller::DeployCi, role_of(project_stack, "CiRole")?),
     ]
     .into_iter()
     .collect();
-    let boundary = to_json(bootstrap.property("CiBoundary", &["PolicyDocument"])?)?;
-    let artifact_bucket = to_json(bootstrap.property("ArtifactBucketPolicy", &["PolicyDocument"])?)?;
-    let token_policy = to_json(bootstrap.property("GitLabTokenSecretPolicy", &["ResourcePolicy"])?)?;
-    let project_bucket = to_json(project_stack.property("ArtifactBucketPolicy", &["PolicyDocument"])?)?;
+    let boundary = bootstrap.json_property("CiBoundary", &["PolicyDocument"])?;
+    let artifact_bucket = bootstrap.json_property("ArtifactBucketPolicy", &["PolicyDocument"])?;
+    let token_policy = bootstrap.json_property("GitLabTokenSecretPolicy", &["ResourcePolicy"])?;
+    let project_bucket = project_stack.json_property("ArtifactBucketPolicy", &["PolicyDocument"])?;
     let bucket_arn = format!("arn:aws:s3:::{BUCKET}");
     let project_bucket_arn = format!("arn:aws:s3:::sagemaker-project-{PROJECT_ID}");
 

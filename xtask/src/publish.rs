@@ -758,14 +758,19 @@ pub(crate) async fn check_s3_template_route(aws: &Aws, bucket: &str) -> anyhow::
     Ok(())
 }
 
+/// A policy's `Allow` statements; IAM accepts `Statement` as one object or a list.
+pub(crate) fn allow_statements(policy: &serde_json::Value) -> impl Iterator<Item = &serde_json::Value> {
+    let statements = match &policy["Statement"] {
+        serde_json::Value::Array(list) => list.iter().collect(),
+        single => vec![single],
+    };
+    statements.into_iter().filter(|statement| statement["Effect"] == "Allow")
+}
+
 /// Whether a bucket policy has an Allow naming `s3:GetObjectTagging` (or a wildcard covering it).
 fn grants_tag_reads(policy: &str) -> bool {
     let Ok(policy) = serde_json::from_str::<serde_json::Value>(policy) else { return false };
-    let statements = match &policy["Statement"] {
-        serde_json::Value::Array(list) => list.clone(),
-        single => vec![single.clone()],
-    };
-    statements.iter().filter(|s| s["Effect"] == "Allow").any(|statement| {
+    allow_statements(&policy).any(|statement| {
         let actions = match &statement["Action"] {
             serde_json::Value::String(one) => vec![one.clone()],
             serde_json::Value::Array(many) => many.iter().filter_map(|a| a.as_str().map(str::to_owned)).collect(),

@@ -253,13 +253,7 @@ async fn each_missing_piece_fails_its_own_row_with_the_fix() {
         &["--s3-template"],
         &[("S3-based templates", "a CORS rule allowing GET from https://*.sagemaker.aws")],
     );
-    let rule = aws_sdk_s3::types::CorsRule::builder()
-        .allowed_origins("https://*.sagemaker.aws")
-        .allowed_methods("GET")
-        .build()
-        .unwrap();
-    let cors = aws_sdk_s3::types::CorsConfiguration::builder().cors_rules(rule).build().unwrap();
-    account.s3.put_bucket_cors().bucket(BUCKET).cors_configuration(cors).send().await.unwrap();
+    lambda_testkit::moto::allow_studio_cors(&account.s3, BUCKET).await.unwrap();
     let policy = serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
         "Principal": {"AWS": studio}, "Action": ["s3:GetObject", "s3:GetObjectTagging"],
         "Resource": format!("arn:aws:s3:::{BUCKET}/*/studio-templates/*")}]});

@@ -195,25 +195,9 @@ const TEMPLATE_REPOSITORY: &str = "platform/sagemaker-gitlab-template";
 /// `cfn/bootstrap.yml` as deployed with GitLab CI publishing from `TEMPLATE_REPOSITORY`, and
 /// the `parameters` given.
 fn bootstrap_with(parameters: &[(&str, &str)]) -> Stack {
-    let text = common::read_repo_file(xtask::template::BOOTSTRAP_TEMPLATE);
-    let mut refs = vec![
-        ("TemplateProjectPath", TEMPLATE_REPOSITORY),
-        ("ArtifactBucket", ARTIFACT_BUCKET),
-        ("GitLabOidcProvider", OIDC_PROVIDER),
-        ("CiBoundary", CI_BOUNDARY),
-    ];
-    refs.extend_from_slice(parameters);
-    let mut stack = Stack::new(&text, REGION, ACCOUNT, &refs).unwrap();
-    stack.set_attribute("ArtifactBucket", "Arn", &format!("arn:aws:s3:::{ARTIFACT_BUCKET}"));
-    for (resource, name) in [
-        ("CheckinRole", "sagemaker-gitlab-project-checkin-eu-west-1"),
-        ("TriggerRole", "sagemaker-gitlab-project-trigger-eu-west-1"),
-        ("LaunchRole", "sagemaker-gitlab-project-launch-eu-west-1"),
-        ("PublisherRole", "sagemaker-gitlab-project-publisher-eu-west-1"),
-    ] {
-        stack.set_attribute(resource, "Arn", &role_arn(name));
-    }
-    stack
+    let mut given = vec![("TemplateProjectPath", TEMPLATE_REPOSITORY)];
+    given.extend_from_slice(parameters);
+    xtask::cfn::bootstrap(REGION, ACCOUNT, ARTIFACT_BUCKET, &given).unwrap()
 }
 
 fn bootstrap() -> Stack {
@@ -269,11 +253,11 @@ fn project() -> Stack {
         ("SeedCodeCheckin", "DeployProjectPath", "ml/deploy".into()),
         ("GitLabProjectPaths", "BuildProjectPath", BUILD_PATH.into()),
         ("GitLabProjectPaths", "DeployProjectPath", DEPLOY_PATH.into()),
-        ("CiRole", "Arn", role_arn(&ci_role_name(PROJECT_ID))),
     ];
     for (resource, attribute, value) in attributes {
         stack.set_attribute(resource, attribute, &value);
     }
+    stack.name_iam_resources().unwrap();
     stack
 }
 
@@ -353,8 +337,7 @@ impl Proof {
     }
 
     fn launch_role_policies(&self) -> Vec<Json> {
-        let policies = json(self.bootstrap.property("LaunchRole", &["Policies"]).unwrap());
-        policies.as_array().unwrap().iter().map(|p| p["PolicyDocument"].clone()).collect()
+        self.bootstrap.inline_policies("LaunchRole").unwrap()
     }
 
     /// The waiver for `action` on a resource, checked: a property it names must be absent.
@@ -455,10 +438,9 @@ fn service_catalogs_template_copy_is_readable_and_nothing_else_outside_the_artif
     assert_eq!(iam::evaluate(&policies, &untagged), Decision::ImplicitlyDenied);
 }
 
-/// The inline policy documents of role `resource` in `stack`.
-fn inline_policies(stack: &Stack, resource: &str) -> Vec<Json> {
-    let policies = json(stack.property(resource, &["Policies"]).unwrap());
-    policies.as_array().unwrap().iter().map(|p| p["PolicyDocument"].clone()).collect()
+/// The project's CI role as IAM decides for it: its inline policies, and bootstrap's boundary.
+fn ci_role_policies(project: &Stack, bootstrap: &Stack) -> (Vec<Json>, Json) {
+    (project.inline_policies("CiRole").unwrap(), bootstrap.json_property("CiBoundary", &["PolicyDocument"]).unwrap())
 }
 
 /// A trust policy written as JSON text, as both templates write those with GitLab's claims.
@@ -520,8 +502,7 @@ fn only_main_of_this_projects_two_repositories_may_assume_its_ci_role() {
 fn a_projects_ci_role_reaches_its_own_resources_and_no_other_projects() {
     let project = project();
     let bootstrap = bootstrap();
-    let identity = inline_policies(&project, "CiRole");
-    let boundary = json(bootstrap.property("CiBoundary", &["PolicyDocument"]).unwrap());
+    let (identity, boundary) = ci_role_policies(&project, &bootstrap);
     let policies = Policies { identity: identity.iter().collect(), resource: None, boundary: Some(&boundary) };
     let role = role_arn(&ci_role_name(PROJECT_ID));
     let other = "p-zzzzzzzzzzzz";
@@ -578,8 +559,7 @@ fn a_projects_ci_role_reaches_its_own_resources_and_no_other_projects() {
 fn the_ci_role_may_deploy_every_resource_of_the_endpoint_stack() {
     let project = project();
     let bootstrap = bootstrap();
-    let identity = inline_policies(&project, "CiRole");
-    let boundary = json(bootstrap.property("CiBoundary", &["PolicyDocument"]).unwrap());
+    let (identity, boundary) = ci_role_policies(&project, &bootstrap);
     let policies = Policies { identity: identity.iter().collect(), resource: None, boundary: Some(&boundary) };
     let role = role_arn(&ci_role_name(PROJECT_ID));
     let execution_role = role_arn("service-role/AmazonSageMakerServiceCatalogProductsUseRole");
@@ -679,7 +659,7 @@ fn only_the_publisher_role_writes_the_artifact_bucket() {
         );
     }
     let publisher = role_arn("sagemaker-gitlab-project-publisher-eu-west-1");
-    let identity = inline_policies(&bootstrap, "PublisherRole");
+    let identity = bootstrap.inline_policies("PublisherRole").unwrap();
     let as_publisher = Policies { identity: identity.iter().collect(), resource: Some(&bucket_policy), boundary: None };
     let upload = Request::new(&publisher, "s3:PutObject", &object).with("aws:SecureTransport", &["true"]);
     assert_eq!(iam::evaluate(&as_publisher, &upload), Decision::Allowed);
@@ -720,7 +700,7 @@ fn the_publisher_role_is_assumed_only_from_the_default_branch_and_release_tags_o
 #[test]
 fn the_launch_role_can_make_ci_roles_only_under_the_boundary() {
     let bootstrap = bootstrap();
-    let identity = inline_policies(&bootstrap, "LaunchRole");
+    let identity = bootstrap.inline_policies("LaunchRole").unwrap();
     let policies = Policies { identity: identity.iter().collect(), resource: None, boundary: None };
     let launch = role_arn("sagemaker-gitlab-project-launch-eu-west-1");
     let ci_role = role_arn(&ci_role_name(PROJECT_ID));

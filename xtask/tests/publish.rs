@@ -328,25 +328,15 @@ async fn a_product_missing_from_its_portfolio_is_repaired_on_the_next_publish() 
     let again = stand.publish_ok(&["--portfolio-id", &portfolio_id, "--launch-role-arn", LAUNCH_ROLE]);
     assert_eq!(again["version_created"], false, "the template is unchanged: only the portfolio is repaired");
     assert!(in_portfolio().await, "the product was not added to the portfolio");
-    let constraints = catalog()
-        .list_constraints_for_portfolio()
-        .portfolio_id(&portfolio_id)
-        .product_id(product)
-        .send()
-        .await
-        .unwrap();
-    let types: Vec<&str> = constraints.constraint_details().iter().filter_map(|c| c.r#type()).collect();
-    assert_eq!(types, ["LAUNCH"]);
+    let constraint_types = || async {
+        let listed = catalog().list_constraints_for_portfolio().portfolio_id(&portfolio_id).product_id(product);
+        let listed = listed.send().await.unwrap();
+        listed.constraint_details().iter().filter_map(|c| c.r#type().map(str::to_owned)).collect::<Vec<_>>()
+    };
+    assert_eq!(constraint_types().await, ["LAUNCH"]);
     // Repaired: later runs need no --launch-role-arn and add nothing twice.
     stand.publish_ok(&["--portfolio-id", &portfolio_id]);
-    let constraints = catalog()
-        .list_constraints_for_portfolio()
-        .portfolio_id(&portfolio_id)
-        .product_id(product)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(constraints.constraint_details().len(), 1);
+    assert_eq!(constraint_types().await.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -468,13 +458,7 @@ async fn s3_template_needs_cors_and_a_tag_read_grant_then_is_tagged_for_studio()
     assert!(stderr.contains("s3:GetObjectTagging") && stderr.contains("S3Templates=Enabled"), "{stderr}");
     assert!(stand.keys().await.is_empty(), "nothing is written before the checks pass");
 
-    let rule = aws_sdk_s3::types::CorsRule::builder()
-        .allowed_origins("https://*.sagemaker.aws")
-        .allowed_methods("GET")
-        .build()
-        .unwrap();
-    let cors = aws_sdk_s3::types::CorsConfiguration::builder().cors_rules(rule).build().unwrap();
-    s3().put_bucket_cors().bucket(&stand.bucket).cors_configuration(cors).send().await.unwrap();
+    lambda_testkit::moto::allow_studio_cors(&s3(), &stand.bucket).await.unwrap();
     let stderr = failed(&stand.publish(&["--s3-template"]));
     assert!(!stderr.contains("CORS rule") && stderr.contains("s3:GetObjectTagging"), "{stderr}");
 

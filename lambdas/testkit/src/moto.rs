@@ -160,3 +160,17 @@ pub async fn enable_sagemaker_projects(iam: &aws_sdk_iam::Client) -> Result<(), 
         Err(err) => Err(format!("creating SageMaker's products role: {err:?}")),
     }
 }
+
+/// Gives `bucket` the CORS rule Studio's pages need to read S3-based project templates (what
+/// cfn/bootstrap.yml sets with S3Templates=Enabled: GET from https://*.sagemaker.aws).
+pub async fn allow_studio_cors(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<(), String> {
+    use aws_sdk_s3::types::{CorsConfiguration, CorsRule};
+    let rule = CorsRule::builder()
+        .allowed_origins("https://*.sagemaker.aws")
+        .allowed_methods("GET")
+        .build()
+        .map_err(|err| err.to_string())?;
+    let cors = CorsConfiguration::builder().cors_rules(rule).build().map_err(|err| err.to_string())?;
+    s3.put_bucket_cors().bucket(bucket).cors_configuration(cors).send().await.map_err(|err| format!("{err:?}"))?;
+    Ok(())
+}
