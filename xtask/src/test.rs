@@ -3,7 +3,7 @@
 use xshell::{Shell, cmd};
 
 use crate::flags::{self, Arch};
-use crate::tools;
+use crate::{project, tools};
 
 /// Programs the tests call, with the Debian package that brings each.
 const TEST_PROGRAMS: &[(&str, &str)] = &[
@@ -29,6 +29,8 @@ pub fn run(sh: &Shell, args: &flags::Test) -> anyhow::Result<()> {
     cmd!(sh, "cargo fmt --all --check").run()?;
     cmd!(sh, "cargo clippy --workspace --all-targets --locked -- --deny warnings").run()?;
     let extra = &args.cargo_test_args;
+    // The tests find the tools where they were installed above, whatever CARGO_TARGET_DIR is.
+    let _tools = sh.push_env("XTASK_TOOLS_DIR", project::tools_dir());
     cmd!(sh, "cargo test --workspace --locked -- {extra...}").run()?;
     Ok(())
 }

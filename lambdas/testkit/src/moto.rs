@@ -27,13 +27,9 @@ pub fn moto() -> &'static Moto {
     MOTO.get_or_init(Moto::start)
 }
 
-/// The Python of the test tools' venv: `$XTASK_TOOLS_DIR/test-venv` or
-/// `<workspace>/target/tools/test-venv`.
+/// The Python of the test tools' venv.
 pub fn tools_python() -> PathBuf {
-    let tools = std::env::var_os("XTASK_TOOLS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/tools")));
-    let python = tools.join("test-venv/bin/python");
+    let python = crate::tools_dir().join("test-venv/bin/python");
     assert!(python.exists(), "{} is missing: run `cargo xtask test`, which installs the test tools", python.display());
     python
 }

@@ -15,11 +15,7 @@ pub fn read_repo_file(relative: &str) -> String {
     std::fs::read_to_string(repo_root().join(relative)).unwrap_or_else(|err| panic!("{relative}: {err}"))
 }
 
-/// The tools `cargo xtask test` installed before running the tests (one venv per
-/// requirements file in xtask/requirements).
-pub fn tools_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("tools")
-}
+pub use lambda_testkit::tools_dir;
 
 pub fn tool(venv: &str, program: &str) -> PathBuf {
     let path = tools_dir().join(format!("{venv}-venv/bin/{program}"));
