@@ -18,7 +18,7 @@ fn seed_repo(name: &str) -> PathBuf {
 /// A command in the seed venv's Python world, leaving no bytecode in the source tree.
 fn seed_python(dir: &Path) -> Command {
     let mut command = Command::new(tool("seedcode", "python"));
-    command.current_dir(dir).env("PYTHONDONTWRITEBYTECODE", "1").env("SAGEMAKER_SUPPRESS_V2_WARNING", "1");
+    command.current_dir(dir).env("PYTHONDONTWRITEBYTECODE", "1");
     command
 }
 

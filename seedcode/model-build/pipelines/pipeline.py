@@ -1,42 +1,60 @@
-"""The SageMaker Pipeline of this project: preprocess → train → evaluate → check → register.
+"""The SageMaker Pipeline of this project: preprocess → baseline, train → evaluate → check → register.
 
-    preprocess (scikit-learn)  penguins CSV → train / validation / test splits
+    preprocess (scikit-learn)  penguins CSV → train / validation / test splits, and the training
+                               features alone (the endpoint's input layout) for the baseline
+    baseline   (Model Monitor) data-quality statistics and constraints of the training features
     train      (XGBoost)       built-in algorithm, squared-error regression on body mass
     evaluate   (XGBoost image) RMSE, MAE on the test split → evaluation.json
     check                      RMSE ≤ MaxRmse ?  yes → register, no → fail with the figure
-    register                   model package in <project>-<id>, PendingManualApproval
+    register                   model package in <project>-<id>, PendingManualApproval, carrying
+                               the evaluation and the data-quality baseline the deploy monitors with
 
 Approving the package in the registry starts the model-deploy repository's pipeline.
+
+Written against the SageMaker Python SDK v3: the pipeline and its steps come from
+sagemaker-mlops, training from sagemaker-train (ModelTrainer), registration from
+sagemaker-serve (ModelBuilder), the rest from sagemaker-core.
 """
 
+import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from sagemaker import image_uris
-from sagemaker.estimator import Estimator
-from sagemaker.inputs import TrainingInput
-from sagemaker.metadata_properties import MetadataProperties
-from sagemaker.model import Model
-from sagemaker.model_metrics import MetricsSource, ModelMetrics
-from sagemaker.processing import ProcessingInput, ProcessingOutput, ScriptProcessor
-from sagemaker.sklearn.processing import SKLearnProcessor
-from sagemaker.workflow.condition_step import ConditionStep
-from sagemaker.workflow.execution_variables import ExecutionVariables
-from sagemaker.workflow.conditions import ConditionLessThanOrEqualTo
-from sagemaker.workflow.fail_step import FailStep
-from sagemaker.workflow.functions import Join, JsonGet
-from sagemaker.workflow.model_step import ModelStep
-from sagemaker.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString
-from sagemaker.workflow.pipeline import Pipeline
-from sagemaker.workflow.pipeline_context import PipelineSession
-from sagemaker.workflow.properties import PropertyFile
-from sagemaker.workflow.retry import (
+from sagemaker.core import image_uris
+from sagemaker.core.drift_check_baselines import DriftCheckBaselines
+from sagemaker.core.metadata_properties import MetadataProperties
+from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
+from sagemaker.core.model_monitor.dataset_format import DatasetFormat
+from sagemaker.core.processing import ScriptProcessor
+from sagemaker.core.shapes import OutputDataConfig, ProcessingInput, ProcessingOutput, ProcessingS3Input, ProcessingS3Output
+from sagemaker.core.training.configs import Compute, InputData
+from sagemaker.core.workflow.conditions import ConditionLessThanOrEqualTo
+from sagemaker.core.workflow.execution_variables import ExecutionVariables
+from sagemaker.core.workflow.functions import Join, JsonGet
+from sagemaker.core.workflow.parameters import ParameterFloat, ParameterInteger, ParameterString
+from sagemaker.core.workflow.pipeline_context import PipelineSession
+from sagemaker.core.workflow.properties import PropertyFile
+from sagemaker.mlops.workflow.check_job_config import CheckJobConfig
+from sagemaker.mlops.workflow.condition_step import ConditionStep
+from sagemaker.mlops.workflow.fail_step import FailStep
+from sagemaker.mlops.workflow.model_step import ModelStep
+from sagemaker.mlops.workflow.pipeline import Pipeline
+from sagemaker.mlops.workflow.quality_check_step import DataQualityCheckConfig, QualityCheckStep
+from sagemaker.mlops.workflow.retry import (
     SageMakerJobExceptionTypeEnum,
     SageMakerJobStepRetryPolicy,
     StepExceptionTypeEnum,
     StepRetryPolicy,
 )
-from sagemaker.workflow.steps import CacheConfig, ProcessingStep, TrainingStep
+from sagemaker.mlops.workflow.steps import CacheConfig, ProcessingStep, TrainingStep
+from sagemaker.serve.model_builder import ModelBuilder
+from sagemaker.train.model_trainer import ModelTrainer
+
+# The steps run as the project's SageMaker role, which CloudFormation made for them. SDK v3 would
+# otherwise check that role when the pipeline is defined (sagemaker/core/helper/iam_role_resolver.py:
+# iam:SimulatePrincipalPolicy and iam:GetRole on it), grants the project's CI role does not have.
+os.environ.setdefault("SAGEMAKER_VALIDATE_ROLE", "false")
 
 SCRIPTS = Path(__file__).resolve().parent
 # The containers the steps run in. The unit tests pin the same library versions
@@ -75,6 +93,8 @@ RETRIES = [
 # Preprocessing the same data with the same code gives the same splits (a fixed seed): a run
 # whose change is elsewhere reuses the last result instead of paying for the job again.
 PREPROCESS_CACHE = CacheConfig(enable_caching=True, expire_after="P30D")
+# The splits XGBoost trains and is tested on, and the training features alone for the baseline.
+PREPROCESS_OUTPUTS = ("train", "validation", "test", "baseline")
 
 
 @dataclass(frozen=True)
@@ -114,23 +134,31 @@ def get_pipeline(project: Project, session: PipelineSession, input_data_url: str
     input_data = ParameterString("InputDataUrl", default_value=input_data_url)
     max_rmse = ParameterFloat("MaxRmse", default_value=400.0)
     prefix = f"s3://{project.bucket}/{project.pipeline_name}"
+    run_prefix = Join(on="/", values=[prefix, "runs", ExecutionVariables.PIPELINE_EXECUTION_ID])
 
-    preprocessor = SKLearnProcessor(
-        framework_version=SKLEARN_VERSION,
+    sklearn_image = image_uris.retrieve(
+        "sklearn", region=project.region, version=SKLEARN_VERSION, instance_type="ml.m5.large"
+    )
+    preprocessor = ScriptProcessor(
+        image_uri=sklearn_image,
+        command=["python3"],
         instance_type=processing_instance_type,
         instance_count=processing_instance_count,
         base_job_name=f"{project.pipeline_name}-preprocess",
         role=project.role_arn,
         sagemaker_session=session,
     )
+    # Named after the code and the data, not the run: a cached run's outputs stay where the
+    # run that made them put them, and the same inputs always land in the same place.
+    preprocess_prefix = f"{prefix}/preprocess/{preprocess_key(input_data_url)}"
     step_preprocess = ProcessingStep(
         name="Preprocess",
         step_args=preprocessor.run(
             code=str(SCRIPTS / "preprocess.py"),
-            inputs=[ProcessingInput(source=input_data, destination="/opt/ml/processing/input")],
+            inputs=[processing_input("input", input_data, "/opt/ml/processing/input")],
             outputs=[
-                ProcessingOutput(output_name=split, source=f"/opt/ml/processing/{split}")
-                for split in ("train", "validation", "test")
+                processing_output(split, f"/opt/ml/processing/{split}", f"{preprocess_prefix}/{split}")
+                for split in PREPROCESS_OUTPUTS
             ],
         ),
         cache_config=PREPROCESS_CACHE,
@@ -140,30 +168,46 @@ def get_pipeline(project: Project, session: PipelineSession, input_data_url: str
     def split_uri(split: str):
         return step_preprocess.properties.ProcessingOutputConfig.Outputs[split].S3Output.S3Uri
 
+    # The statistics and constraints of what the endpoint will be sent; the deploy's monitoring
+    # schedule compares the endpoint's captured requests with them.
+    step_baseline = QualityCheckStep(
+        name="DataQualityBaseline",
+        quality_check_config=DataQualityCheckConfig(
+            baseline_dataset=split_uri("baseline"),
+            dataset_format=DatasetFormat.csv(header=False),
+            output_s3_uri=Join(on="/", values=[run_prefix, "data-quality-baseline"]),
+        ),
+        check_job_config=CheckJobConfig(
+            role=project.role_arn,
+            instance_count=1,
+            instance_type="ml.m5.large",
+            base_job_name=f"{project.pipeline_name}-baseline",
+            sagemaker_session=session,
+        ),
+        # A new model gets a new baseline: nothing to check against, only to compute.
+        skip_check=True,
+        register_new_baseline=True,
+    )
+
     xgboost_image = image_uris.retrieve(
         "xgboost", region=project.region, version=XGBOOST_VERSION, instance_type="ml.m5.large"
     )
-    estimator = Estimator(
-        image_uri=xgboost_image,
-        instance_type=training_instance_type,
-        instance_count=1,
-        output_path=f"{prefix}/models",
+    trainer = ModelTrainer(
+        training_image=xgboost_image,
+        compute=Compute(instance_type=training_instance_type, instance_count=1),
+        output_data_config=OutputDataConfig(s3_output_path=f"{prefix}/models"),
         base_job_name=f"{project.pipeline_name}-train",
         role=project.role_arn,
         sagemaker_session=session,
         hyperparameters=HYPERPARAMETERS,
-        # The 3.0-5 container does not act on Debugger hooks or profiling: they would only
-        # write to S3 and the log.
-        disable_profiler=True,
-        debugger_hook_config=False,
     )
     step_train = TrainingStep(
         name="Train",
-        step_args=estimator.fit(
-            inputs={
-                "train": TrainingInput(split_uri("train"), content_type="text/csv"),
-                "validation": TrainingInput(split_uri("validation"), content_type="text/csv"),
-            }
+        step_args=trainer.train(
+            input_data_config=[
+                InputData(channel_name=split, data_source=split_uri(split), content_type="text/csv")
+                for split in ("train", "validation")
+            ]
         ),
         retry_policies=RETRIES,
     )
@@ -179,25 +223,31 @@ def get_pipeline(project: Project, session: PipelineSession, input_data_url: str
         sagemaker_session=session,
     )
     evaluation_report = PropertyFile(name="EvaluationReport", output_name="evaluation", path="evaluation.json")
+    evaluation_prefix = Join(on="/", values=[run_prefix, "evaluation"])
     step_evaluate = ProcessingStep(
         name="Evaluate",
         step_args=evaluator.run(
             code=str(SCRIPTS / "evaluate.py"),
             inputs=[
-                ProcessingInput(source=model_data, destination="/opt/ml/processing/model"),
-                ProcessingInput(source=split_uri("test"), destination="/opt/ml/processing/test"),
+                processing_input("model", model_data, "/opt/ml/processing/model"),
+                processing_input("test", split_uri("test"), "/opt/ml/processing/test"),
             ],
-            outputs=[ProcessingOutput(output_name="evaluation", source="/opt/ml/processing/evaluation")],
+            outputs=[processing_output("evaluation", "/opt/ml/processing/evaluation", evaluation_prefix)],
         ),
         property_files=[evaluation_report],
         retry_policies=RETRIES,
     )
     evaluation_uri = step_evaluate.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri
 
-    model = Model(
+    def baseline(kind: str):
+        return MetricsSource(
+            s3_uri=step_baseline.properties.__dict__[kind], content_type="application/json"
+        )
+
+    model = ModelBuilder(
         image_uri=xgboost_image,
-        model_data=model_data,
-        role=project.role_arn,
+        s3_model_data_url=model_data,
+        role_arn=project.role_arn,
         sagemaker_session=session,
     )
     step_register = ModelStep(
@@ -226,7 +276,15 @@ def get_pipeline(project: Project, session: PipelineSession, input_data_url: str
                 model_statistics=MetricsSource(
                     s3_uri=Join(on="/", values=[evaluation_uri, "evaluation.json"]),
                     content_type="application/json",
-                )
+                ),
+                # What the deploy's data-quality monitoring schedule compares the endpoint's
+                # traffic with (ModelMetrics.ModelDataQuality of the package).
+                model_data_statistics=baseline("CalculatedBaselineStatistics"),
+                model_data_constraints=baseline("CalculatedBaselineConstraints"),
+            ),
+            drift_check_baselines=DriftCheckBaselines(
+                model_data_statistics=baseline("BaselineUsedForDriftCheckStatistics"),
+                model_data_constraints=baseline("BaselineUsedForDriftCheckConstraints"),
             ),
         ),
     )
@@ -255,6 +313,27 @@ def get_pipeline(project: Project, session: PipelineSession, input_data_url: str
             input_data,
             max_rmse,
         ],
-        steps=[step_preprocess, step_train, step_evaluate, step_check],
+        steps=[step_preprocess, step_baseline, step_train, step_evaluate, step_check],
         sagemaker_session=session,
     )
+
+
+def processing_input(name: str, source, destination: str) -> ProcessingInput:
+    return ProcessingInput(
+        input_name=name,
+        s3_input=ProcessingS3Input(s3_uri=source, local_path=destination, s3_data_type="S3Prefix", s3_input_mode="File"),
+    )
+
+
+def processing_output(name: str, source: str, destination) -> ProcessingOutput:
+    return ProcessingOutput(
+        output_name=name,
+        s3_output=ProcessingS3Output(s3_uri=destination, local_path=source, s3_upload_mode="EndOfJob"),
+    )
+
+
+def preprocess_key(input_data_url: str) -> str:
+    """The preprocessing code and its input, hashed: what the step's outputs depend on."""
+    digest = hashlib.sha256((SCRIPTS / "preprocess.py").read_bytes())
+    digest.update(input_data_url.encode())
+    return digest.hexdigest()[:16]

@@ -1,14 +1,16 @@
 """Processing step: turns the raw penguin measurements into XGBoost's CSV input.
 
 Runs inside SageMaker's scikit-learn container, which mounts the input under
-/opt/ml/processing/input and uploads /opt/ml/processing/{train,validation,test} afterwards.
+/opt/ml/processing/input and uploads /opt/ml/processing/{train,validation,test,baseline}
+afterwards.
 `--base-dir` points elsewhere for local runs and tests.
 
 Output format (what the built-in XGBoost algorithm reads): no header, the label first,
 then the features. The same feature layout is what the endpoint accepts, and a client can build
 it from a raw measurement alone (README.md, "Input contract"): the three measurements as they are,
 in millimetres (XGBoost's trees need no scaling), then one 0/1 column per known category, in the
-fixed order of CATEGORIES.
+fixed order of CATEGORIES. `baseline` holds the training rows without their label: exactly
+what the endpoint is sent, so the data-quality baseline describes the requests it will see.
 """
 
 import argparse
@@ -103,7 +105,9 @@ def main(argv: list[str] | None = None) -> None:
     frame = pd.concat([read_raw(path) for path in inputs], ignore_index=True)
     LOG.info("read %d labelled rows from %s", len(frame), ", ".join(p.name for p in inputs))
 
-    for name, rows in transform(split(frame)).items():
+    outputs = transform(split(frame))
+    outputs["baseline"] = outputs["train"][:, 1:]
+    for name, rows in outputs.items():
         out = args.base_dir / name
         out.mkdir(parents=True, exist_ok=True)
         np.savetxt(out / f"{name}.csv", rows, delimiter=",", fmt="%.6g")

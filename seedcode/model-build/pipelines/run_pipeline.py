@@ -20,7 +20,7 @@ from pathlib import Path
 
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
-from sagemaker.workflow.pipeline_context import PipelineSession
+from sagemaker.core.workflow.pipeline_context import PipelineSession
 
 from pipelines.pipeline import Project, get_pipeline
 

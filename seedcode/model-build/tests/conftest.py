@@ -1,5 +1,6 @@
 """Shared fixtures: the tests run offline, against moto's in-process AWS."""
 
+import os
 import pathlib
 
 import boto3
@@ -8,6 +9,9 @@ from moto import mock_aws
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
+# SageMaker Python SDK v3 makes a boto3 client while it is imported (sagemaker/ai_registry/air_hub.py,
+# class AIRHub), which fails without a region: set one before any test module imports it.
+os.environ.setdefault("AWS_DEFAULT_REGION", REGION)
 PROJECT_ENV = {
     "SAGEMAKER_PROJECT_NAME": "penguins",
     "SAGEMAKER_PROJECT_ID": "p-abc123def456",

@@ -5,7 +5,7 @@ import hashlib
 import json
 
 import pytest
-from sagemaker.workflow.pipeline_context import PipelineSession
+from sagemaker.core.workflow.pipeline_context import PipelineSession
 
 from pipelines import run_pipeline
 from pipelines.pipeline import SCRIPTS, get_pipeline
@@ -29,8 +29,8 @@ def steps_by_name(definition):
     return steps
 
 
-def test_steps_run_in_order_preprocess_train_evaluate_check(definition):
-    assert [step["Name"] for step in definition["Steps"]] == ["Preprocess", "Train", "Evaluate", "CheckRmse"]
+def test_steps_run_in_order_preprocess_baseline_train_evaluate_check(definition):
+    assert [step["Name"] for step in definition["Steps"]] == ["Preprocess", "DataQualityBaseline", "Train", "Evaluate", "CheckRmse"]
     steps = steps_by_name(definition)
     train_inputs = json.dumps(steps["Train"]["Arguments"]["InputDataConfig"])
     assert "Steps.Preprocess.ProcessingOutputConfig.Outputs['train']" in train_inputs
@@ -63,6 +63,42 @@ def test_model_is_registered_in_the_project_group_pending_approval(definition):
     assert parameters["InputDataUrl"] == "s3://example/penguins.csv"
     statistics = arguments["ModelMetrics"]["ModelQuality"]["Statistics"]
     assert "Steps.Evaluate.ProcessingOutputConfig.Outputs['evaluation']" in json.dumps(statistics)
+
+
+def test_the_data_quality_baseline_of_the_training_features_is_registered_with_the_package(definition):
+    steps = steps_by_name(definition)
+    baseline = steps["DataQualityBaseline"]
+    assert baseline["Type"] == "QualityCheck"
+    assert baseline["CheckType"] == "DATA_QUALITY"
+    # A new model: compute its baseline, nothing to check it against.
+    assert baseline["SkipCheck"] is True
+    assert baseline["RegisterNewBaseline"] is True
+    [dataset] = baseline["Arguments"]["ProcessingInputs"]
+    assert dataset["S3Input"]["S3Uri"] == {"Get": "Steps.Preprocess.ProcessingOutputConfig.Outputs['baseline'].S3Output.S3Uri"}
+    assert json.loads(baseline["Arguments"]["Environment"]["dataset_format"])["csv"]["header"] is False
+
+    [register] = [step for step in steps.values() if step["Type"] == "RegisterModel"]
+    quality = register["Arguments"]["ModelMetrics"]["ModelDataQuality"]
+    assert quality["Statistics"]["S3Uri"] == {"Get": "Steps.DataQualityBaseline.CalculatedBaselineStatistics"}
+    assert quality["Constraints"]["S3Uri"] == {"Get": "Steps.DataQualityBaseline.CalculatedBaselineConstraints"}
+    drift = register["Arguments"]["DriftCheckBaselines"]["ModelDataQuality"]
+    assert drift["Constraints"]["S3Uri"] == {"Get": "Steps.DataQualityBaseline.BaselineUsedForDriftCheckConstraints"}
+
+
+def test_preprocessing_outputs_are_keyed_by_code_and_data_so_a_cached_run_finds_them(aws):
+    project = run_pipeline.project_from_env()
+    session = PipelineSession(boto_session=aws, default_bucket=project.bucket)
+
+    def outputs(url):
+        definition = json.loads(get_pipeline(project, session, url).definition())
+        preprocess = steps_by_name(definition)["Preprocess"]["Arguments"]
+        return {o["OutputName"]: o["S3Output"]["S3Uri"] for o in preprocess["ProcessingOutputConfig"]["Outputs"]}
+
+    first = outputs("s3://example/a/penguins.csv")
+    assert first == outputs("s3://example/a/penguins.csv")
+    assert set(first) == {"train", "validation", "test", "baseline"}
+    assert first["train"] != outputs("s3://example/b/penguins.csv")["train"]
+    assert all(uri.startswith(f"s3://{PROJECT_ENV['ARTIFACT_BUCKET']}/") for uri in first.values())
 
 
 def test_step_scripts_are_uploaded_to_the_artifact_bucket(definition, aws):

@@ -55,6 +55,15 @@ def test_preprocess_splits_every_labelled_row_into_label_first_features(tmp_path
         assert all(low <= v <= high for rows in splits.values() for v in rows[:, column]), name
 
 
+def test_the_baseline_is_the_training_features_as_the_endpoint_receives_them(tmp_path):
+    splits = run_preprocess(tmp_path)
+    baseline = np.loadtxt(tmp_path / "baseline" / "baseline.csv", delimiter=",")
+    # No label and no header: the data-quality monitor compares captured requests column by column.
+    assert baseline.shape == (len(splits["train"]), FEATURES)
+    np.testing.assert_array_equal(baseline, splits["train"][:, 1:])
+    assert not (tmp_path / "baseline" / "baseline.csv").read_text().startswith("bill")
+
+
 def test_every_row_is_the_raw_measurement_and_its_fixed_one_hot_columns(tmp_path):
     """The input contract of README.md: what a client sends is derived from one raw row alone."""
     splits = run_preprocess(tmp_path)
