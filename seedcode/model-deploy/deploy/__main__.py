@@ -6,7 +6,7 @@
     python -m deploy stack production   the same for production
 
 The project comes from the CI/CD variables the SageMaker project set on this repository
-(SAGEMAKER_PROJECT_NAME, SAGEMAKER_PROJECT_ID, AWS_REGION, MODEL_PACKAGE_GROUP_NAME,
+(SAGEMAKER_PROJECT_NAME, SAGEMAKER_PROJECT_ID, AWS_REGION, ARTIFACT_BUCKET, MODEL_PACKAGE_GROUP_NAME,
 MODEL_EXECUTION_ROLE_ARN) and, when the model registry's approval started the pipeline,
 MODEL_PACKAGE_ARN. Every command exits non-zero when its step fails.
 """
@@ -26,7 +26,14 @@ from deploy.model import NotDeployable, select_model_package
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO_ROOT / "endpoint.yml"
 STAGES = ("staging", "production")
-REQUIRED = ("SAGEMAKER_PROJECT_NAME", "SAGEMAKER_PROJECT_ID", "AWS_REGION", "MODEL_PACKAGE_GROUP_NAME", "MODEL_EXECUTION_ROLE_ARN")
+REQUIRED = (
+    "SAGEMAKER_PROJECT_NAME",
+    "SAGEMAKER_PROJECT_ID",
+    "AWS_REGION",
+    "ARTIFACT_BUCKET",
+    "MODEL_PACKAGE_GROUP_NAME",
+    "MODEL_EXECUTION_ROLE_ARN",
+)
 NOTHING_TO_DEPLOY = "nothing to deploy"
 
 
@@ -59,23 +66,37 @@ def select(args, env, session) -> None:
         "ModelPackageArn": package["ModelPackageArn"],
         "ModelPackageVersion": package.get("ModelPackageVersion"),
         "ChosenBecause": "named by the approval event" if explicit else "newest approved package of the group",
+        # What the endpoint's monitoring schedule compares its traffic with: the data-quality
+        # baseline the build pipeline registered with the package (none for older packages).
+        "DataQualityBaseline": data_quality_baseline(package),
     }
     args.model_file.write_text(json.dumps(chosen, indent=2) + "\n")
     print(f"deploying {chosen['ModelPackageArn']} ({chosen['ChosenBecause']})", flush=True)
 
 
-def chosen_package(model_file: Path) -> str | None:
+def data_quality_baseline(package: dict) -> dict[str, str]:
+    quality = package.get("ModelMetrics", {}).get("ModelDataQuality", {})
+    return {kind: quality[kind]["S3Uri"] for kind in ("Statistics", "Constraints") if quality.get(kind, {}).get("S3Uri")}
+
+
+def chosen(model_file: Path) -> dict:
     if not model_file.is_file():
         raise Failure(f"{model_file} does not exist: run `python -m deploy select` first (the build job)")
-    return json.loads(model_file.read_text())["ModelPackageArn"]
+    return json.loads(model_file.read_text())
+
+
+def chosen_package(model_file: Path) -> str | None:
+    return chosen(model_file)["ModelPackageArn"]
 
 
 def deploy_stack(args, env, session) -> None:
-    package_arn = chosen_package(args.model_file)
+    model = chosen(args.model_file)
+    package_arn = model["ModelPackageArn"]
     if package_arn is None:
         print(f"{NOTHING_TO_DEPLOY}: no approved model package", flush=True)
         return
     config_file = REPO_ROOT / "config" / f"{args.stage}.json"
+    baseline = model.get("DataQualityBaseline", {})
     parameters = {
         **json.loads(config_file.read_text()),
         "ProjectName": env["SAGEMAKER_PROJECT_NAME"],
@@ -83,7 +104,12 @@ def deploy_stack(args, env, session) -> None:
         "StageName": args.stage,
         "ModelPackageArn": package_arn,
         "ModelExecutionRoleArn": env["MODEL_EXECUTION_ROLE_ARN"],
+        "ArtifactBucket": env["ARTIFACT_BUCKET"],
+        "BaselineStatisticsUri": baseline.get("Statistics", ""),
+        "BaselineConstraintsUri": baseline.get("Constraints", ""),
     }
+    if not (parameters["BaselineStatisticsUri"] and parameters["BaselineConstraintsUri"]):
+        print(f"{package_arn} carries no data-quality baseline: the endpoint is not monitored", flush=True)
     tags = {
         "sagemaker:project-name": env["SAGEMAKER_PROJECT_NAME"],
         "sagemaker:project-id": env["SAGEMAKER_PROJECT_ID"],

@@ -1,15 +1,19 @@
 """Shared fixtures: the tests run offline, against moto's in-process AWS."""
 
+import pathlib
+
 import boto3
 import pytest
 from moto import mock_aws
 
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 REGION = "us-east-1"
 GROUP = "penguins-p-abc123def456"
 PROJECT_ENV = {
     "SAGEMAKER_PROJECT_NAME": "penguins",
     "SAGEMAKER_PROJECT_ID": "p-abc123def456",
     "AWS_REGION": REGION,
+    "ARTIFACT_BUCKET": "sagemaker-project-p-abc123def456",
     "MODEL_PACKAGE_GROUP_NAME": GROUP,
     "MODEL_EXECUTION_ROLE_ARN": "arn:aws:iam::123456789012:role/service-role/AmazonSageMakerServiceCatalogProductsUseRole",
 }
@@ -30,11 +34,22 @@ def aws(monkeypatch, tmp_path):
         yield session
 
 
-def register(session, status: str, group: str = GROUP) -> str:
-    """A model package version in `group` with `status`, as the build pipeline's Register step makes it."""
+BASELINE = "s3://sagemaker-project-p-abc123def456/penguins-p-abc123def456/runs/exec1/data-quality-baseline"
+
+
+def register(session, status: str, group: str = GROUP, baseline: bool = True) -> str:
+    """A model package version in `group` with `status`, as the build pipeline's Register step
+    makes it: with its data-quality baseline unless `baseline` is False (an older package)."""
     sagemaker = session.client("sagemaker")
+    metrics = {
+        "ModelDataQuality": {
+            "Statistics": {"ContentType": "application/json", "S3Uri": f"{BASELINE}/statistics.json"},
+            "Constraints": {"ContentType": "application/json", "S3Uri": f"{BASELINE}/constraints.json"},
+        }
+    }
     arn = sagemaker.create_model_package(
         ModelPackageGroupName=group,
+        **({"ModelMetrics": metrics} if baseline else {}),
         ModelApprovalStatus="PendingManualApproval",
         InferenceSpecification={
             "Containers": [{"Image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5", "ModelDataUrl": "s3://bucket/model.tar.gz"}],

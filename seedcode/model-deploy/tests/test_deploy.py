@@ -8,7 +8,7 @@ from botocore.exceptions import ClientError
 import requests
 
 from deploy.__main__ import main
-from tests.conftest import GROUP, PROJECT_ENV, register
+from tests.conftest import BASELINE, GROUP, PROJECT_ENV, REPO_ROOT, register
 
 STACK = f"sagemaker-{PROJECT_ENV['SAGEMAKER_PROJECT_NAME']}-{PROJECT_ENV['SAGEMAKER_PROJECT_ID']}-staging"
 
@@ -139,6 +139,49 @@ def test_the_stack_names_the_package_and_the_deploy_commit(aws, model_file, monk
     tags = {t["Key"]: t["Value"] for t in described["Tags"]}
     assert tags["model-package-arn"] == package
     assert tags["deploy-commit"] == "fedcba9876543210fedcba9876543210fedcba98"
+
+
+def stack_parameters(aws, stage):
+    [described] = aws.client("cloudformation").describe_stacks(StackName=STACK.replace("-staging", f"-{stage}"))["Stacks"]
+    return {p["ParameterKey"]: p["ParameterValue"] for p in described["Parameters"]}
+
+
+@pytest.mark.parametrize("stage", ["staging", "production"])
+def test_each_stage_captures_its_traffic_and_is_monitored_against_the_packages_baseline(aws, model_file, stage):
+    register(aws, "Approved")
+    assert main(["--model-file", str(model_file), "select"]) == 0
+    assert main(["--model-file", str(model_file), "stack", stage, "--poll-seconds", "0"]) == 0
+
+    parameters = stack_parameters(aws, stage)
+    config = json.loads((REPO_ROOT / "config" / f"{stage}.json").read_text())
+    assert parameters["BaselineStatisticsUri"] == f"{BASELINE}/statistics.json"
+    assert parameters["BaselineConstraintsUri"] == f"{BASELINE}/constraints.json"
+    assert parameters["ArtifactBucket"] == PROJECT_ENV["ARTIFACT_BUCKET"]
+    assert parameters["DataCaptureS3Prefix"] == config["DataCaptureS3Prefix"] == f"data-capture/{stage}"
+    assert 0 < int(parameters["DataCaptureSamplingPercentage"]) <= 100
+    assert parameters["MonitoringScheduleExpression"].startswith("cron(")
+
+
+def test_production_autoscales_and_staging_does_not(aws, model_file):
+    register(aws, "Approved")
+    assert main(["--model-file", str(model_file), "select"]) == 0
+    for stage in ("staging", "production"):
+        assert main(["--model-file", str(model_file), "stack", stage, "--poll-seconds", "0"]) == 0
+    production, staging = stack_parameters(aws, "production"), stack_parameters(aws, "staging")
+    assert int(production["AutoScalingMaxInstanceCount"]) > int(production["InstanceCount"]) >= 2
+    assert int(production["AutoScalingInvocationsPerInstance"]) > 0
+    # The template's default: 0 turns autoscaling off.
+    assert staging.get("AutoScalingMaxInstanceCount", "0") == "0"
+
+
+def test_a_package_without_a_baseline_is_deployed_unmonitored_saying_so(aws, model_file, capsys):
+    package = register(aws, "Approved", baseline=False)
+    assert main(["--model-file", str(model_file), "select"]) == 0
+    assert main(["--model-file", str(model_file), "stack", "staging", "--poll-seconds", "0"]) == 0
+
+    parameters = stack_parameters(aws, "staging")
+    assert (parameters["BaselineStatisticsUri"], parameters["BaselineConstraintsUri"]) == ("", "")
+    assert f"{package} carries no data-quality baseline: the endpoint is not monitored" in capsys.readouterr().out
 
 
 def test_teardown_deletes_the_stage_and_says_so_when_there_is_none(aws, model_file, capsys):
