@@ -112,18 +112,28 @@ fn strings(value: &Value) -> Vec<String> {
     }
 }
 
-/// The Allows on every resource, each for an action that names no resource, and whether a
-/// condition narrows it:
+/// The Allows on every resource, the exact actions each is for (actions that name no resource),
+/// and whether a condition narrows it:
 /// - Service Catalog's template copy lives in a bucket AWS owns and names; the admin guide's tag
 ///   condition is the only way to narrow it;
 /// - a new product names no product yet; it must carry Studio's visibility tag;
-/// - SearchProductsAsAdmin and ListBuckets are read-only lists that name no resource.
-const RESOURCE_WILDCARDS: &[(&str, &str, bool)] = &[
-    (BOOTSTRAP_TEMPLATE, "ServiceCatalogTemplateCopy", true),
-    (BOOTSTRAP_TEMPLATE, "CreateTaggedProduct", true),
-    (BOOTSTRAP_TEMPLATE, "SearchProducts", false),
-    (BOOTSTRAP_TEMPLATE, "ListBucketsForTheSageMakerSdk", false),
-    (PROJECT_TEMPLATE, "ListBucketsForTheSageMakerSdk", false),
+/// - SearchProductsAsAdmin and ListBuckets are read-only lists that name no resource;
+/// - Application Auto Scaling's Describe calls and CloudWatch's GetMetricData are reads without
+///   resource-level permissions (Service Authorization Reference).
+const RESOURCE_WILDCARDS: &[(&str, &str, &[&str], bool)] = &[
+    (BOOTSTRAP_TEMPLATE, "ServiceCatalogTemplateCopy", &["s3:GetObject"], true),
+    (BOOTSTRAP_TEMPLATE, "CreateTaggedProduct", &["servicecatalog:CreateProduct"], true),
+    (BOOTSTRAP_TEMPLATE, "SearchProducts", &["servicecatalog:SearchProductsAsAdmin"], false),
+    (BOOTSTRAP_TEMPLATE, "ListBucketsForTheSageMakerSdk", &["s3:ListAllMyBuckets"], false),
+    (BOOTSTRAP_TEMPLATE, "ReadAutoscaling", AUTOSCALING_READS, false),
+    (PROJECT_TEMPLATE, "ListBucketsForTheSageMakerSdk", &["s3:ListAllMyBuckets"], false),
+    (PROJECT_TEMPLATE, "ReadAutoscaling", AUTOSCALING_READS, false),
+];
+const AUTOSCALING_READS: &[&str] = &[
+    "application-autoscaling:DescribeScalableTargets",
+    "application-autoscaling:DescribeScalingPolicies",
+    "application-autoscaling:DescribeScheduledActions",
+    "cloudwatch:GetMetricData",
 ];
 
 #[test]
@@ -138,9 +148,11 @@ fn iam_allows_no_wildcard_action_or_resource() {
         for action in strings(&statement["Action"]) {
             assert!(action != "*" && !action.ends_with(":*"), "{template} {sid}: action {action}");
         }
-        if let Some((_, _, narrowed)) = RESOURCE_WILDCARDS.iter().find(|(t, s, _)| (*t, *s) == (template, sid)) {
+        if let Some((_, _, allowed, narrowed)) =
+            RESOURCE_WILDCARDS.iter().find(|(t, s, _, _)| (*t, *s) == (template, sid))
+        {
             let actions = strings(&statement["Action"]);
-            assert_eq!(actions.len(), 1, "{template} {sid}: a `*` resource is for its one action alone");
+            assert_eq!(actions, *allowed, "{template} {sid}: a `*` resource is for these actions alone");
             assert_eq!(statement.get("Condition").is_some(), *narrowed, "{template} {sid}: its condition");
             continue;
         }

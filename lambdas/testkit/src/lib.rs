@@ -13,6 +13,8 @@ pub mod runtime_api;
 pub fn tools_dir() -> std::path::PathBuf {
     match std::env::var_os("XTASK_TOOLS_DIR") {
         Some(dir) => dir.into(),
-        None => panic!("XTASK_TOOLS_DIR is not set: run the tests with `cargo xtask test`, which installs the tools and sets it"),
+        None => panic!(
+            "XTASK_TOOLS_DIR is not set: run the tests with `cargo xtask test`, which installs the tools and sets it"
+        ),
     }
 }
