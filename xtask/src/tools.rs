@@ -54,11 +54,11 @@ pub fn ensure_python_tools(sh: &Shell, reqs: Requirements) -> anyhow::Result<Pat
     let venv = venv_dir(reqs);
     let req_file = project::root().join("xtask/requirements").join(format!("{}.txt", reqs.name()));
     ensure_installed(&venv, &req_file, || {
-        if !venv.join("bin/python").exists() {
-            cmd!(sh, "python3 -m venv {venv}").quiet().run().context(
-                "cannot create a Python venv: install Python 3.9 or newer with its venv module (Debian: apt-get install python3-venv)",
-            )?;
-        }
+        // From empty every time: pip upgrading in place can leave another version's files behind
+        // (sagemaker 2.x to 3.x broke `sagemaker.serve` so), and the venv is to hold the pins alone.
+        cmd!(sh, "python3 -m venv --clear {venv}").quiet().run().context(
+            "cannot create a Python venv: install Python 3.9 or newer with its venv module (Debian: apt-get install python3-venv)",
+        )?;
         let pip = venv.join("bin/pip");
         cmd!(sh, "{pip} install --quiet --disable-pip-version-check --requirement {req_file}")
             .quiet()
@@ -110,7 +110,8 @@ fn ensure_installed(dir: &Path, req_file: &Path, install: impl FnOnce() -> anyho
         return Ok(());
     }
     std::fs::create_dir_all(dir)?;
-    let lock = std::fs::File::create(dir.join(".install.lock"))?;
+    // Beside the folder, not in it: an install may empty the folder first.
+    let lock = std::fs::File::create(dir.with_extension("lock"))?;
     lock.lock()?;
     if is_current() {
         return Ok(());
