@@ -162,9 +162,20 @@ pub enum CiAccess {
 
 #[derive(Debug, clap::Args)]
 pub struct Test {
+    /// Run one part only, as CI's parallel jobs do: `lint` (rustfmt, clippy) or `tests`
+    #[arg(long, value_enum)]
+    pub only: Option<TestPart>,
     /// Extra arguments for `cargo test`, e.g. a test name filter
     #[arg(last = true)]
     pub cargo_test_args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TestPart {
+    /// `cargo fmt --check` and `cargo clippy -D warnings`: seconds, and no tools to install
+    Lint,
+    /// Install the test tools and run `cargo test --workspace`
+    Tests,
 }
 
 #[derive(Debug, clap::Args)]

@@ -2,7 +2,7 @@
 
 use xshell::{Shell, cmd};
 
-use crate::flags::{self, Arch};
+use crate::flags::{self, Arch, TestPart};
 use crate::{project, tools};
 
 /// Programs the tests call, with the Debian package that brings each.
@@ -17,6 +17,13 @@ const TEST_PROGRAMS: &[(&str, &str)] = &[
 ];
 
 pub fn run(sh: &Shell, args: &flags::Test) -> anyhow::Result<()> {
+    if args.only != Some(TestPart::Tests) {
+        cmd!(sh, "cargo fmt --all --check").run()?;
+        cmd!(sh, "cargo clippy --workspace --all-targets --locked -- --deny warnings").run()?;
+    }
+    if args.only == Some(TestPart::Lint) {
+        return Ok(());
+    }
     tools::ensure_debian_programs(sh, TEST_PROGRAMS)?;
     // The packaging tests cross-compile: install their tools up front, once.
     tools::ensure_rust_target(sh, Arch::Arm64.rust_target())?;
@@ -26,8 +33,6 @@ pub fn run(sh: &Shell, args: &flags::Test) -> anyhow::Result<()> {
     tools::ensure_python_tools(sh, tools::Requirements::Seedcode)?;
     tools::ensure_npm_tools(sh)?;
 
-    cmd!(sh, "cargo fmt --all --check").run()?;
-    cmd!(sh, "cargo clippy --workspace --all-targets --locked -- --deny warnings").run()?;
     let extra = &args.cargo_test_args;
     // The tests find the tools where they were installed above, whatever CARGO_TARGET_DIR is.
     let _tools = sh.push_env("XTASK_TOOLS_DIR", project::tools_dir());
