@@ -32,6 +32,9 @@ pub fn run(sh: &Shell, args: &flags::Test) -> anyhow::Result<()> {
     tools::ensure_python_tools(sh, tools::Requirements::Checkov)?;
     tools::ensure_python_tools(sh, tools::Requirements::Seedcode)?;
     tools::ensure_npm_tools(sh)?;
+    // The dependency policy (deny.toml); advisories need the network, so they are not here.
+    let cargo_deny = tools::ensure_cargo_deny(sh)?;
+    cmd!(sh, "{cargo_deny} --offline check bans licenses sources").run()?;
 
     let extra = &args.cargo_test_args;
     // The tests find the tools where they were installed above, whatever CARGO_TARGET_DIR is.

@@ -53,7 +53,8 @@ pub fn ensure_rust_target(sh: &Shell, target: &str) -> anyhow::Result<()> {
 pub fn ensure_python_tools(sh: &Shell, reqs: Requirements) -> anyhow::Result<PathBuf> {
     let venv = venv_dir(reqs);
     let req_file = project::root().join("xtask/requirements").join(format!("{}.txt", reqs.name()));
-    ensure_installed(&venv, &req_file, || {
+    let what = format!("the tools of {}", relative(&req_file));
+    ensure_installed(&venv, &what, requirements_stamp(&req_file)?, || {
         // From empty every time: pip upgrading in place can leave another version's files behind
         // (sagemaker 2.x to 3.x broke `sagemaker.serve` so), and the venv is to hold the pins alone.
         cmd!(sh, "python3 -m venv --clear {venv}").quiet().run().context(
@@ -85,7 +86,8 @@ pub fn ensure_npm_tools(sh: &Shell) -> anyhow::Result<PathBuf> {
     let req_file = project::root().join("xtask/requirements/npm.txt");
     let text = std::fs::read_to_string(&req_file).with_context(|| format!("cannot read {}", req_file.display()))?;
     let packages: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
-    ensure_installed(&prefix, &req_file, || {
+    let what = format!("the tools of {}", relative(&req_file));
+    ensure_installed(&prefix, &what, requirements_stamp(&req_file)?, || {
         cmd!(sh, "npm install --prefix {prefix} --no-audit --no-fund --loglevel=error {packages...}")
             .quiet()
             .ignore_stdout()
@@ -97,13 +99,39 @@ pub fn ensure_npm_tools(sh: &Shell) -> anyhow::Result<PathBuf> {
     Ok(prefix.join("node_modules/.bin"))
 }
 
-/// Runs `install` into `dir` unless a stamp there records the current hash of `req_file` and the
-/// files it includes, so the check costs nothing when nothing changed. Concurrent tasks
-/// (parallel tests) wait for one install instead of racing in one folder.
-fn ensure_installed(dir: &Path, req_file: &Path, install: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
+/// cargo-deny, which checks the dependency policy of `deny.toml`, at a pinned version built
+/// from its own lock file (about 2.5 minutes on 2 cores, once per tools dir); returns its path.
+pub fn ensure_cargo_deny(sh: &Shell) -> anyhow::Result<PathBuf> {
+    const VERSION: &str = "0.20.2";
+    let root = project::tools_dir().join("cargo");
+    let build_dir = project::tools_dir().join("cargo-build");
+    ensure_installed(&root, &format!("cargo-deny {VERSION}"), format!("cargo-deny {VERSION}"), || {
+        cmd!(sh, "cargo install cargo-deny@{VERSION} --locked --quiet --root {root} --target-dir {build_dir}")
+            .quiet()
+            .run()
+            .context("cargo could not install cargo-deny: check network access to crates.io")?;
+        // Only the binary is needed; its build tree is hundreds of megabytes.
+        std::fs::remove_dir_all(&build_dir).context("cannot remove cargo-deny's build tree")
+    })?;
+    Ok(root.join("bin/cargo-deny"))
+}
+
+/// The stamp of a requirements file: the hash of it and the files it includes.
+fn requirements_stamp(req_file: &Path) -> anyhow::Result<String> {
     let mut contents = Vec::new();
     read_with_includes(req_file, &mut contents)?;
-    let wanted = sha256_hex(&contents);
+    Ok(sha256_hex(&contents))
+}
+
+/// Runs `install` into `dir` unless a stamp there records `wanted` (what `what` pins), so the
+/// check costs nothing when nothing changed. Concurrent tasks (parallel tests) wait for one
+/// install instead of racing in one folder.
+fn ensure_installed(
+    dir: &Path,
+    what: &str,
+    wanted: String,
+    install: impl FnOnce() -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let stamp = dir.join(".installed-requirements");
     let is_current = || std::fs::read_to_string(&stamp).is_ok_and(|have| have == wanted);
     if is_current() {
@@ -116,7 +144,7 @@ fn ensure_installed(dir: &Path, req_file: &Path, install: impl FnOnce() -> anyho
     if is_current() {
         return Ok(());
     }
-    eprintln!("installing the tools of {} into {}", relative(req_file), dir.display());
+    eprintln!("installing {what} into {}", dir.display());
     install()?;
     std::fs::write(&stamp, wanted)?;
     Ok(())
