@@ -62,6 +62,20 @@ fn the_package_job_runs_and_its_artifacts_match_their_sums() {
         ]
     );
     run_ok(Command::new("sha256sum").args(["--check", "--strict", "SHA256SUMS"]).current_dir(&artifacts));
+    // The release job links these files by their path in the package job's artifacts.
+    let pipeline: serde_yaml::Value = serde_yaml::from_str(&common::read_repo_file(".gitlab-ci.yml")).unwrap();
+    let links = pipeline["release"]["release"]["assets"]["links"].as_sequence().expect("the release job links assets");
+    assert_eq!(links.len(), files.len() - 1, "every artifact but the manifest is a release asset");
+    for link in links {
+        let url = link["url"].as_str().unwrap();
+        let path = url.split_once("/artifacts/raw/").map(|(_, path)| path).unwrap_or_else(|| panic!("{url}"));
+        let name = link["name"].as_str().unwrap();
+        assert!(
+            checkout.join(".gitlab-ci-local/artifacts/package").join(path).is_file(),
+            "release asset {name}: {path} is not a package artifact"
+        );
+        assert!(path.ends_with(name), "release asset {name} links {path}");
+    }
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(artifacts.join("manifest.json")).unwrap()).unwrap();
     let head = run_ok(Command::new("git").arg("-C").arg(&checkout).args(["rev-parse", "HEAD"]));
