@@ -68,6 +68,8 @@ const READ_BY_SEED_CODE: [(&str, &[&str]); 2] = [
 pub fn run(sh: &Shell, args: &flags::E2e) -> anyhow::Result<()> {
     tools::ensure_python_tools(sh, tools::Requirements::Test)?;
     tools::ensure_python_tools(sh, tools::Requirements::Seedcode)?;
+    // moto runs from the test venv just installed.
+    lambda_testkit::use_tools_dir(project::tools_dir());
     let runner = Runner::for_arch(sh, args.arch)?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let mut report = Report::default();

@@ -7,10 +7,23 @@ pub mod moto;
 pub mod response_sink;
 pub mod runtime_api;
 
-/// Where `cargo xtask test` installed the tools the tests call (venvs, npm packages). It resolves
-/// that folder once (`xtask/src/project.rs`, which honours `CARGO_TARGET_DIR`) and hands it to
-/// the tests as `XTASK_TOOLS_DIR`, so no test guesses where the target dir is.
+static TOOLS_DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// Where the tools the stand-ins run (moto's venv, ...) are, for a process that resolved the
+/// folder itself: `cargo xtask e2e` installs them and says where before it starts moto.
+pub fn use_tools_dir(dir: std::path::PathBuf) {
+    // A second call names the same folder: xtask resolves it one way.
+    let _ = TOOLS_DIR.set(dir);
+}
+
+/// Where the tools are: as `use_tools_dir` named it, else `XTASK_TOOLS_DIR`, which
+/// `cargo xtask test` sets for the tests after installing the tools. xtask resolves the folder
+/// once (`xtask/src/project.rs`, which honours `CARGO_TARGET_DIR`), so no test guesses where
+/// the target dir is.
 pub fn tools_dir() -> std::path::PathBuf {
+    if let Some(dir) = TOOLS_DIR.get() {
+        return dir.clone();
+    }
     match std::env::var_os("XTASK_TOOLS_DIR") {
         Some(dir) => dir.into(),
         None => panic!(
