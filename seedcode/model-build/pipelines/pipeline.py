@@ -250,44 +250,43 @@ def get_pipeline(project: Project, session: PipelineSession, input_data_url: str
         role_arn=project.role_arn,
         sagemaker_session=session,
     )
-    step_register = ModelStep(
-        name="Register",
-        step_args=model.register(
-            content_types=["text/csv"],
-            response_types=["text/csv"],
-            inference_instances=["ml.t2.medium", "ml.m5.large"],
-            transform_instances=["ml.m5.large"],
-            model_package_group_name=project.model_package_group,
-            approval_status=approval_status,
-            # Lineage from an endpoint back to a commit: the package names the commit, the
-            # repository, the GitLab pipeline and the SageMaker pipeline run that made it.
-            metadata_properties=MetadataProperties(
-                commit_id=project.commit or None,
-                repository=project.repository_url or None,
-                generated_by=ExecutionVariables.PIPELINE_EXECUTION_ARN,
+    register = model.register(
+        content_types=["text/csv"],
+        response_types=["text/csv"],
+        inference_instances=["ml.t2.medium", "ml.m5.large"],
+        transform_instances=["ml.m5.large"],
+        model_package_group_name=project.model_package_group,
+        approval_status=approval_status,
+        # Lineage from an endpoint back to a commit: the package names the commit, the
+        # repository, the GitLab pipeline and the SageMaker pipeline run that made it.
+        metadata_properties=MetadataProperties(
+            commit_id=project.commit or None,
+            repository=project.repository_url or None,
+            generated_by=ExecutionVariables.PIPELINE_EXECUTION_ARN,
+        ),
+        customer_metadata_properties={
+            key: value
+            for key, value in {"GitCommit": project.commit, "GitLabPipelineUrl": project.ci_pipeline_url}.items()
+            if value
+        }
+        or None,
+        model_metrics=ModelMetrics(
+            model_statistics=MetricsSource(
+                s3_uri=Join(on="/", values=[evaluation_uri, "evaluation.json"]),
+                content_type="application/json",
             ),
-            customer_metadata_properties={
-                key: value
-                for key, value in {"GitCommit": project.commit, "GitLabPipelineUrl": project.ci_pipeline_url}.items()
-                if value
-            }
-            or None,
-            model_metrics=ModelMetrics(
-                model_statistics=MetricsSource(
-                    s3_uri=Join(on="/", values=[evaluation_uri, "evaluation.json"]),
-                    content_type="application/json",
-                ),
-                # What the deploy's data-quality monitoring schedule compares the endpoint's
-                # traffic with (ModelMetrics.ModelDataQuality of the package).
-                model_data_statistics=baseline("CalculatedBaselineStatistics"),
-                model_data_constraints=baseline("CalculatedBaselineConstraints"),
-            ),
-            drift_check_baselines=DriftCheckBaselines(
-                model_data_statistics=baseline("BaselineUsedForDriftCheckStatistics"),
-                model_data_constraints=baseline("BaselineUsedForDriftCheckConstraints"),
-            ),
+            # What the deploy's data-quality monitoring schedule compares the endpoint's
+            # traffic with (ModelMetrics.ModelDataQuality of the package).
+            model_data_statistics=baseline("CalculatedBaselineStatistics"),
+            model_data_constraints=baseline("CalculatedBaselineConstraints"),
+        ),
+        drift_check_baselines=DriftCheckBaselines(
+            model_data_statistics=baseline("BaselineUsedForDriftCheckStatistics"),
+            model_data_constraints=baseline("BaselineUsedForDriftCheckConstraints"),
         ),
     )
+    without_empty_script_mode_variables(register.create_model_package_request)
+    step_register = ModelStep(name="Register", step_args=register)
 
     rmse = JsonGet(step_name=step_evaluate.name, property_file=evaluation_report, json_path="regression_metrics.rmse.value")
     # A parameter in the message only, the form SageMaker's own examples use; the RMSE itself is
@@ -316,6 +315,18 @@ def get_pipeline(project: Project, session: PipelineSession, input_data_url: str
         steps=[step_preprocess, step_baseline, step_train, step_evaluate, step_check],
         sagemaker_session=session,
     )
+
+
+def without_empty_script_mode_variables(request: dict) -> None:
+    """Drops the empty variables SDK v3's ModelBuilder gives every container (SAGEMAKER_PROGRAM,
+    SAGEMAKER_SUBMIT_DIRECTORY) from the package's containers. The built-in XGBoost container
+    serves in algorithm mode only when SAGEMAKER_PROGRAM is absent: sagemaker-containers reads it
+    with os.environ.get and the container's serving.py tests `module_name is None`, so an empty
+    value would make the endpoint import a module named "" and fail to start."""
+    for container in request["InferenceSpecification"]["Containers"]:
+        environment = container.get("Environment", {})
+        for name in [name for name, value in environment.items() if value == ""]:
+            del environment[name]
 
 
 def processing_input(name: str, source, destination: str) -> ProcessingInput:

@@ -65,6 +65,16 @@ def test_model_is_registered_in_the_project_group_pending_approval(definition):
     assert "Steps.Evaluate.ProcessingOutputConfig.Outputs['evaluation']" in json.dumps(statistics)
 
 
+def test_the_registered_container_serves_the_built_in_algorithm(definition):
+    """No SAGEMAKER_PROGRAM at all: the XGBoost container leaves algorithm mode for any value of
+    it, an empty one included (sagemaker-containers' _env.py, the container's serving.py)."""
+    [register] = [step for step in steps_by_name(definition).values() if step["Type"] == "RegisterModel"]
+    [container] = register["Arguments"]["InferenceSpecification"]["Containers"]
+    environment = container.get("Environment", {})
+    assert "SAGEMAKER_PROGRAM" not in environment and "SAGEMAKER_SUBMIT_DIRECTORY" not in environment, environment
+    assert "xgboost:3.0-5" in container["Image"]
+
+
 def test_the_data_quality_baseline_of_the_training_features_is_registered_with_the_package(definition):
     steps = steps_by_name(definition)
     baseline = steps["DataQualityBaseline"]
