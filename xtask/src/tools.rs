@@ -53,8 +53,7 @@ pub fn ensure_rust_target(sh: &Shell, target: &str) -> anyhow::Result<()> {
 pub fn ensure_python_tools(sh: &Shell, reqs: Requirements) -> anyhow::Result<PathBuf> {
     let venv = venv_dir(reqs);
     let req_file = project::root().join("xtask/requirements").join(format!("{}.txt", reqs.name()));
-    let what = format!("the tools of {}", relative(&req_file));
-    ensure_installed(&venv, &what, requirements_stamp(&req_file)?, || {
+    ensure_requirements_installed(&venv, &req_file, || {
         // From empty every time: pip upgrading in place can leave another version's files behind
         // (sagemaker 2.x to 3.x broke `sagemaker.serve` so), and the venv is to hold the pins alone.
         cmd!(sh, "python3 -m venv --clear {venv}").quiet().run().context(
@@ -86,8 +85,7 @@ pub fn ensure_npm_tools(sh: &Shell) -> anyhow::Result<PathBuf> {
     let req_file = project::root().join("xtask/requirements/npm.txt");
     let text = std::fs::read_to_string(&req_file).with_context(|| format!("cannot read {}", req_file.display()))?;
     let packages: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).collect();
-    let what = format!("the tools of {}", relative(&req_file));
-    ensure_installed(&prefix, &what, requirements_stamp(&req_file)?, || {
+    ensure_requirements_installed(&prefix, &req_file, || {
         cmd!(sh, "npm install --prefix {prefix} --no-audit --no-fund --loglevel=error {packages...}")
             .quiet()
             .ignore_stdout()
@@ -105,7 +103,8 @@ pub fn ensure_cargo_deny(sh: &Shell) -> anyhow::Result<PathBuf> {
     const VERSION: &str = "0.20.2";
     let root = project::tools_dir().join("cargo");
     let build_dir = project::tools_dir().join("cargo-build");
-    ensure_installed(&root, &format!("cargo-deny {VERSION}"), format!("cargo-deny {VERSION}"), || {
+    let pinned = format!("cargo-deny {VERSION}");
+    ensure_installed(&root, &pinned, pinned.clone(), || {
         cmd!(sh, "cargo install cargo-deny@{VERSION} --locked --quiet --root {root} --target-dir {build_dir}")
             .quiet()
             .run()
@@ -116,11 +115,16 @@ pub fn ensure_cargo_deny(sh: &Shell) -> anyhow::Result<PathBuf> {
     Ok(root.join("bin/cargo-deny"))
 }
 
-/// The stamp of a requirements file: the hash of it and the files it includes.
-fn requirements_stamp(req_file: &Path) -> anyhow::Result<String> {
+/// `ensure_installed` for the tools a requirements file pins: its stamp is the hash of the file
+/// and the files it includes.
+fn ensure_requirements_installed(
+    dir: &Path,
+    req_file: &Path,
+    install: impl FnOnce() -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let mut contents = Vec::new();
     read_with_includes(req_file, &mut contents)?;
-    Ok(sha256_hex(&contents))
+    ensure_installed(dir, &format!("the tools of {}", relative(req_file)), sha256_hex(&contents), install)
 }
 
 /// Runs `install` into `dir` unless a stamp there records `wanted` (what `what` pins), so the

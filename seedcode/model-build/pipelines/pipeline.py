@@ -240,9 +240,7 @@ def get_pipeline(project: Project, session: PipelineSession, input_data_url: str
     evaluation_uri = step_evaluate.properties.ProcessingOutputConfig.Outputs["evaluation"].S3Output.S3Uri
 
     def baseline(kind: str):
-        return MetricsSource(
-            s3_uri=step_baseline.properties.__dict__[kind], content_type="application/json"
-        )
+        return MetricsSource(s3_uri=getattr(step_baseline.properties, kind), content_type="application/json")
 
     model = ModelBuilder(
         image_uri=xgboost_image,
