@@ -746,7 +746,7 @@ fn certificate_problem(err: &reqwest::Error) -> Option<String> {
 
 /// The root cause of a transport error; reqwest's Display names the URL, which is fine (no token
 /// in it), but not the cause.
-fn describe_transport_error(err: &reqwest::Error) -> String {
+pub fn describe_transport_error(err: &reqwest::Error) -> String {
     let kind = if err.is_timeout() {
         "timed out"
     } else if err.is_connect() {

@@ -4,7 +4,7 @@ use serde_json::Value;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
-    let deps = Deps::new(&lambda_common::aws_config().await, Config::from_env());
+    lambda_common::logging::init();
+    let deps = Deps::new(&lambda_common::aws_config(), Config::from_env());
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| pipeline_trigger::handle(&deps, event))).await
 }

@@ -7,13 +7,13 @@
 pub mod config;
 pub mod custom_resource;
 pub mod provision;
+pub mod s3;
 pub mod seedcode;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use aws_sdk_s3::error::ProvideErrorMetadata;
 use lambda_common::FunctionArn;
 use lambda_common::gitlab::{GitLab, Variable};
 use lambda_common::retry::RetryPolicy;
@@ -34,7 +34,7 @@ pub struct Deps {
     /// A configuration error is answered per request as FAILED: the stack must not hang.
     pub config: Result<Config, String>,
     pub secrets: aws_sdk_secretsmanager::Client,
-    pub s3: aws_sdk_s3::Client,
+    pub s3: s3::ObjectReader,
     pub gitlab_retry: RetryPolicy,
     /// Whether a plain-http loopback ResponseURL is answered (`config::LOOPBACK_RESPONSE_URL_SETTING`).
     pub allow_loopback_response_url: bool,
@@ -42,12 +42,10 @@ pub struct Deps {
 
 impl Deps {
     pub fn new(sdk: &aws_config::SdkConfig, config: Result<Config, String>) -> Deps {
-        // Emulators (AWS_ENDPOINT_URL) serve buckets by path, not by host name.
-        let s3 = aws_sdk_s3::config::Builder::from(sdk).force_path_style(sdk.endpoint_url().is_some()).build();
         Deps {
             config,
             secrets: aws_sdk_secretsmanager::Client::new(sdk),
-            s3: aws_sdk_s3::Client::from_conf(s3),
+            s3: s3::ObjectReader::new(sdk),
             gitlab_retry: RetryPolicy::default(),
             allow_loopback_response_url: false,
         }
@@ -150,8 +148,20 @@ async fn converge(deps: &Deps, function_arn: &str, deadline: Instant) -> Result<
     let ((gitlab, token_warning), ci_variables, build_zip, deploy_zip) = tokio::try_join!(
         Box::pin(connect(deps, config, deadline)),
         ci_access_variables(deps, config),
-        download(&deps.s3, &config.seedcode_bucket, &config.build_seedcode_key, &config.build_seedcode_sha256),
-        download(&deps.s3, &config.seedcode_bucket, &config.deploy_seedcode_key, &config.deploy_seedcode_sha256),
+        download(
+            &deps.s3,
+            &config.seedcode_bucket,
+            &config.build_seedcode_key,
+            &config.build_seedcode_sha256,
+            deadline
+        ),
+        download(
+            &deps.s3,
+            &config.seedcode_bucket,
+            &config.deploy_seedcode_key,
+            &config.deploy_seedcode_sha256,
+            deadline
+        ),
     )?;
     let build_files =
         seedcode::read_zip(&build_zip, &format!("s3://{}/{}", config.seedcode_bucket, config.build_seedcode_key))?;
@@ -267,27 +277,25 @@ async fn ci_access_variables(deps: &Deps, config: &Config) -> Result<Vec<Variabl
 
 /// The seed zip at `key`, if its bytes are the ones publish recorded (`sha256`, hex): anyone who
 /// can write the bucket could otherwise put their code into every new repository.
-async fn download(s3: &aws_sdk_s3::Client, bucket: &str, key: &str, sha256: &str) -> Result<Vec<u8>, String> {
-    let object = s3.get_object().bucket(bucket).key(key).send().await.map_err(|err| {
-        let location = format!("s3://{bucket}/{key}");
-        match err.code() {
-            Some("NoSuchKey" | "NoSuchBucket") => {
-                format!("seed code {location} does not exist: re-run cargo xtask publish")
-            }
-            Some("AccessDenied") => {
-                format!("reading seed code {location} was denied: the bucket policy must let the Lambda's role read it")
-            }
-            _ => format!("reading seed code {location} failed: {}", lambda_common::describe_sdk_error(&err)),
-        }
-    })?;
+async fn download(
+    s3: &s3::ObjectReader,
+    bucket: &str,
+    key: &str,
+    sha256: &str,
+    deadline: Instant,
+) -> Result<Vec<u8>, String> {
     let location = format!("s3://{bucket}/{key}");
     // A zip holds at most what it unpacks to: no larger object is read into memory.
-    let size = object.content_length.unwrap_or_default();
-    if u64::try_from(size).unwrap_or_default() > seedcode::MAX_TOTAL_BYTES {
-        return Err(format!("seed code {location} is {size} bytes, more than a seed repository may hold"));
-    }
-    let bytes = object.body.collect().await.map_err(|err| format!("reading seed code {location} broke off: {err}"))?;
-    let bytes = bytes.into_bytes().to_vec();
+    let bytes = s3.get(bucket, key, seedcode::MAX_TOTAL_BYTES, deadline).await.map_err(|err| match err {
+        s3::GetObjectError::Missing(_) => format!("seed code {location} does not exist: re-run cargo xtask publish"),
+        s3::GetObjectError::Denied(_) => {
+            format!("reading seed code {location} was denied: the bucket policy must let the Lambda's role read it")
+        }
+        s3::GetObjectError::TooLarge { size, .. } => {
+            format!("seed code {location} is {size} bytes, more than a seed repository may hold")
+        }
+        s3::GetObjectError::Failed(why) => format!("reading seed code {location} failed: {why}"),
+    })?;
     let actual = hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes).as_ref());
     if actual != sha256 {
         return Err(format!(

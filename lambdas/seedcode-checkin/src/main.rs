@@ -6,8 +6,8 @@ use serde_json::Value;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
-    let mut deps = Deps::new(&lambda_common::aws_config().await, Config::from_env());
+    lambda_common::logging::init();
+    let mut deps = Deps::new(&lambda_common::aws_config(), Config::from_env());
     deps.allow_loopback_response_url =
         std::env::var(seedcode_checkin::config::LOOPBACK_RESPONSE_URL_SETTING).is_ok_and(|v| v == "true");
     let deps = Arc::new(deps);

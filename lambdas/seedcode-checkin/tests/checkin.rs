@@ -480,3 +480,50 @@ async fn the_real_binary_answers_through_the_runtime_api() {
     }
     assert_secret_free(&log);
 }
+
+/// moto does not check signatures, so the seed-code GET's SigV4 is compared with botocore's, an
+/// implementation of its own, for the same request, credentials and time: keys with spaces and
+/// `+`, a session token, virtual-hosted and path-style URLs.
+#[test]
+fn the_seed_code_get_is_signed_as_botocore_signs_it() {
+    const BOTOCORE_SIGV4: &str = r#"
+import datetime, json, sys
+from unittest import mock
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+url, region, seconds = sys.argv[1], sys.argv[2], int(sys.argv[3])
+request = AWSRequest(method="GET", url=url)
+request.context["payload_signing_enabled"] = True
+when = datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).replace(tzinfo=None)
+with mock.patch("botocore.auth.get_current_datetime", return_value=when):
+    S3SigV4Auth(Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "session/token+="), "s3", region).add_auth(request)
+print(json.dumps({k.lower(): v for k, v in request.headers.items()}))
+"#;
+    let seconds = 1_700_000_000;
+    let time = std::time::UNIX_EPOCH + Duration::from_secs(seconds);
+    let credentials = aws_credential_types::Credentials::new(
+        "AKIDEXAMPLE",
+        "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        Some("session/token+=".into()),
+        None,
+        "test",
+    );
+    for (url, region) in [
+        ("https://seedcode.s3.eu-west-1.amazonaws.com/v1/model%20build%2Bx.zip", "eu-west-1"),
+        ("https://s3.us-east-1.amazonaws.com/my.bucket/templates/v2/deploy.zip", "us-east-1"),
+    ] {
+        let ours = seedcode_checkin::s3::signed_get(url, region, credentials.clone(), time).unwrap();
+        let python = lambda_testkit::tools_dir().join("test-venv/bin/python");
+        let output = std::process::Command::new(&python)
+            .args(["-c", BOTOCORE_SIGV4, url, region, &seconds.to_string()])
+            .output()
+            .unwrap_or_else(|err| panic!("{}: {err}", python.display()));
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        let botocore: BTreeMap<String, String> = serde_json::from_slice(&output.stdout).unwrap();
+        for header in ["authorization", "x-amz-date", "x-amz-content-sha256", "x-amz-security-token"] {
+            let ours = ours.headers().get(header).map(|v| v.to_str().unwrap());
+            assert_eq!(ours, botocore.get(header).map(String::as_str), "{header} of {url}");
+        }
+    }
+}
