@@ -2,14 +2,14 @@
 //! lacks added by lambdas/testkit/src/moto_servicecatalog.py. The artifacts are small stand-ins
 //! in a dist folder (`--dist`), so no test cross-compiles.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use crate::common::repo_root;
 use aws_sdk_servicecatalog::types::ProvisioningArtifactGuidance;
-use common::repo_root;
 use lambda_testkit::moto::{REGION, moto};
 use serde_json::Value;
 use xtask::deterministic_zip::sha256_hex;

@@ -1,10 +1,8 @@
 //! `cargo xtask e2e` on a clean clone of HEAD: every step passes, and the table says so.
 
-mod common;
-
 use std::process::Command;
 
-use common::{clone_head, clones_target_dir, tools_dir};
+use crate::common::{clones_target_dir, head_checkout, tools_dir};
 
 const STEPS: [&str; 13] = [
     "stand-ins",
@@ -24,9 +22,8 @@ const STEPS: [&str; 13] = [
 
 #[test]
 fn the_whole_flow_passes_every_step() {
-    let tmp = tempfile::tempdir().unwrap();
-    let checkout = clone_head(tmp.path(), "repo");
-    // The arm64 build is the one the package tests made in the clones' target dir.
+    // The arm64 build is the one of the shared clone, which the package tests reuse.
+    let checkout = head_checkout();
     let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .arg("e2e")
         .env("CARGO_MANIFEST_DIR", checkout.join("xtask"))

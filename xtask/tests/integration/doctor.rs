@@ -1,8 +1,6 @@
 //! `cargo xtask doctor` against moto in server mode: an account set up as the README says passes
 //! every row; then each piece is broken in turn, and exactly its row fails, with the fix.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::process::{Command, Output};
 

@@ -2,14 +2,12 @@
 //! pinned to one exact version, CI images in step with the toolchain, dependency versions in one
 //! place, no unfinished code. Each test lists every offence it finds, not just the first.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
+use crate::common::{read_repo_file, repo_root, run_ok};
 use clap::CommandFactory;
-use common::{read_repo_file, repo_root, run_ok};
 use serde_yaml::Value;
 use xtask::flags::Xtask;
 

@@ -2,12 +2,10 @@
 //! their CI's unit-test job runs under gitlab-ci-local, the endpoint template lints clean, and
 //! the two repositories agree on the model's input format.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{repo_root, run_ok, tool, tools_dir};
+use crate::common::{repo_root, run_ok, tool, tools_dir};
 
 const SEED_REPOS: [&str; 2] = ["model-build", "model-deploy"];
 

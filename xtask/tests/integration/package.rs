@@ -3,14 +3,15 @@
 //!
 //! The clones share one target dir of their own (`<target>/clones`), so dependencies compile
 //! once for all of them, while this checkout's fingerprints stay untouched: cargo judges path
-//! crates by mtime, and a clone's newer build would otherwise pass for this checkout's.
+//! crates by mtime, and a clone's newer build would otherwise pass for this checkout's. The
+//! first clone is the one the package-job and e2e tests use too (`common::head_checkout`), so
+//! its Lambdas are built once; the second, at another path, is built again for the proof.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
-mod common;
-use common::{clone_head, clones_target_dir, repo_root, run_ok, tools_dir};
+use crate::common::{clone_head, clones_target_dir, head_checkout, repo_root, run_ok, tools_dir};
 
 const ZIPS: [&str; 4] = [
     "lambda-gitlab-pipeline-trigger.zip",
@@ -97,12 +98,13 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 fn two_clones_give_byte_identical_artifacts_and_a_rerun_reuses_them() {
     let tmp = tempfile::tempdir().unwrap();
     let (out_a, out_b) = (tmp.path().join("out-a"), tmp.path().join("out-b"));
-    let a = clone_head(tmp.path(), "first-clone");
+    let a = head_checkout();
     let (summary, _) = succeeded(&xtask_package(&a, &["--out", out_a.to_str().unwrap()]));
     for zip in ZIPS {
         assert!(summary.contains(zip), "summary table lacks {zip}:\n{summary}");
     }
-    // Cloned after the first build, so its sources are newer and cargo really compiles them.
+    // Cloned after the shared checkout's build, so its sources are newer and cargo really
+    // compiles them.
     let b = clone_head(tmp.path(), "second/clone-at-another-path");
     let (_, log) = succeeded(&xtask_package(&b, &["--out", out_b.to_str().unwrap()]));
     assert!(log.contains("seedcode-checkin") && log.contains("pipeline-trigger") && log.contains("compiled"), "{log}");
@@ -204,6 +206,9 @@ fn two_clones_give_byte_identical_artifacts_and_a_rerun_reuses_them() {
     assert!(!names.contains(".env") && !names.contains(".cache"), "{names}");
     let manifest: serde_json::Value = serde_json::from_slice(&repackaged["manifest.json"]).unwrap();
     assert_eq!(manifest["dirty"], true, "the planted files make the tree dirty");
+    // The checkout is shared: later tests get it as committed.
+    std::fs::remove_file(a.join("seedcode/model-build/.env")).unwrap();
+    std::fs::remove_dir_all(a.join("seedcode/model-build/.cache")).unwrap();
 }
 
 #[test]

@@ -9,7 +9,7 @@
 //! the property whose absence makes it moot (checked: setting the property ends the waiver) or
 //! to a one-line reason. A failure names the resource, its type, the action, the ARN and the role.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

@@ -1,11 +1,11 @@
 //! The GitLab CI files: valid against GitLab's schema, and this repository's package job run for
 //! real with gitlab-ci-local (shell executor: no Docker here), its artifacts checked.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 
-use common::{clone_head, clones_target_dir, repo_root, run_ok, tool, tools_dir};
+use crate::common::{clones_target_dir, head_checkout, repo_root, run_ok, tool, tools_dir};
 
 #[test]
 fn every_gitlab_ci_file_matches_gitlabs_schema() {
@@ -21,10 +21,9 @@ fn every_gitlab_ci_file_matches_gitlabs_schema() {
 
 #[test]
 fn the_package_job_runs_and_its_artifacts_match_their_sums() {
-    let tmp = tempfile::tempdir().unwrap();
-    let checkout = clone_head(tmp.path(), "repo");
-    // gitlab-ci-local reads the remote to fill CI_PROJECT_URL; a local path is none it knows.
-    run_ok(Command::new("git").arg("-C").arg(&checkout).args(["remote", "remove", "origin"]));
+    // The shell executor runs the job in the checkout itself, so the Lambdas built there by the
+    // other tests are reused.
+    let checkout = head_checkout();
     let cargo_home =
         std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap()));
     let variable = |name: &str, value: &str| format!("{name}={value}");

@@ -1,12 +1,10 @@
 //! The CloudFormation templates: lint- and security-clean, least-privilege IAM, an event rule
 //! that matches what it should, and Lambda environments that match what the Lambdas read.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::process::Command;
 
-use common::{read_repo_file, repo_root, run_ok, tool};
+use crate::common::{read_repo_file, repo_root, run_ok, tool};
 use serde_yaml::Value;
 use xtask::template::{BOOTSTRAP_TEMPLATE, PROJECT_TEMPLATE, render};
 

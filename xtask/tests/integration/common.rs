@@ -1,0 +1,80 @@
+//! What the xtask integration tests share.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// A file of this checkout, by its path from the repository root.
+pub fn read_repo_file(relative: &str) -> String {
+    std::fs::read_to_string(repo_root().join(relative)).unwrap_or_else(|err| panic!("{relative}: {err}"))
+}
+
+pub use lambda_testkit::tools_dir;
+
+pub fn tool(venv: &str, program: &str) -> PathBuf {
+    let path = tools_dir().join(format!("{venv}-venv/bin/{program}"));
+    assert!(path.exists(), "{} is missing: run the tests with `cargo xtask test`, which installs it", path.display());
+    path
+}
+
+/// The target dir of builds from clones of this repository. Apart from this checkout's, since
+/// cargo judges path crates by mtime and a clone's newer build would pass for this checkout's.
+pub fn clones_target_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("clones")
+}
+
+/// The one clone of HEAD that the tests building the Lambdas share (package, the package job, e2e).
+/// At one path, cargo reuses its release build across those tests and across runs, so a run
+/// compiles the Lambdas from a clone once, plus once more for the proof that another path gives
+/// the same bytes. It lives in the clones' target dir under the commit's name, without a remote
+/// (gitlab-ci-local would read it); files a test adds are swept away on the next first use.
+pub fn head_checkout() -> PathBuf {
+    static CHECKOUT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    CHECKOUT
+        .get_or_init(|| {
+            let commit = run_ok(Command::new("git").arg("-C").arg(repo_root()).args(["rev-parse", "HEAD"]));
+            let checkouts = clones_target_dir().join("checkouts");
+            std::fs::create_dir_all(&checkouts).unwrap();
+            // Test binaries run one after another, but two `cargo test` runs may overlap.
+            let lock = std::fs::File::create(clones_target_dir().join("checkouts.lock")).unwrap();
+            lock.lock().unwrap();
+            let checkout = checkouts.join(commit.trim());
+            for entry in std::fs::read_dir(&checkouts).unwrap() {
+                let path = entry.unwrap().path();
+                if path != checkout {
+                    std::fs::remove_dir_all(&path).unwrap();
+                }
+            }
+            if checkout.join(".git").is_dir() {
+                run_ok(Command::new("git").arg("-C").arg(&checkout).args(["clean", "-ffdxq"]));
+                run_ok(Command::new("git").arg("-C").arg(&checkout).args(["reset", "--hard", "--quiet"]));
+            } else {
+                clone_head(&checkouts, commit.trim());
+                run_ok(Command::new("git").arg("-C").arg(&checkout).args(["remote", "remove", "origin"]));
+            }
+            checkout
+        })
+        .clone()
+}
+
+/// A fresh clone of HEAD at `parent/name`.
+pub fn clone_head(parent: &Path, name: &str) -> PathBuf {
+    let dest = parent.join(name);
+    run_ok(Command::new("git").args(["clone", "--quiet"]).arg(repo_root()).arg(&dest));
+    dest
+}
+
+/// Runs `command`, failing the test with its output unless it succeeds; returns its stdout.
+pub fn run_ok(command: &mut Command) -> String {
+    let output = command.output().unwrap_or_else(|err| panic!("{command:?}: {err}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
