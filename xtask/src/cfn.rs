@@ -22,6 +22,19 @@ pub fn bootstrap(region: &str, account: &str, bucket: &str, parameters: &[(&str,
     Ok(stack)
 }
 
+/// `cfn/target-account.yml` resolved as a stack in `account` and `region` with `parameters`:
+/// its bucket and IAM resources carry the names and ARNs AWS gives them.
+pub fn target_account(region: &str, account: &str, parameters: &[(&str, &str)]) -> anyhow::Result<Stack> {
+    let path = crate::project::root().join(crate::template::TARGET_ACCOUNT_TEMPLATE);
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut stack = Stack::new(&text, region, account, parameters)?;
+    let bucket = scalar(&stack.property("DataBucket", &["BucketName"])?)?;
+    stack.set_attribute("DataBucket", "Arn", &format!("arn:aws:s3:::{bucket}"));
+    stack.parameters.insert("DataBucket".to_owned(), bucket);
+    stack.name_iam_resources()?;
+    Ok(stack)
+}
+
 pub struct Stack {
     template: Value,
     parameters: BTreeMap<String, String>,

@@ -111,6 +111,14 @@ pub struct Publish {
     /// SNS topic told when an approval started no deploy pipeline (empty: the alarm alone)
     #[arg(long, default_value = "")]
     pub alarm_topic_arn: String,
+    /// Account the staging endpoints go to, where cfn/target-account.yml runs with StageName=staging
+    /// (cfn/bootstrap.yml's StagingAccountId) [default: this account]
+    #[arg(long, value_parser = account_id)]
+    pub staging_account_id: Option<String>,
+    /// Account the production endpoints go to, where cfn/target-account.yml runs with
+    /// StageName=production (cfn/bootstrap.yml's ProductionAccountId) [default: this account]
+    #[arg(long, value_parser = account_id)]
+    pub production_account_id: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -232,6 +240,17 @@ impl Arch {
 }
 
 /// A GitLab server URL as the Lambdas accept it (`lambda_common::gitlab::server_url`).
+fn account_id(id: &str) -> Result<String, String> {
+    let id = id.trim();
+    if id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(id.to_owned())
+    } else {
+        Err(format!(
+            "{id:?} is not an AWS account ID: twelve digits, as `aws sts get-caller-identity` shows in that account"
+        ))
+    }
+}
+
 fn gitlab_server_url(url: &str) -> Result<String, String> {
     lambda_common::gitlab::server_url(url)
         .map(|_| url.trim().trim_end_matches('/').to_owned())

@@ -52,6 +52,12 @@ pub struct Published {
 }
 
 pub fn run(sh: &Shell, args: &flags::Publish) -> anyhow::Result<()> {
+    let target_accounts = args.staging_account_id.is_some() || args.production_account_id.is_some();
+    if target_accounts && args.ci_access == CiAccess::AccessKey {
+        bail!(
+            "--staging-account-id and --production-account-id need --ci-access web-identity: the deploy jobs assume the target accounts' roles with their id_tokens"
+        );
+    }
     // Never publish artifacts that differ from the tree: package (cheap when nothing changed),
     // or check that the given ones were packaged from this commit.
     let (dist, manifest) = match &args.dist {
@@ -412,6 +418,8 @@ fn render_template(
         CiAccess::WebIdentity => ("WebIdentity", ""),
         CiAccess::AccessKey => ("AccessKey", args.ci_access_key_secret_name.as_str()),
     };
+    let staging_account = args.staging_account_id.as_deref().unwrap_or_default();
+    let production_account = args.production_account_id.as_deref().unwrap_or_default();
     // IAM names an OIDC provider by its issuer URL without the scheme.
     let url = args.gitlab_server_url.as_str();
     let oidc_provider = url.split_once("://").map_or(url, |(_, rest)| rest);
@@ -433,6 +441,8 @@ fn render_template(
         ("Access", "GitLabCiAccessKeySecretName", ci_secret),
         ("Access", "GitLabCaBundleSecretName", args.gitlab_ca_bundle_secret_name.as_str()),
         ("Alarms", "NotificationTopicArn", args.alarm_topic_arn.as_str()),
+        ("Accounts", "StagingAccountId", staging_account),
+        ("Accounts", "ProductionAccountId", production_account),
     ];
     let source = std::fs::read_to_string(project::root().join(template::PROJECT_TEMPLATE))?;
     template::render(&source, &settings)

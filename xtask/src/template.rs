@@ -10,6 +10,8 @@ use serde_yaml::Value;
 pub const PROJECT_TEMPLATE: &str = "cfn/project.yml";
 /// The one-time account setup, relative to the workspace root.
 pub const BOOTSTRAP_TEMPLATE: &str = "cfn/bootstrap.yml";
+/// One deployment stage in an account of its own, relative to the workspace root.
+pub const TARGET_ACCOUNT_TEMPLATE: &str = "cfn/target-account.yml";
 
 /// One value of `Mappings.Publish`: `(group, key, value)`, e.g. `("Artifacts", "Bucket", "b")`.
 pub type Setting<'a> = (&'a str, &'a str, &'a str);

@@ -22,7 +22,16 @@ pub const ENV_VARS: &[&str] = &[
     "MODEL_EXECUTION_ROLE_ARN",
     "GITLAB_CI_ROLE_ARN",
     "GITLAB_CI_ACCESS_KEY_SECRET_NAME",
+    "STAGING_DEPLOY_ROLE_ARN",
+    "STAGING_MODEL_EXECUTION_ROLE_ARN",
+    "STAGING_DATA_BUCKET",
+    "PRODUCTION_DEPLOY_ROLE_ARN",
+    "PRODUCTION_MODEL_EXECUTION_ROLE_ARN",
+    "PRODUCTION_DATA_BUCKET",
 ];
+
+/// The deployment stages, in the order the deploy pipeline runs them.
+pub const STAGES: [&str; 2] = ["staging", "production"];
 
 /// Set to `true`, lets the checkin answer to a plain-http ResponseURL on a loopback address: the
 /// local stand-in for CloudFormation's pre-signed S3 URL in tests. The shipped template never
@@ -50,6 +59,21 @@ pub struct Config {
     pub pipeline_role_arn: String,
     pub model_execution_role_arn: String,
     pub ci_credentials: CiCredentials,
+    /// The stages whose endpoints go to an account of their own (`cfn/target-account.yml`).
+    pub target_accounts: Vec<TargetAccount>,
+}
+
+/// A stage deployed in another account: what `cfn/target-account.yml` made there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetAccount {
+    /// `staging` or `production`.
+    pub stage: &'static str,
+    /// The role the stage's deploy jobs assume with their id_token.
+    pub deploy_role_arn: String,
+    /// The role the stage's endpoints run as.
+    pub model_execution_role_arn: String,
+    /// The bucket the stage's endpoints capture data and report monitoring to.
+    pub data_bucket: String,
 }
 
 /// How the GitLab pipelines get AWS credentials.
@@ -85,6 +109,27 @@ impl Config {
                 return Err("neither GITLAB_CI_ROLE_ARN nor GITLAB_CI_ACCESS_KEY_SECRET_NAME is set: GitLab CI would have no AWS access".into());
             }
         };
+        let mut target_accounts = Vec::new();
+        for stage in STAGES {
+            let prefix = stage.to_ascii_uppercase();
+            let names =
+                ["DEPLOY_ROLE_ARN", "MODEL_EXECUTION_ROLE_ARN", "DATA_BUCKET"].map(|name| format!("{prefix}_{name}"));
+            let [role, model_role, bucket] = names.each_ref().map(|name| env.optional(name));
+            match (role, model_role, bucket) {
+                (None, None, None) => {}
+                (Some(deploy_role_arn), Some(model_execution_role_arn), Some(data_bucket)) => target_accounts
+                    .push(TargetAccount { stage, deploy_role_arn, model_execution_role_arn, data_bucket }),
+                _ => {
+                    return Err(format!(
+                        "{} must be set together or not at all: the project template sets them for a {stage} account of its own",
+                        names.join(", ")
+                    ));
+                }
+            }
+        }
+        if !target_accounts.is_empty() && !matches!(ci_credentials, CiCredentials::WebIdentity { .. }) {
+            return Err("a stage in an account of its own is deployed with id_tokens, but GitLab CI is set to use an access key: publish with --ci-access web-identity".into());
+        }
         let config = Config {
             gitlab_url: env.required("GITLAB_SERVER_URL")?,
             token_secret: env.required("GITLAB_TOKEN_SECRET_NAME")?,
@@ -102,6 +147,7 @@ impl Config {
             pipeline_role_arn: env.required("SAGEMAKER_PIPELINE_ROLE_ARN")?,
             model_execution_role_arn: env.required("MODEL_EXECUTION_ROLE_ARN")?,
             ci_credentials,
+            target_accounts,
         };
         for name in [&config.build_repository, &config.deploy_repository] {
             check_repository_name(name)?;
@@ -224,6 +270,28 @@ mod tests {
         assert_eq!(parse(&env).unwrap().ci_credentials, CiCredentials::AccessKey { secret: "ci-keys".into() });
         env.remove("GITLAB_CI_ACCESS_KEY_SECRET_NAME");
         assert!(parse(&env).unwrap_err().contains("GitLab CI would have no AWS access"));
+    }
+
+    #[test]
+    fn a_stage_in_its_own_account_needs_all_three_names_and_id_tokens() {
+        let mut env = env();
+        env.insert(
+            "PRODUCTION_DEPLOY_ROLE_ARN",
+            "arn:aws:iam::222222222222:role/sagemaker-gitlab-123456789012-production-deploy",
+        );
+        assert!(parse(&env).unwrap_err().contains("PRODUCTION_DEPLOY_ROLE_ARN, PRODUCTION_MODEL_EXECUTION_ROLE_ARN, PRODUCTION_DATA_BUCKET must be set together"));
+        env.insert(
+            "PRODUCTION_MODEL_EXECUTION_ROLE_ARN",
+            "arn:aws:iam::222222222222:role/sagemaker-gitlab-123456789012-production-model",
+        );
+        env.insert("PRODUCTION_DATA_BUCKET", "sm-gl-eu-west-1-222222222222-123456789012-production");
+        let config = parse(&env).unwrap();
+        assert_eq!(config.target_accounts.len(), 1);
+        assert_eq!(config.target_accounts[0].stage, "production");
+        assert_eq!(config.target_accounts[0].data_bucket, "sm-gl-eu-west-1-222222222222-123456789012-production");
+        env.remove("GITLAB_CI_ROLE_ARN");
+        env.insert("GITLAB_CI_ACCESS_KEY_SECRET_NAME", "ci-keys");
+        assert!(parse(&env).unwrap_err().contains("--ci-access web-identity"));
     }
 
     #[test]

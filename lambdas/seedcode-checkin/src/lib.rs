@@ -189,7 +189,7 @@ async fn converge(deps: &Deps, function_arn: &str, deadline: Instant) -> Result<
         role: "model deploy",
         path: config.project_path(&config.deploy_repository),
         description: format!("Model deploy code of SageMaker project {} {marker}", config.project_name),
-        variables: with("MODEL_EXECUTION_ROLE_ARN", &config.model_execution_role_arn),
+        variables: deploy_variables(config, with("MODEL_EXECUTION_ROLE_ARN", &config.model_execution_role_arn)),
         // The trigger passes the approved package's ARN as a pipeline variable.
         pipeline_variables: true,
         files: deploy_files,
@@ -241,6 +241,19 @@ fn project_variables(config: &Config, arn: &FunctionArn, ci_access: Vec<Variable
         variable("MODEL_PACKAGE_GROUP_NAME", &config.model_package_group()),
     ];
     variables.extend(ci_access);
+    variables
+}
+
+/// The deploy project's variables: `variables`, and for each stage in an account of its own the
+/// role its jobs assume there, the role its endpoints run as and its data bucket, under the
+/// stage's prefix (`STAGING_AWS_ROLE_ARN`, ...), as seedcode/model-deploy reads them.
+fn deploy_variables(config: &Config, mut variables: Vec<Variable>) -> Vec<Variable> {
+    for target in &config.target_accounts {
+        let prefix = target.stage.to_ascii_uppercase();
+        variables.push(variable(&format!("{prefix}_AWS_ROLE_ARN"), &target.deploy_role_arn));
+        variables.push(variable(&format!("{prefix}_MODEL_EXECUTION_ROLE_ARN"), &target.model_execution_role_arn));
+        variables.push(variable(&format!("{prefix}_ARTIFACT_BUCKET"), &target.data_bucket));
+    }
     variables
 }
 

@@ -78,6 +78,40 @@ async fn create_makes_both_projects_sets_variables_then_commits_every_file() {
 }
 
 #[tokio::test]
+async fn a_stage_in_its_own_account_gets_its_roles_and_bucket_on_the_deploy_project_only() {
+    let mut stand = stand().await;
+    let production = [
+        (
+            "PRODUCTION_DEPLOY_ROLE_ARN",
+            format!("arn:aws:iam::222222222222:role/sagemaker-gitlab-{ACCOUNT_ID}-production-deploy"),
+        ),
+        (
+            "PRODUCTION_MODEL_EXECUTION_ROLE_ARN",
+            format!("arn:aws:iam::222222222222:role/sagemaker-gitlab-{ACCOUNT_ID}-production-model"),
+        ),
+        ("PRODUCTION_DATA_BUCKET", format!("sm-gl-{REGION}-222222222222-{ACCOUNT_ID}-production")),
+    ];
+    for (key, value) in &production {
+        stand.env.insert((*key).to_owned(), value.clone());
+    }
+    let body = stand.invoke("Create", None).await;
+    assert_eq!(body["Status"], "SUCCESS", "{body}");
+    let deploy = variables(&stand.gitlab.project(&stand.deploy_path()).unwrap());
+    let build = variables(&stand.gitlab.project(&stand.build_path()).unwrap());
+    for ((_, value), key) in production.iter().zip([
+        "PRODUCTION_AWS_ROLE_ARN",
+        "PRODUCTION_MODEL_EXECUTION_ROLE_ARN",
+        "PRODUCTION_ARTIFACT_BUCKET",
+    ]) {
+        assert_eq!(deploy[key], (value.clone(), false), "{key}");
+        assert!(!build.contains_key(key), "the build project got {key}");
+    }
+    assert!(!deploy.keys().any(|key| key.starts_with("STAGING_")), "staging stays in this account: {deploy:?}");
+    // The development account's CI role still runs the build and picks the package.
+    assert_eq!(deploy["AWS_ROLE_ARN"], (format!("arn:aws:iam::{ACCOUNT_ID}:role/gitlab-ci"), false));
+}
+
+#[tokio::test]
 async fn group_namespace_and_masked_access_keys() {
     let mut stand = stand().await;
     let group = stand.gitlab.add_group("ml/churn-team");

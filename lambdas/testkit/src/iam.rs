@@ -1,10 +1,19 @@
 //! IAM policy evaluation, for proofs that a role may do what a component does with it, decided
-//! the way IAM decides within one account ("Policy evaluation logic" in the IAM user guide):
+//! the way IAM decides ("Policy evaluation logic" and "Cross-account policy evaluation logic" in
+//! the IAM user guide):
 //!
 //! 1. a matching `Deny` in any policy wins;
-//! 2. else an `Allow` in an identity policy, or in the resource's policy naming the principal;
-//! 3. and, when the principal has a permissions boundary, an `Allow` of the boundary too;
-//! 4. else the request is implicitly denied.
+//! 2. else, within one account, an `Allow` in an identity policy, or in the resource's policy
+//!    naming the principal itself; a resource policy that names the principal's account (its
+//!    `root`) only delegates to that account, so an identity policy must allow too;
+//! 3. across accounts (the principal's account is not the resource's), an `Allow` in an identity
+//!    policy and in the resource's policy, both;
+//! 4. and, when the principal has a permissions boundary, an `Allow` of the boundary with any
+//!    identity policy's;
+//! 5. else the request is implicitly denied.
+//!
+//! The resource's account is the one its ARN names, or, for S3 (whose ARNs name none), the
+//! request's `s3:ResourceAccount`; when neither says, the principal's own account.
 //!
 //! A statement matches when its `Action`/`NotAction`, `Resource`/`NotResource`,
 //! `Principal`/`NotPrincipal` (resource policies) and every condition match. Actions compare
@@ -82,10 +91,51 @@ pub fn evaluate(policies: &Policies<'_>, request: &Request) -> Decision {
     let allows = |policy: &Value, resource_policy: bool| {
         statements(policy).any(|s| effect(s) == "Allow" && matches(s, request, resource_policy))
     };
-    let by_identity = policies.identity.iter().any(|p| allows(p, false));
+    let by_identity =
+        policies.identity.iter().any(|p| allows(p, false)) && policies.boundary.is_none_or(|p| allows(p, false));
     let by_resource = policies.resource.is_some_and(|p| allows(p, true));
-    let within_boundary = policies.boundary.is_none_or(|p| allows(p, false));
-    if (by_identity && within_boundary) || by_resource { Decision::Allowed } else { Decision::ImplicitlyDenied }
+    // Which grant of the resource policy: one naming the principal (or everyone) stands alone in
+    // its account; one naming only the principal's account root delegates to identity policies.
+    let names_principal = policies.resource.is_some_and(|policy| {
+        statements(policy).any(|s| {
+            effect(s) == "Allow"
+                && matches(s, request, true)
+                && s.get("Principal").is_some_and(|p| principal_matches_exactly(p, &request.principal))
+        })
+    });
+    let cross_account = match (account_of(&request.principal), resource_account(request)) {
+        (Some(principal), Some(resource)) => principal != resource,
+        _ => false,
+    };
+    let allowed = if cross_account { by_identity && by_resource } else { by_identity || names_principal };
+    if allowed { Decision::Allowed } else { Decision::ImplicitlyDenied }
+}
+
+/// The account of an ARN (`arn:aws:iam::123456789012:role/x`), if it names one.
+fn account_of(arn: &str) -> Option<&str> {
+    let arn = arn.strip_prefix("federated:").unwrap_or(arn);
+    arn.split(':').nth(4).filter(|account| !account.is_empty())
+}
+
+fn resource_account(request: &Request) -> Option<&str> {
+    account_of(&request.resource)
+        .or_else(|| request.context.get("s3:resourceaccount").and_then(|v| v.first()).map(String::as_str))
+}
+
+/// Whether a resource policy's `Principal` names `who` itself (or everyone), not only its account.
+fn principal_matches_exactly(principal: &Value, who: &str) -> bool {
+    match principal {
+        Value::String(s) => s == "*",
+        Value::Object(kinds) => kinds.iter().any(|(kind, names)| {
+            strings(names).iter().any(|name| match kind.as_str() {
+                "AWS" => *name == "*" || *name == who,
+                "Service" => who.strip_prefix("service:") == Some(*name),
+                "Federated" => who.strip_prefix("federated:") == Some(*name),
+                _ => false,
+            })
+        }),
+        _ => false,
+    }
 }
 
 fn policy_is_resource(policies: &Policies<'_>, policy: &Value) -> bool {
@@ -294,8 +344,59 @@ mod tests {
         assert_eq!(ask("s3:GetObject", "arn:aws:s3:::b/public/x"), Decision::Allowed);
         assert_eq!(ask("s3:GetObject", "arn:aws:s3:::b/k"), Decision::ExplicitlyDenied("NoSecrets".into()));
         assert_eq!(ask("s3:PutObject", "arn:aws:s3:::b/k"), Decision::ImplicitlyDenied);
-        assert_eq!(ask("sqs:DeleteQueue", "arn:aws:sqs:us-east-1:1:q"), Decision::Allowed);
-        assert_eq!(ask("iam:PassRole", "arn:aws:sqs:us-east-1:1:q"), Decision::ImplicitlyDenied);
+        assert_eq!(ask("sqs:DeleteQueue", "arn:aws:sqs:us-east-1:123456789012:q"), Decision::Allowed);
+        assert_eq!(ask("iam:PassRole", "arn:aws:sqs:us-east-1:123456789012:q"), Decision::ImplicitlyDenied);
+    }
+
+    /// IAM user guide, "Cross-account policy evaluation logic": across accounts the identity
+    /// policy and the resource policy must both allow; naming an account root in a resource
+    /// policy delegates to that account's identity policies, in its own account too.
+    #[test]
+    fn across_accounts_both_sides_must_allow_and_a_root_principal_only_delegates() {
+        let package = "arn:aws:sagemaker:eu-west-1:123456789012:model-package/churn-p-1/3";
+        let deployer = "arn:aws:iam::222222222222:role/deploy";
+        let resource_policy = json!({ "Statement": [{
+            "Effect": "Allow", "Principal": { "AWS": "arn:aws:iam::222222222222:root" },
+            "Action": "sagemaker:DescribeModelPackage", "Resource": "arn:aws:sagemaker:eu-west-1:123456789012:model-package/churn-p-1/*"
+        }]});
+        let identity =
+            json!({ "Statement": [{ "Effect": "Allow", "Action": "sagemaker:DescribeModelPackage", "Resource": "*" }]});
+        let nothing = json!({ "Statement": [] });
+        let ask = |identity: &Value, resource: Option<&Value>, principal: &str| {
+            let policies = Policies { identity: vec![identity], resource, boundary: None };
+            evaluate(&policies, &Request::new(principal, "sagemaker:DescribeModelPackage", package))
+        };
+        assert_eq!(ask(&identity, Some(&resource_policy), deployer), Decision::Allowed);
+        assert_eq!(
+            ask(&nothing, Some(&resource_policy), deployer),
+            Decision::ImplicitlyDenied,
+            "the resource side alone"
+        );
+        assert_eq!(ask(&identity, None, deployer), Decision::ImplicitlyDenied, "the identity side alone");
+        let stranger = "arn:aws:iam::333333333333:role/deploy";
+        assert_eq!(
+            ask(&identity, Some(&resource_policy), stranger),
+            Decision::ImplicitlyDenied,
+            "an account not named"
+        );
+
+        // S3 ARNs name no account: the request's s3:ResourceAccount says whose the bucket is.
+        let object = "arn:aws:s3:::sagemaker-project-p-1/churn/models/model.tar.gz";
+        let read = json!({ "Statement": [{ "Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::sagemaker-project-*/*" }]});
+        let get = Request::new(deployer, "s3:GetObject", object).with("s3:ResourceAccount", &["123456789012"]);
+        assert_eq!(decide(read.clone(), get), Decision::ImplicitlyDenied, "another account's bucket, no bucket policy");
+
+        // Within one account, a root principal delegates: the identity policy decides.
+        let local = "arn:aws:iam::123456789012:role/reader";
+        let own_root = json!({ "Statement": [{
+            "Effect": "Allow", "Principal": { "AWS": "arn:aws:iam::123456789012:root" },
+            "Action": "sagemaker:DescribeModelPackage", "Resource": "*"
+        }]});
+        assert_eq!(ask(&nothing, Some(&own_root), local), Decision::ImplicitlyDenied);
+        let named = json!({ "Statement": [{
+            "Effect": "Allow", "Principal": { "AWS": local }, "Action": "sagemaker:DescribeModelPackage", "Resource": "*"
+        }]});
+        assert_eq!(ask(&nothing, Some(&named), local), Decision::Allowed, "a resource policy naming the role itself");
     }
 
     #[test]
@@ -317,7 +418,7 @@ mod tests {
               "Condition": { "ArnNotEquals": { "aws:PrincipalArn": ["arn:aws:iam::123456789012:role/checkin"] } } },
         ]});
         let read = |principal: &str| {
-            Request::new(principal, "secretsmanager:GetSecretValue", "arn:aws:secretsmanager:r:1:secret:t")
+            Request::new(principal, "secretsmanager:GetSecretValue", "arn:aws:secretsmanager:r:123456789012:secret:t")
         };
         assert_eq!(decide(deny_unless.clone(), read("arn:aws:iam::123456789012:role/checkin")), Decision::Allowed);
         assert_eq!(decide(deny_unless.clone(), read(ROLE)), Decision::ExplicitlyDenied("#2".into()));

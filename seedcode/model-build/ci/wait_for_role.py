@@ -56,6 +56,16 @@ def assume(endpoint: str, role_arn: str, token: str, session: str) -> tuple[str,
         return "ServiceUnavailable", f"STS at {endpoint} did not answer: {error}"
 
 
+def stage_role_hint(role_arn: str, stage: str) -> str:
+    account = role_arn.split(":")[4] if role_arn.count(":") >= 5 else "?"
+    return (
+        f"The {stage} endpoints deploy in account {account}, with the role cfn/target-account.yml makes there. If that "
+        f"stack is missing, deploy it in account {account} with StageName={stage}, this project's AWS account as "
+        "DevelopmentAccountId and its GitLab group as GitLabGroupPath; if it exists, its GitLabGroupPath must hold "
+        f"this project, and only the main branch with an id_token for audience sagemaker-deploy-{stage} is trusted."
+    )
+
+
 def main(env=os.environ, sleep=time.sleep, clock=time.monotonic) -> int:
     role_arn = env["AWS_ROLE_ARN"]
     with open(env["AWS_WEB_IDENTITY_TOKEN_FILE"], encoding="utf-8") as file:
@@ -70,7 +80,9 @@ def main(env=os.environ, sleep=time.sleep, clock=time.monotonic) -> int:
         code, message = error
         if code not in RETRYABLE or clock() + delay > deadline:
             print(f"error: cannot assume {role_arn}: {code}: {message}", file=sys.stderr)
-            if code == "AccessDenied":
+            if code == "AccessDenied" and env.get("AWS_ROLE_STAGE"):
+                print(stage_role_hint(role_arn, env["AWS_ROLE_STAGE"]), file=sys.stderr)
+            elif code == "AccessDenied":
                 print(
                     "The role trusts only the main branch of this SageMaker project's two GitLab projects, "
                     "at the paths they were created with: a renamed or moved project, or another branch, is refused.",

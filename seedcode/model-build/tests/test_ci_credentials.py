@@ -50,7 +50,7 @@ def sts():
     server.shutdown()
 
 
-def source_credentials(sts, wait_seconds: str):
+def source_credentials(sts, wait_seconds: str | None, **extra: str):
     """Sources the script as a CI job does and prints what the AWS SDK would then read."""
     env = {
         "PATH": f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}",
@@ -61,7 +61,10 @@ def source_credentials(sts, wait_seconds: str):
         "AWS_ROLE_WAIT_SECONDS": wait_seconds,
         "CI_PROJECT_ID": "42",
         "CI_JOB_ID": "7",
+        **extra,
     }
+    if wait_seconds is None:
+        del env["AWS_ROLE_WAIT_SECONDS"]
     script = '. ci/aws-credentials.sh && echo "token file: $(cat "$AWS_WEB_IDENTITY_TOKEN_FILE" | wc -c)"'
     return subprocess.run(["bash", "-c", script], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60)
 
@@ -93,3 +96,42 @@ def test_an_invalid_token_fails_at_once(sts):
     assert done.returncode == 1
     assert "InvalidIdentityToken: Incorrect token audience" in done.stderr
     assert len(sts["requests"]) == 1
+
+
+PRODUCTION_ROLE = "arn:aws:iam::222222222222:role/sagemaker-gitlab-123456789012-production-deploy"
+STAGE_TOKEN = "eyJhbGciOiJSUzI1NiJ9.secret-production-token.signature"
+
+
+def test_a_stage_in_its_own_account_assumes_that_accounts_role_with_the_stage_token(sts):
+    done = source_credentials(
+        sts, None, DEPLOY_STAGE="production", PRODUCTION_AWS_ROLE_ARN=PRODUCTION_ROLE, AWS_STAGE_ID_TOKEN=STAGE_TOKEN
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"token file: {len(STAGE_TOKEN)}" in done.stdout
+    sent = sts["requests"][-1]
+    assert sent["RoleArn"] == PRODUCTION_ROLE and sent["WebIdentityToken"] == STAGE_TOKEN
+
+
+def test_a_stage_without_an_account_of_its_own_uses_the_projects_role(sts):
+    done = source_credentials(sts, "30", DEPLOY_STAGE="staging", AWS_STAGE_ID_TOKEN=STAGE_TOKEN)
+    assert done.returncode == 0, done.stderr
+    assert sts["requests"][-1]["RoleArn"] == ROLE and sts["requests"][-1]["WebIdentityToken"] == TOKEN
+
+
+def test_a_target_role_that_refuses_fails_at_once_saying_what_to_deploy_where(sts):
+    sts["answers"] = [(403, error_body("AccessDenied", "Not authorized to perform sts:AssumeRoleWithWebIdentity"))] * 3
+    done = source_credentials(
+        sts, None, DEPLOY_STAGE="production", PRODUCTION_AWS_ROLE_ARN=PRODUCTION_ROLE, AWS_STAGE_ID_TOKEN=STAGE_TOKEN
+    )
+    assert done.returncode == 1
+    assert len(sts["requests"]) == 1, "a role made ahead of time is not waited for"
+    assert "account 222222222222" in done.stderr and "cfn/target-account.yml" in done.stderr
+    assert "StageName=production" in done.stderr and "sagemaker-deploy-production" in done.stderr
+    assert STAGE_TOKEN not in done.stdout + done.stderr
+
+
+def test_a_stage_role_without_the_stage_token_is_named(sts):
+    done = source_credentials(sts, "30", DEPLOY_STAGE="staging", STAGING_AWS_ROLE_ARN=PRODUCTION_ROLE)
+    assert done.returncode == 1
+    assert "no AWS_STAGE_ID_TOKEN" in done.stderr
+    assert sts["requests"] == []

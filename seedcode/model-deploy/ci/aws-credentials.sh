@@ -1,6 +1,23 @@
 # Sourced by CI jobs that call AWS. With AWS_ROLE_ARN set (the default), the job's GitLab
 # id_token is handed to the AWS SDK, which exchanges it for the role's short-lived
 # credentials; otherwise the masked AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY variables are used.
+# A deploy job of a stage whose endpoints live in an account of their own (DEPLOY_STAGE, and the
+# <STAGE>_AWS_ROLE_ARN the SageMaker project set) assumes that account's deploy role instead,
+# with the id_token minted for its stage (AWS_STAGE_ID_TOKEN).
+case "${DEPLOY_STAGE:-}" in
+  staging) stage_role="${STAGING_AWS_ROLE_ARN:-}" ;;
+  production) stage_role="${PRODUCTION_AWS_ROLE_ARN:-}" ;;
+  *) stage_role="" ;;
+esac
+if [ -n "$stage_role" ]; then
+  if [ -z "${AWS_STAGE_ID_TOKEN:-}" ]; then
+    echo "error: the $DEPLOY_STAGE account's deploy role is set, but the job has no AWS_STAGE_ID_TOKEN: add the id_tokens entry of .gitlab-ci.yml" >&2
+    exit 1
+  fi
+  export AWS_ROLE_ARN="$stage_role" AWS_ID_TOKEN="$AWS_STAGE_ID_TOKEN" AWS_ROLE_STAGE="$DEPLOY_STAGE"
+  # The platform team made that role before publishing: a refusal will not pass by waiting.
+  export AWS_ROLE_WAIT_SECONDS="${AWS_ROLE_WAIT_SECONDS:-0}"
+fi
 if [ -n "${AWS_ROLE_ARN:-}" ]; then
   if [ -z "${AWS_ID_TOKEN:-}" ]; then
     echo "error: AWS_ROLE_ARN is set but the job has no AWS_ID_TOKEN: add the id_tokens entry of .gitlab-ci.yml" >&2

@@ -8,7 +8,10 @@
 The project comes from the CI/CD variables the SageMaker project set on this repository
 (SAGEMAKER_PROJECT_NAME, SAGEMAKER_PROJECT_ID, AWS_REGION, ARTIFACT_BUCKET, MODEL_PACKAGE_GROUP_NAME,
 MODEL_EXECUTION_ROLE_ARN) and, when the model registry's approval started the pipeline,
-MODEL_PACKAGE_ARN. Every command exits non-zero when its step fails.
+MODEL_PACKAGE_ARN. A stage whose endpoints live in an account of their own also has
+<STAGE>_MODEL_EXECUTION_ROLE_ARN and <STAGE>_ARTIFACT_BUCKET (that account's model role and data
+bucket), which take the place of the two for that stage; its jobs run with that account's
+credentials (ci/aws-credentials.sh). Every command exits non-zero when its step fails.
 """
 
 import argparse
@@ -49,6 +52,17 @@ def environment() -> dict[str, str]:
             "variables of this repository (Settings > CI/CD > Variables); export them to run locally."
         )
     return {name: os.environ[name] for name in REQUIRED}
+
+
+def stage_environment(env: dict[str, str], stage: str, lookup=os.environ.get) -> dict[str, str]:
+    """`env` with the stage's own model role and data bucket when it has an account of its own."""
+    prefix = stage.upper()
+    overrides = {name: lookup(f"{prefix}_{name}") for name in ("MODEL_EXECUTION_ROLE_ARN", "ARTIFACT_BUCKET")}
+    given = {name: value for name, value in overrides.items() if value}
+    if given and len(given) != len(overrides):
+        missing = sorted(f"{prefix}_{name}" for name in overrides if name not in given)
+        raise Failure(f"{', '.join(missing)} missing: the SageMaker project sets both for a {stage} account of its own")
+    return {**env, **given}
 
 
 def select(args, env, session) -> None:
@@ -95,6 +109,7 @@ def deploy_stack(args, env, session) -> None:
     if package_arn is None:
         print(f"{NOTHING_TO_DEPLOY}: no approved model package", flush=True)
         return
+    env = stage_environment(env, args.stage)
     config_file = REPO_ROOT / "config" / f"{args.stage}.json"
     baseline = model.get("DataQualityBaseline", {})
     parameters = {

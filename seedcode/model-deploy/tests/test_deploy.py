@@ -200,3 +200,28 @@ def test_teardown_deletes_the_stage_and_says_so_when_there_is_none(aws, model_fi
 
     assert main(["teardown", "staging", "--poll-seconds", "0"]) == 0
     assert "nothing to tear down" in capsys.readouterr().out
+
+
+def test_a_stage_in_its_own_account_runs_as_that_accounts_model_role_and_captures_to_its_bucket(aws, model_file, monkeypatch):
+    register(aws, "Approved")
+    monkeypatch.setenv("PRODUCTION_MODEL_EXECUTION_ROLE_ARN", "arn:aws:iam::222222222222:role/sagemaker-gitlab-123456789012-production-model")
+    monkeypatch.setenv("PRODUCTION_ARTIFACT_BUCKET", "sm-gl-eu-west-1-222222222222-123456789012-production")
+    assert main(["--model-file", str(model_file), "select"]) == 0
+    assert main(["--model-file", str(model_file), "stack", "production", "--poll-seconds", "0"]) == 0
+    assert main(["--model-file", str(model_file), "stack", "staging", "--poll-seconds", "0"]) == 0
+
+    production, staging = stack_parameters(aws, "production"), stack_parameters(aws, "staging")
+    assert production["ModelExecutionRoleArn"].endswith(":role/sagemaker-gitlab-123456789012-production-model")
+    assert production["ArtifactBucket"] == "sm-gl-eu-west-1-222222222222-123456789012-production"
+    # The package, and so its files and baseline, stay where the build registered them.
+    assert production["BaselineStatisticsUri"] == f"{BASELINE}/statistics.json"
+    assert staging["ModelExecutionRoleArn"] == PROJECT_ENV["MODEL_EXECUTION_ROLE_ARN"]
+    assert staging["ArtifactBucket"] == PROJECT_ENV["ARTIFACT_BUCKET"]
+
+
+def test_half_a_stage_account_setting_is_named(aws, model_file, monkeypatch, capsys):
+    register(aws, "Approved")
+    monkeypatch.setenv("STAGING_ARTIFACT_BUCKET", "sm-gl-eu-west-1-111111111111-123456789012-staging")
+    assert main(["--model-file", str(model_file), "select"]) == 0
+    assert main(["--model-file", str(model_file), "stack", "staging", "--poll-seconds", "0"]) == 1
+    assert "STAGING_MODEL_EXECUTION_ROLE_ARN missing" in capsys.readouterr().err

@@ -11,5 +11,6 @@ mod package;
 mod permissions;
 mod publish;
 mod seedcode;
+mod target_account;
 mod templates;
 mod tidy;

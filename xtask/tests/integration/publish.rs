@@ -523,3 +523,25 @@ async fn an_account_without_sagemaker_projects_enabled_is_refused_with_the_fix()
     );
     assert!(stand.keys().await.is_empty(), "nothing is written");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn target_accounts_are_rendered_and_bad_ones_refused_before_any_write() {
+    let stand = stand().await;
+    let stderr = failed(&stand.publish(&["--staging-account-id", "11111111111"]));
+    assert!(stderr.contains("\"11111111111\" is not an AWS account ID: twelve digits"), "{stderr}");
+    let stderr = failed(&stand.publish(&["--production-account-id", "arn:aws:iam::222222222222:root"]));
+    assert!(stderr.contains("is not an AWS account ID"), "{stderr}");
+    let stderr = failed(&stand.publish(&["--ci-access", "access-key", "--staging-account-id", "111111111111"]));
+    assert!(stderr.contains("need --ci-access web-identity"), "{stderr}");
+    assert!(stand.keys().await.is_empty(), "nothing is uploaded when an account is refused");
+
+    let published = stand.publish_ok(&["--production-account-id", "222222222222"]);
+    let url = published["template_url"].as_str().unwrap();
+    let key = url.split(".amazonaws.com/").nth(1).unwrap();
+    let object = s3().get_object().bucket(&stand.bucket).key(key).send().await.unwrap();
+    let template: serde_yaml::Value =
+        serde_yaml::from_slice(&object.body.collect().await.unwrap().into_bytes()).unwrap();
+    let accounts = &template["Mappings"]["Publish"]["Accounts"];
+    assert_eq!(accounts["ProductionAccountId"], "222222222222");
+    assert_eq!(accounts["StagingAccountId"], "", "staging stays in this account");
+}

@@ -6,7 +6,9 @@ use std::process::Command;
 
 use crate::common::{read_repo_file, repo_root, run_ok, tool};
 use serde_yaml::Value;
-use xtask::template::{BOOTSTRAP_TEMPLATE, PROJECT_TEMPLATE, render};
+use xtask::template::{BOOTSTRAP_TEMPLATE, PROJECT_TEMPLATE, TARGET_ACCOUNT_TEMPLATE, render};
+
+const TEMPLATES: [&str; 3] = [PROJECT_TEMPLATE, BOOTSTRAP_TEMPLATE, TARGET_ACCOUNT_TEMPLATE];
 
 fn parse(relative: &str) -> Value {
     serde_yaml::from_str(&read_repo_file(relative)).unwrap()
@@ -28,7 +30,7 @@ fn rendered_project() -> String {
 }
 
 #[test]
-fn cfn_lint_reports_nothing_on_both_templates_and_the_rendered_one() {
+fn cfn_lint_reports_nothing_on_the_templates_and_the_rendered_one() {
     let dir = tempfile::tempdir().unwrap();
     let rendered = dir.path().join("project-rendered.yml");
     std::fs::write(&rendered, rendered_project()).unwrap();
@@ -36,6 +38,7 @@ fn cfn_lint_reports_nothing_on_both_templates_and_the_rendered_one() {
         Command::new(tool("test", "cfn-lint"))
             .arg(repo_root().join(PROJECT_TEMPLATE))
             .arg(repo_root().join(BOOTSTRAP_TEMPLATE))
+            .arg(repo_root().join(TARGET_ACCOUNT_TEMPLATE))
             .arg(&rendered),
     );
     assert_eq!(output.trim(), "", "cfn-lint reported:\n{output}");
@@ -68,15 +71,20 @@ fn checkov_fails_nothing_and_every_skip_says_why() {
     }
 }
 
-/// Every permission statement of both templates (trust policies aside), with its template.
+/// Every permission statement of the templates (trust policies aside), with its template.
 fn permission_statements() -> Vec<(&'static str, Value)> {
     fn walk(value: &Value, template: &'static str, found: &mut Vec<(&'static str, Value)>) {
         match value {
             Value::Mapping(map) => {
                 for (key, child) in map {
-                    // IAM, bucket and queue policies, and Secrets Manager's resource policies.
-                    if matches!(key.as_str(), Some("PolicyDocument" | "ResourcePolicy")) {
-                        for statement in child["Statement"].as_sequence().expect("a Statement list") {
+                    // IAM, bucket and queue policies, Secrets Manager's resource policies and
+                    // a model package group's (whole, or under `!If [condition, policy, ...]`).
+                    if matches!(key.as_str(), Some("PolicyDocument" | "ResourcePolicy" | "ModelPackageGroupPolicy")) {
+                        let document = match child {
+                            Value::Tagged(tagged) if tagged.tag == "If" => &tagged.value[1],
+                            plain => plain,
+                        };
+                        for statement in document["Statement"].as_sequence().expect("a Statement list") {
                             // `!If [condition, statement, !Ref AWS::NoValue]`: the statement.
                             let statement = match statement {
                                 Value::Tagged(tagged) if tagged.tag == "If" => tagged.value[1].clone(),
@@ -95,7 +103,7 @@ fn permission_statements() -> Vec<(&'static str, Value)> {
         }
     }
     let mut found = Vec::new();
-    for template in [PROJECT_TEMPLATE, BOOTSTRAP_TEMPLATE] {
+    for template in TEMPLATES {
         walk(&parse(template), template, &mut found);
     }
     found
@@ -117,7 +125,9 @@ fn strings(value: &Value) -> Vec<String> {
 /// - a new product names no product yet; it must carry Studio's visibility tag;
 /// - SearchProductsAsAdmin and ListBuckets are read-only lists that name no resource;
 /// - Application Auto Scaling's Describe calls and CloudWatch's GetMetricData are reads without
-///   resource-level permissions (Service Authorization Reference).
+///   resource-level permissions (Service Authorization Reference);
+/// - so are ECR's GetAuthorizationToken and CloudWatch's PutMetricData, whose namespace
+///   condition narrows the model role's grant; the target account's boundary lists all six.
 const RESOURCE_WILDCARDS: &[(&str, &str, &[&str], bool)] = &[
     (BOOTSTRAP_TEMPLATE, "ServiceCatalogTemplateCopy", &["s3:GetObject"], true),
     (BOOTSTRAP_TEMPLATE, "CreateTaggedProduct", &["servicecatalog:CreateProduct"], true),
@@ -126,6 +136,22 @@ const RESOURCE_WILDCARDS: &[(&str, &str, &[&str], bool)] = &[
     (BOOTSTRAP_TEMPLATE, "ReadAutoscaling", AUTOSCALING_READS, false),
     (PROJECT_TEMPLATE, "ListBucketsForTheSageMakerSdk", &["s3:ListAllMyBuckets"], false),
     (PROJECT_TEMPLATE, "ReadAutoscaling", AUTOSCALING_READS, false),
+    (TARGET_ACCOUNT_TEMPLATE, "ReadAutoscaling", AUTOSCALING_READS, false),
+    (TARGET_ACCOUNT_TEMPLATE, "RegistryLogin", &["ecr:GetAuthorizationToken"], false),
+    (TARGET_ACCOUNT_TEMPLATE, "MonitorMetrics", &["cloudwatch:PutMetricData"], true),
+    (
+        TARGET_ACCOUNT_TEMPLATE,
+        "WithoutResource",
+        &[
+            "application-autoscaling:DescribeScalableTargets",
+            "application-autoscaling:DescribeScalingPolicies",
+            "application-autoscaling:DescribeScheduledActions",
+            "cloudwatch:GetMetricData",
+            "cloudwatch:PutMetricData",
+            "ecr:GetAuthorizationToken",
+        ],
+        false,
+    ),
 ];
 const AUTOSCALING_READS: &[&str] = &[
     "application-autoscaling:DescribeScalableTargets",
@@ -162,7 +188,7 @@ fn iam_allows_no_wildcard_action_or_resource() {
 
 #[test]
 fn every_permission_statement_has_a_sid_and_a_comment_saying_why() {
-    for template in [PROJECT_TEMPLATE, BOOTSTRAP_TEMPLATE] {
+    for template in TEMPLATES {
         let text = read_repo_file(template);
         let lines: Vec<&str> = text.lines().collect();
         let sids = lines.iter().enumerate().filter(|(_, line)| line.trim_start().starts_with("- Sid:"));
