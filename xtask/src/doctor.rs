@@ -77,7 +77,7 @@ async fn examine(args: &flags::Doctor) -> anyhow::Result<Vec<Row>> {
         ("publisher role", publisher_role, None),
     ];
     for (check, name, service) in roles {
-        row(check, role_trusted_by(&iam, name, service).await);
+        row(check, role_trusted_by(&iam, name, service, "update the bootstrap stack with cfn/bootstrap.yml").await);
     }
     row("SageMaker products role", products_use_role(&iam).await);
     row("GitLab OIDC provider", oidc_provider(&iam, &bootstrap, &args.gitlab_server_url).await);
@@ -95,6 +95,19 @@ async fn examine(args: &flags::Doctor) -> anyhow::Result<Vec<Row>> {
     row("product in portfolio", in_portfolio);
     row("launch constraint", launch);
     row("active version", active_version(&aws, product.as_deref()).await);
+    let development_account = bootstrap.get("LaunchRoleArn").and_then(|arn| arn.split(':').nth(4)).unwrap_or_default();
+    let stages = [
+        ("staging", "StagingAccountId", &args.staging_profile),
+        ("production", "ProductionAccountId", &args.production_profile),
+    ];
+    for (stage, output, profile) in stages {
+        if let Some(account) = bootstrap.get(output) {
+            let target = Target { stage, account, development_account, profile: profile.as_deref() };
+            for Row { check, result } in target_rows(&target, args).await {
+                row(&check, result);
+            }
+        }
+    }
     if args.s3_template {
         let bucket = bootstrap.get("ArtifactBucketName").unwrap_or_default();
         let ready = check_s3_template_route(&aws, bucket).await;
@@ -141,16 +154,160 @@ async fn bootstrap_stack(
     Ok((format!("{name} {status}"), Bootstrap { outputs }))
 }
 
+/// A stage the bootstrap stack names an account for, and the profile that reads that account.
+struct Target<'a> {
+    stage: &'a str,
+    account: &'a str,
+    development_account: &'a str,
+    profile: Option<&'a str>,
+}
+
+impl Target<'_> {
+    fn deploy_it(&self) -> String {
+        format!(
+            "deploy cfn/target-account.yml in account {} with StageName={} and DevelopmentAccountId={} (README, \"Staging and production in accounts of their own\")",
+            self.account, self.stage, self.development_account
+        )
+    }
+
+    fn role(&self, kind: &str) -> String {
+        format!("sagemaker-gitlab-{}-{}-{kind}", self.development_account, self.stage)
+    }
+}
+
+/// What cfn/target-account.yml makes in a stage's account, read with the stage's profile: the
+/// account itself, GitLab's OIDC provider with the stage's audience, the deploy role trusting
+/// it for that audience, the model role and the data bucket.
+async fn target_rows(target: &Target<'_>, args: &flags::Doctor) -> Vec<Row> {
+    let stage = target.stage;
+    let row = |check: &str, result: Result<String, String>| Row { check: format!("{stage} {check}"), result };
+    let Some(profile) = target.profile else {
+        let fix =
+            format!("pass --{stage}-profile, an AWS profile that can read account {}, to check it", target.account);
+        return vec![row("account", Err(fix))];
+    };
+    let aws_args = flags::AwsArgs { region: args.aws.region.clone(), profile: Some(profile.to_owned()) };
+    let aws = match connect(&aws_args).await {
+        Ok(aws) => aws,
+        Err(err) => return vec![row("account", Err(format!("profile {profile}: {err:#}")))],
+    };
+    let identity = aws_sdk_sts::Client::new(&aws.sdk).get_caller_identity().send().await;
+    let account = match identity {
+        Ok(identity) => identity.account().unwrap_or_default().to_owned(),
+        Err(err) => {
+            let why = lambda_common::describe_sdk_error(&err);
+            return vec![row("account", Err(format!("profile {profile} has no working credentials: {why}")))];
+        }
+    };
+    if account != target.account {
+        let fix = format!(
+            "profile {profile} reads account {account}, not the {stage} account {}: pass a profile of that account",
+            target.account
+        );
+        return vec![row("account", Err(fix))];
+    }
+    let iam = aws_sdk_iam::Client::new(&aws.sdk);
+    let issuer = args.gitlab_server_url.split_once("://").map_or(args.gitlab_server_url.as_str(), |(_, rest)| rest);
+    let provider = format!("arn:aws:iam::{account}:oidc-provider/{issuer}");
+    let audience = format!("sagemaker-deploy-{stage}");
+    let deploy_role = target.role("deploy");
+    let model_role = target.role("model");
+    let bucket = format!("sm-gl-{}-{account}-{}-{stage}", aws.region, target.development_account);
+    vec![
+        row("account", Ok(format!("{account}, through profile {profile}"))),
+        row("GitLab OIDC provider", target_provider(&iam, &provider, &audience, target).await),
+        row("deploy role", deploy_role_trust(&iam, &deploy_role, &provider, &audience, target).await),
+        row(
+            "model role",
+            role_trusted_by(&iam, &model_role, Some("sagemaker.amazonaws.com"), &target.deploy_it()).await,
+        ),
+        row("data bucket", data_bucket(&aws, &bucket, target).await),
+    ]
+}
+
+async fn target_provider(
+    iam: &aws_sdk_iam::Client,
+    arn: &str,
+    audience: &str,
+    target: &Target<'_>,
+) -> Result<String, String> {
+    let provider =
+        iam.get_open_id_connect_provider().open_id_connect_provider_arn(arn).send().await.map_err(|err| {
+            match err.code() {
+                Some("NoSuchEntity") => format!("no IAM OIDC provider {arn}: {}", target.deploy_it()),
+                _ => format!("cannot read OIDC provider {arn}: {}", lambda_common::describe_sdk_error(&err)),
+            }
+        })?;
+    if provider.client_id_list().iter().any(|id| id == audience) {
+        Ok(format!("{arn}, audience {audience}"))
+    } else {
+        Err(format!(
+            "OIDC provider {arn} does not accept audience {audience}, which the {} deploy jobs' id_tokens carry: add it as a client ID",
+            target.stage
+        ))
+    }
+}
+
+/// The deploy role exists and trusts GitLab's provider of this account for the stage's audience.
+async fn deploy_role_trust(
+    iam: &aws_sdk_iam::Client,
+    name: &str,
+    provider: &str,
+    audience: &str,
+    target: &Target<'_>,
+) -> Result<String, String> {
+    let role = iam.get_role().role_name(name).send().await.map_err(|err| match err.code() {
+        Some("NoSuchEntity") => format!("no role {name} in account {}: {}", target.account, target.deploy_it()),
+        _ => format!("cannot read role {name}: {}", lambda_common::describe_sdk_error(&err)),
+    })?;
+    let document = role.role().and_then(|r| r.assume_role_policy_document()).unwrap_or_default();
+    let decoded = percent_encoding::percent_decode_str(document).decode_utf8_lossy();
+    let policy: Value = serde_json::from_str(&decoded).unwrap_or_default();
+    let trusted = allow_statements(&policy).any(|s| {
+        let federated = &s["Principal"]["Federated"];
+        let names_provider =
+            federated == provider || federated.as_array().is_some_and(|all| all.iter().any(|p| p == provider));
+        let audiences = s["Condition"]["StringEquals"]
+            .as_object()
+            .and_then(|keys| keys.iter().find(|(key, _)| key.ends_with(":aud")).map(|(_, value)| value.clone()));
+        let for_stage = audiences
+            .is_some_and(|aud| aud == audience || aud.as_array().is_some_and(|all| all.iter().any(|a| a == audience)));
+        names_provider && for_stage
+    });
+    if trusted {
+        Ok(format!("{name}, assumed with {provider} tokens for audience {audience}"))
+    } else {
+        Err(format!(
+            "role {name} does not trust {provider} tokens for audience {audience}, so the {} deploy jobs cannot assume it: update its stack with this repository's cfn/target-account.yml",
+            target.stage
+        ))
+    }
+}
+
+async fn data_bucket(aws: &Aws, bucket: &str, target: &Target<'_>) -> Result<String, String> {
+    match aws.s3.head_bucket().bucket(bucket).send().await {
+        Ok(_) => Ok(bucket.to_owned()),
+        Err(err) if err.raw_response().is_some_and(|r| r.status().as_u16() == 404) => {
+            Err(format!("no bucket {bucket}: {}", target.deploy_it()))
+        }
+        Err(err) => Err(format!("cannot read bucket {bucket}: {}", lambda_common::describe_sdk_error(&err))),
+    }
+}
+
 fn role_name_of(arn: &str) -> &str {
     arn.rsplit('/').next().unwrap_or(arn)
 }
 
-/// The role exists and, when `service` is given, that service may assume it.
-async fn role_trusted_by(iam: &aws_sdk_iam::Client, name: &str, service: Option<&str>) -> Result<String, String> {
+/// The role exists and, when `service` is given, that service may assume it; `fix` says what
+/// to do when not.
+async fn role_trusted_by(
+    iam: &aws_sdk_iam::Client,
+    name: &str,
+    service: Option<&str>,
+    fix: &str,
+) -> Result<String, String> {
     let role = iam.get_role().role_name(name).send().await.map_err(|err| match err.code() {
-        Some("NoSuchEntity") => {
-            format!("role {name} does not exist: update the bootstrap stack with cfn/bootstrap.yml")
-        }
+        Some("NoSuchEntity") => format!("role {name} does not exist: {fix}"),
         _ => format!("cannot read role {name}: {}", lambda_common::describe_sdk_error(&err)),
     })?;
     let Some(service) = service else { return Ok(name.to_owned()) };
@@ -158,7 +315,7 @@ async fn role_trusted_by(iam: &aws_sdk_iam::Client, name: &str, service: Option<
     if trusts_service(document, service) {
         Ok(format!("{name}, assumed by {service}"))
     } else {
-        Err(format!("role {name} does not let {service} assume it: update the bootstrap stack with cfn/bootstrap.yml"))
+        Err(format!("role {name} does not let {service} assume it: {fix}"))
     }
 }
 

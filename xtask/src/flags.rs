@@ -147,6 +147,13 @@ pub struct Doctor {
     /// Also check the S3-based template route: the bucket's CORS rule and Studio's read grant
     #[arg(long)]
     pub s3_template: bool,
+    /// AWS profile that can read the staging account the bootstrap stack names, to check what
+    /// cfn/target-account.yml made there
+    #[arg(long)]
+    pub staging_profile: Option<String>,
+    /// AWS profile that can read the production account the bootstrap stack names
+    #[arg(long)]
+    pub production_profile: Option<String>,
     #[command(flatten)]
     pub aws: AwsArgs,
 }

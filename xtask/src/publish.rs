@@ -195,7 +195,10 @@ pub(crate) async fn connect(args: &flags::AwsArgs) -> anyhow::Result<Aws> {
         loader = loader.region(aws_config::Region::new(region.clone()));
     }
     if let Some(profile) = &args.profile {
-        loader = loader.profile_name(profile);
+        // The profile's credentials, not the default chain's first find: with keys in the
+        // environment, that chain would never reach the profile asked for.
+        let credentials = aws_config::profile::ProfileFileCredentialsProvider::builder().profile_name(profile).build();
+        loader = loader.profile_name(profile).credentials_provider(credentials);
     }
     let sdk = loader.load().await;
     let region = sdk.region().context("no AWS region: pass --region or set AWS_REGION")?.to_string();

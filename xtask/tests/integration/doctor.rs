@@ -40,6 +40,11 @@ fn rows(output: &Output) -> BTreeMap<String, (bool, String)> {
 
 /// Runs doctor on the test's account; a flag in `extra` replaces the test's own value of it.
 fn doctor(extra: &[&str]) -> Output {
+    doctor_with_env(extra, &[])
+}
+
+/// `doctor` with more environment variables (the AWS config files of the target accounts' profiles).
+fn doctor_with_env(extra: &[&str], env: &[(&str, &str)]) -> Output {
     let server = format!("https://{GITLAB}");
     let defaults =
         [("--bootstrap-stack", STACK), ("--product-name", PRODUCT), ("--gitlab-server-url", server.as_str())];
@@ -55,12 +60,21 @@ fn doctor(extra: &[&str]) -> Output {
     for (key, value) in moto().lambda_env() {
         command.env(key, value);
     }
+    command.envs(env.iter().copied());
     command.output().unwrap()
 }
 
 /// Runs doctor and asserts that exactly `failing` rows fail, each with `hint` in its text.
 fn expect_failures(extra: &[&str], failing: &[(&str, &str)]) -> BTreeMap<String, (bool, String)> {
-    let output = doctor(extra);
+    expect_failures_with_env(extra, &[], failing)
+}
+
+fn expect_failures_with_env(
+    extra: &[&str],
+    env: &[(&str, &str)],
+    failing: &[(&str, &str)],
+) -> BTreeMap<String, (bool, String)> {
+    let output = doctor_with_env(extra, env);
     let report = rows(&output);
     let stdout = String::from_utf8_lossy(&output.stdout);
     // Every other row reads the bootstrap stack's outputs: without the stack, it is the one row.
@@ -258,4 +272,146 @@ async fn each_missing_piece_fails_its_own_row_with_the_fix() {
     account.s3.put_bucket_policy().bucket(BUCKET).policy(policy.to_string()).send().await.unwrap();
     let report = expect_failures(&["--s3-template"], &[]);
     assert!(report.contains_key("S3-based templates"));
+
+    staging_in_an_account_of_its_own().await;
+}
+
+const STAGING: &str = "111111111111";
+const STAGING_STACK: &str = "doctor-bootstrap-with-staging";
+
+/// Credentials of `account` in moto: an assumed role's keys act in the role's account.
+async fn credentials_in(account: &str) -> aws_sdk_sts::types::Credentials {
+    let sts = aws_sdk_sts::Client::new(&moto().sdk_config());
+    let assumed =
+        sts.assume_role().role_arn(format!("arn:aws:iam::{account}:role/doctor-reader")).role_session_name("doctor");
+    assumed.send().await.unwrap().credentials().unwrap().clone()
+}
+
+/// The bootstrap stack naming a staging account; doctor reads that account through a profile,
+/// and each piece cfn/target-account.yml makes there is checked.
+async fn staging_in_an_account_of_its_own() {
+    let sdk = moto().sdk_config();
+    let cloudformation = aws_sdk_cloudformation::Client::new(&sdk);
+    let [stack] =
+        cloudformation.describe_stacks().stack_name(STACK).send().await.unwrap().stacks().to_vec().try_into().unwrap();
+    let mut outputs: serde_json::Map<String, serde_json::Value> = stack
+        .outputs()
+        .iter()
+        .map(|o| (o.output_key().unwrap().to_owned(), serde_json::json!({ "Value": o.output_value().unwrap() })))
+        .collect();
+    outputs.insert("StagingAccountId".into(), serde_json::json!({ "Value": STAGING }));
+    let template = serde_json::json!({
+        "Resources": { "Handle": { "Type": "AWS::CloudFormation::WaitConditionHandle" } },
+        "Outputs": outputs,
+    });
+    cloudformation.create_stack().stack_name(STAGING_STACK).template_body(template.to_string()).send().await.unwrap();
+
+    // Two profiles: one of the staging account, one of some other account.
+    let files = tempfile::tempdir().unwrap();
+    let mut credentials_file = String::new();
+    for (profile, account) in [("doctor-staging", STAGING), ("doctor-elsewhere", "444444444444")] {
+        let keys = credentials_in(account).await;
+        credentials_file.push_str(&format!(
+            "[{profile}]\naws_access_key_id = {}\naws_secret_access_key = {}\naws_session_token = {}\n",
+            keys.access_key_id(),
+            keys.secret_access_key(),
+            keys.session_token()
+        ));
+    }
+    let credentials_path = files.path().join("credentials");
+    std::fs::write(&credentials_path, credentials_file).unwrap();
+    let config_path = files.path().join("config");
+    std::fs::write(&config_path, "").unwrap();
+    let (credentials_path, config_path) = (credentials_path.to_str().unwrap(), config_path.to_str().unwrap());
+    let env = [("AWS_SHARED_CREDENTIALS_FILE", credentials_path), ("AWS_CONFIG_FILE", config_path)];
+    let with_staging = |profile: &'static str| ["--bootstrap-stack", STAGING_STACK, "--staging-profile", profile];
+
+    // No profile, or one of another account: the account row says what to pass.
+    expect_failures_with_env(&["--bootstrap-stack", STAGING_STACK], &env, &[("staging account", "--staging-profile")]);
+    expect_failures_with_env(
+        &with_staging("doctor-elsewhere"),
+        &env,
+        &[("staging account", "reads account 444444444444, not the staging account 111111111111")],
+    );
+
+    // The target stack not deployed: each of its pieces names the template to run, and where.
+    let deploy_it = "deploy cfn/target-account.yml in account 111111111111 with StageName=staging and DevelopmentAccountId=123456789012";
+    expect_failures_with_env(
+        &with_staging("doctor-staging"),
+        &env,
+        &[
+            ("staging GitLab OIDC provider", deploy_it),
+            ("staging deploy role", deploy_it),
+            ("staging model role", deploy_it),
+            ("staging data bucket", deploy_it),
+        ],
+    );
+
+    // Made as cfn/target-account.yml makes them, but the deploy role trusting the development
+    // account's audience instead of the stage's.
+    let keys = credentials_in(STAGING).await;
+    let staging_sdk = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(REGION))
+        .endpoint_url(moto().endpoint())
+        .credentials_provider(aws_sdk_iam::config::SharedCredentialsProvider::new(
+            aws_sdk_iam::config::Credentials::new(
+                keys.access_key_id(),
+                keys.secret_access_key(),
+                Some(keys.session_token().to_owned()),
+                None,
+                "staging",
+            ),
+        ))
+        .build();
+    let iam = aws_sdk_iam::Client::new(&staging_sdk);
+    let s3 =
+        aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&staging_sdk).force_path_style(true).build());
+    let provider = iam
+        .create_open_id_connect_provider()
+        .url(format!("https://{GITLAB}"))
+        .client_id_list("sagemaker-deploy-staging")
+        .client_id_list("sagemaker-deploy-production")
+        .send()
+        .await
+        .unwrap();
+    let provider = provider.open_id_connect_provider_arn().unwrap().to_owned();
+    assert!(provider.contains(STAGING), "moto made the provider in {provider}");
+    let trust_for = |audience: &str| {
+        serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Federated": provider},
+            "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringEquals": {format!("{GITLAB}:aud"): audience},
+                          "StringLike": {format!("{GITLAB}:sub"): "project_path:ml/*:ref_type:branch:ref:main"}}}]})
+        .to_string()
+    };
+    let deploy_role = "sagemaker-gitlab-123456789012-staging-deploy";
+    iam.create_role()
+        .role_name(deploy_role)
+        .assume_role_policy_document(trust_for(&format!("https://{GITLAB}")))
+        .send()
+        .await
+        .unwrap();
+    iam.create_role()
+        .role_name("sagemaker-gitlab-123456789012-staging-model")
+        .assume_role_policy_document(trust("sagemaker.amazonaws.com"))
+        .send()
+        .await
+        .unwrap();
+    s3.create_bucket().bucket(format!("sm-gl-{REGION}-{STAGING}-123456789012-staging")).send().await.unwrap();
+    expect_failures_with_env(
+        &with_staging("doctor-staging"),
+        &env,
+        &[("staging deploy role", "for audience sagemaker-deploy-staging")],
+    );
+
+    iam.update_assume_role_policy()
+        .role_name(deploy_role)
+        .policy_document(trust_for("sagemaker-deploy-staging"))
+        .send()
+        .await
+        .unwrap();
+    let report = expect_failures_with_env(&with_staging("doctor-staging"), &env, &[]);
+    assert!(report["staging account"].1.contains("111111111111, through profile doctor-staging"), "{report:?}");
+    // The development account's own rows are unchanged by the staging ones.
+    assert!(report.contains_key("launch role") && report.contains_key("active version"));
 }
