@@ -6,6 +6,7 @@
 //! checked against the role that makes it in AWS (`calls`). Each step prints as it goes; a
 //! table at the end says which passed.
 
+mod accounts;
 mod calls;
 
 use std::collections::BTreeMap;
@@ -187,6 +188,17 @@ async fn flow(args: &flags::E2e, runner: &Runner, report: &mut Report) {
         return;
     }
 
+    let targets = if args.target_accounts {
+        report.start("target accounts: cfn/target-account.yml in a staging and a production account");
+        let Some(targets) = report.record("target accounts", accounts::set_up(&world.gitlab.url(), GROUP_PATH).await)
+        else {
+            return;
+        };
+        targets
+    } else {
+        Vec::new()
+    };
+
     report.start("cargo xtask publish to moto");
     let Some(template_url) = report.record("publish", publish(args, &world)) else { return };
 
@@ -222,8 +234,15 @@ async fn flow(args: &flags::E2e, runner: &Runner, report: &mut Report) {
 
     report.start(&format!("approve a model package, deliver the event to the trigger {}", runner.describe()));
     if let Some(approved) = report.record("trigger on approval", approve_and_trigger(&world, &stack, runner).await) {
-        report.start("model-deploy CI: the build and deploy-staging jobs against moto");
-        report.record("model-deploy CI jobs", deploy_jobs(&world, &stack, &approved).await);
+        if targets.is_empty() {
+            report.start("model-deploy CI: the build and deploy-staging jobs against moto");
+            report.record("model-deploy CI jobs", deploy_jobs(&world, &stack, &approved).await);
+        } else {
+            report.start(
+                "model-deploy CI: build here, deploy-staging and (the manual step) deploy-production in their accounts",
+            );
+            report.record("model-deploy CI jobs", deploy_jobs_to_targets(&world, &stack, &approved, &targets).await);
+        }
     }
 
     report.start("fault: GitLab unreachable");
@@ -300,6 +319,10 @@ fn publish(args: &flags::E2e, world: &World) -> anyhow::Result<(String, String)>
         // A trial run on this machine: a developer's uncommitted change is what they want to try.
         "--allow-dirty",
     ];
+    let [(_, staging), (_, production)] = accounts::STAGES;
+    let accounts = ["--staging-account-id", staging, "--production-account-id", production];
+    let extra: &[&str] = if args.target_accounts { &accounts } else { &[] };
+    let publish: Vec<&str> = publish.iter().chain(extra).copied().collect();
     let status = xtask(&publish).status().context("cannot run cargo xtask publish")?;
     ensure!(status.success(), "cargo xtask publish failed ({status})");
     let published: Value = serde_json::from_slice(&std::fs::read(world.dist.join("publish.json"))?)?;
@@ -592,7 +615,7 @@ async fn build_job(world: &World, stack: &Stack) -> anyhow::Result<((), String)>
     let project = seeded_project(world, stack, "Build")?;
     let mut variables = ci_variables(&project);
     variables.insert("PIPELINE_WAIT".into(), "false".into());
-    let log = run_ci_job(world, &project, "run-pipeline", &variables, Caller::BuildCi)?;
+    let log = run_ci_job(world, &project, "run-pipeline", &variables, Access::Key(Caller::BuildCi))?;
 
     let name = format!("{PROJECT_NAME}-{PROJECT_ID}");
     let pipeline = sagemaker("DescribePipeline", json!({ "PipelineName": name })).await?;
@@ -618,11 +641,11 @@ async fn deploy_jobs(world: &World, stack: &Stack, approved: &Approved) -> anyho
     let project = seeded_project(world, stack, "Deploy")?;
     let mut variables = ci_variables(&project);
     variables.extend(approved.pipeline_variables.clone());
-    run_ci_job(world, &project, "build", &variables, Caller::DeployCi)?;
+    run_ci_job(world, &project, "build", &variables, Access::Key(Caller::DeployCi))?;
     let chosen: Value =
         serde_json::from_slice(&std::fs::read(checkout_dir(world, &project).join("build/model.json"))?)?;
     ensure!(chosen["ModelPackageArn"] == approved.package_arn.as_str(), "the build job chose {chosen}");
-    run_ci_job(world, &project, "deploy-staging", &variables, Caller::DeployCi)?;
+    run_ci_job(world, &project, "deploy-staging", &variables, Access::Key(Caller::DeployCi))?;
 
     let endpoints = sagemaker("ListEndpoints", json!({})).await?;
     let [endpoint] = endpoints["Endpoints"].as_array().map(Vec::as_slice).unwrap_or_default() else {
@@ -643,6 +666,81 @@ async fn deploy_jobs(world: &World, stack: &Stack, approved: &Approved) -> anyho
     ))
 }
 
+/// The deploy pipeline with its stages in accounts of their own: `build` picks the package in
+/// this account with the project's CI role; `deploy-staging`, then `deploy-production` (the
+/// manual step, played), each assume their account's deploy role with the id_token the job's
+/// `id_tokens` ask for, minted by the GitLab double, and leave the endpoint stack there, serving
+/// the approved package of this account's registry. Nothing is deployed here.
+async fn deploy_jobs_to_targets(
+    world: &World,
+    stack: &Stack,
+    approved: &Approved,
+    targets: &[accounts::Target],
+) -> anyhow::Result<((), String)> {
+    let project = seeded_project(world, stack, "Deploy")?;
+    let mut variables = ci_variables(&project);
+    variables.extend(approved.pipeline_variables.clone());
+    for target in targets {
+        let prefix = target.stage.to_ascii_uppercase();
+        let role = variables.get(&format!("{prefix}_AWS_ROLE_ARN"));
+        ensure!(role == Some(&target.deploy_role()?), "the deploy project's {prefix}_AWS_ROLE_ARN is {role:?}");
+    }
+    run_ci_job(world, &project, "build", &variables, Access::Key(Caller::DeployCi))?;
+    let ci: serde_yaml::Value =
+        serde_yaml::from_slice(&std::fs::read(checkout_dir(world, &project).join(".gitlab-ci.yml"))?)?;
+    let stack_name = |stage: &str| format!("sagemaker-{PROJECT_NAME}-{PROJECT_ID}-{stage}");
+    let host = world.gitlab.url().trim_start_matches("https://").to_owned();
+    let mut made = Vec::new();
+    for target in targets {
+        let job_name = format!("deploy-{}", target.stage);
+        let job = accounts::resolved_job(&ci, &job_name)?;
+        let tokens = accounts::id_tokens(&world.gitlab, &job, &project.full_path())?;
+        let stage_token =
+            tokens.get("AWS_STAGE_ID_TOKEN").with_context(|| format!("{job_name} asks for no AWS_STAGE_ID_TOKEN"))?;
+        let decision = target.trusts(stage_token, &host)?;
+        ensure!(
+            decision == lambda_testkit::iam::Decision::Allowed,
+            "{job_name}'s id_token is {decision:?} by {}",
+            target.deploy_role()?
+        );
+        let job_variables: BTreeMap<String, String> = job
+            .get("variables")
+            .and_then(serde_yaml::Value::as_mapping)
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), v.as_str()?.to_owned())))
+            .collect();
+        let mut job_env = variables.clone();
+        job_env.extend(job_variables);
+        run_ci_job(world, &project, &job_name, &job_env, Access::IdTokens(tokens))?;
+        let found = target.endpoint_stack(&stack_name(target.stage)).await?;
+        let (status, served) =
+            found.with_context(|| format!("no stack {} in account {}", stack_name(target.stage), target.account))?;
+        ensure!(served == approved.package_arn, "the {} endpoint in {} serves {served}", target.stage, target.account);
+        made.push(format!("{} {status} in {}", stack_name(target.stage), target.account));
+    }
+    let here = sagemaker("ListEndpoints", json!({})).await?;
+    let here = here["Endpoints"].as_array().map_or(0, Vec::len);
+    ensure!(here == 0, "{here} endpoints were deployed in the development account");
+    Ok((
+        (),
+        format!(
+            "build chose the approved package here; {}, each serving {}; none here",
+            made.join(", "),
+            approved.package_arn
+        ),
+    ))
+}
+
+/// How a CI job gets AWS credentials in the run.
+enum Access {
+    /// A fixed key, which moto acts on in the development account and the proof attributes.
+    Key(Caller),
+    /// The job's id_tokens, exchanged by `ci/aws-credentials.sh` (sourced before each line, as the
+    /// job's `before_script` does) for the role the project's variables name.
+    IdTokens(BTreeMap<String, String>),
+}
+
 /// A project's CI/CD variables as a job sees them.
 fn ci_variables(project: &ProjectState) -> BTreeMap<String, String> {
     let variables = project.variables_for_all_environments();
@@ -656,13 +754,13 @@ fn checkout_dir(world: &World, project: &ProjectState) -> PathBuf {
 
 /// Checks out `project`'s default branch (once) and runs `job`'s `script` lines
 /// there as GitLab's shell would. Its `before_script` is left out: AWS credentials come from
-/// moto's environment, the Python packages from the seed code venv.
+/// `access`, the Python packages from the seed code venv.
 fn run_ci_job(
     world: &World,
     project: &ProjectState,
     job: &str,
     variables: &BTreeMap<String, String>,
-    caller: Caller,
+    access: Access,
 ) -> anyhow::Result<String> {
     let checkout = &checkout_dir(world, project);
     if !checkout.exists() {
@@ -679,8 +777,8 @@ fn run_ci_job(
     let mut log = String::new();
     for line in script {
         let line = line.as_str().context("a script line is not text")?;
-        let output = std::process::Command::new("bash")
-            .args(["-ec", line])
+        let mut command = std::process::Command::new("bash");
+        command
             .current_dir(checkout)
             .env_clear()
             .env("PATH", tools::path_with(&python)?)
@@ -688,9 +786,23 @@ fn run_ci_job(
             .env("PYTHONDONTWRITEBYTECODE", "1")
             .env("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
             .envs(variables)
-            .envs(moto().lambda_env())
-            .env("AWS_ACCESS_KEY_ID", caller.access_key_id())
-            .output()?;
+            .envs(moto().lambda_env());
+        match &access {
+            Access::Key(caller) => {
+                command.args(["-ec", line]).env("AWS_ACCESS_KEY_ID", caller.access_key_id());
+            }
+            Access::IdTokens(tokens) => {
+                // No keys: the SDK must take the role from the web identity the script sets up.
+                command
+                    .args(["-ec", &format!(". ci/aws-credentials.sh && {line}")])
+                    .env_remove("AWS_ACCESS_KEY_ID")
+                    .env_remove("AWS_SECRET_ACCESS_KEY")
+                    .envs(tokens)
+                    .env("CI_PROJECT_ID", project.id.to_string())
+                    .env("CI_JOB_ID", "1");
+            }
+        }
+        let output = command.output()?;
         log.push_str(&String::from_utf8_lossy(&output.stdout));
         log.push_str(&String::from_utf8_lossy(&output.stderr));
         ensure!(output.status.success(), "job {job}: `{line}` failed:\n{log}");
@@ -854,12 +966,21 @@ async fn sagemaker(action: &str, body: Value) -> anyhow::Result<Value> {
     aws_json("sagemaker", format!("SageMaker.{action}"), body).await
 }
 
-/// One call to an AWS JSON-protocol API in moto. moto routes by the credential scope of the
-/// Authorization header and does not check signatures.
+/// `sagemaker` in the account of `access_key` (an assumed role's key acts in the role's account).
+async fn sagemaker_as(access_key: &str, action: &str, body: Value) -> anyhow::Result<Value> {
+    aws_json_as(access_key, "sagemaker", format!("SageMaker.{action}"), body).await
+}
+
+/// One call to an AWS JSON-protocol API in moto, in the development account. moto routes by the
+/// credential scope of the Authorization header and does not check signatures.
 async fn aws_json(service: &str, target: impl Into<String>, body: Value) -> anyhow::Result<Value> {
+    aws_json_as("testing", service, target, body).await
+}
+
+async fn aws_json_as(access_key: &str, service: &str, target: impl Into<String>, body: Value) -> anyhow::Result<Value> {
     let target = target.into();
     let authorization = format!(
-        "AWS4-HMAC-SHA256 Credential=testing/20261126/{REGION}/{service}/aws4_request, SignedHeaders=host, Signature=0"
+        "AWS4-HMAC-SHA256 Credential={access_key}/20261126/{REGION}/{service}/aws4_request, SignedHeaders=host, Signature=0"
     );
     let response = lambda_common::http_client()
         .post(moto().endpoint())

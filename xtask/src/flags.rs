@@ -198,6 +198,10 @@ pub struct E2e {
     /// Architecture to package and run (arm64, what ships, runs under qemu-user on x86_64)
     #[arg(long, value_enum, default_value_t = Arch::Arm64)]
     pub arch: Arch,
+    /// Deploy staging and production to moto accounts of their own (cfn/target-account.yml),
+    /// reached with id_tokens minted by the GitLab double
+    #[arg(long)]
+    pub target_accounts: bool,
 }
 
 #[derive(Debug, clap::Args)]

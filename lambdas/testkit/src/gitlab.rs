@@ -362,6 +362,38 @@ impl GitLabDouble {
         format!("http://{addr}")
     }
 
+    /// The ID token GitLab CI hands a job of `project_path` on branch `branch` for an
+    /// `id_tokens` entry with audience `aud` (and the job's `environment`, if it names one), with
+    /// the claims GitLab documents ("OpenID Connect (OIDC) Authentication Using ID Tokens"): `iss`
+    /// the server URL, `sub` = `project_path:{path}:ref_type:branch:ref:{branch}` (the default
+    /// `ci_id_token_sub_claim_components`), `aud`, and the project, ref and environment claims.
+    /// Unsigned (`alg: none`): the stand-ins that take it (moto's STS) verify no signature, and
+    /// the tests decide trust from its claims with the IAM evaluator.
+    pub fn id_token(&self, project_path: &str, branch: &str, aud: &str, environment: Option<&str>) -> String {
+        use base64::Engine as _;
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let namespace = project_path.rsplit_once('/').map_or("", |(namespace, _)| namespace);
+        let mut claims = serde_json::json!({
+            "iss": self.url,
+            "sub": format!("project_path:{project_path}:ref_type:branch:ref:{branch}"),
+            "aud": aud,
+            "namespace_path": namespace,
+            "project_path": project_path,
+            "ref": branch,
+            "ref_type": "branch",
+            "ref_protected": "true",
+            "iat": now,
+            "nbf": now - 5,
+            "exp": now + 300,
+        });
+        if let Some(environment) = environment {
+            claims["environment"] = environment.into();
+            claims["environment_protected"] = "false".into();
+        }
+        let encode = |value: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string());
+        format!("{}.{}.", encode(&serde_json::json!({ "alg": "none", "typ": "JWT" })), encode(&claims))
+    }
+
     /// Adds a token of a new user; returns the user's personal namespace ID.
     pub fn add_token(&self, token: &str, spec: TokenSpec) -> u64 {
         let (user_id, namespace_id) = {
