@@ -29,17 +29,22 @@ pub fn clones_target_dir() -> PathBuf {
 /// The one clone of HEAD that the tests building the Lambdas share (package, the package job, e2e).
 /// At one path, cargo reuses its release build across those tests and across runs, so a run
 /// compiles the Lambdas from a clone once, plus once more for the proof that another path gives
-/// the same bytes. It lives in the clones' target dir under the commit's name, without a remote
-/// (gitlab-ci-local would read it); files a test adds are swept away on the next first use.
+/// the same bytes. It lives under the system's temporary folder, named after this checkout and
+/// the commit, without a remote (gitlab-ci-local would read it); files a test adds are swept away
+/// on the next first use. Not inside the target dir: cargo records sources under its target dir
+/// relative to it, so a later build from another clone would be judged by this one's files.
 pub fn head_checkout() -> PathBuf {
     static CHECKOUT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     CHECKOUT
         .get_or_init(|| {
+            use std::hash::{Hash, Hasher};
             let commit = run_ok(Command::new("git").arg("-C").arg(repo_root()).args(["rev-parse", "HEAD"]));
-            let checkouts = clones_target_dir().join("checkouts");
+            let mut hasher = std::hash::DefaultHasher::new();
+            repo_root().hash(&mut hasher);
+            let checkouts = std::env::temp_dir().join(format!("xtask-tests-{:016x}", hasher.finish()));
             std::fs::create_dir_all(&checkouts).unwrap();
             // Test binaries run one after another, but two `cargo test` runs may overlap.
-            let lock = std::fs::File::create(clones_target_dir().join("checkouts.lock")).unwrap();
+            let lock = std::fs::File::create(checkouts.with_extension("lock")).unwrap();
             lock.lock().unwrap();
             let checkout = checkouts.join(commit.trim());
             for entry in std::fs::read_dir(&checkouts).unwrap() {
@@ -58,6 +63,16 @@ pub fn head_checkout() -> PathBuf {
             checkout
         })
         .clone()
+}
+
+/// Held by every test that builds or runs the Lambdas from a clone, for as long as it does.
+/// The clones share one target dir, where cargo judges a path crate fresh when its sources are
+/// older than its last build: a build from one clone while another test is between cloning and
+/// building would make that test's newer sources look built, or its broken ones pass.
+pub fn clone_builds() -> std::sync::MutexGuard<'static, ()> {
+    static BUILDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A test that failed while holding it leaves nothing half-built that the next one minds.
+    BUILDS.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A fresh clone of HEAD at `parent/name`.

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use crate::common::{clones_target_dir, head_checkout, tools_dir};
+use crate::common::{clone_builds, clones_target_dir, head_checkout, tools_dir};
 
 const STEPS: [&str; 13] = [
     "stand-ins",
@@ -53,6 +53,7 @@ fn assert_every_step_passes(stdout: &str, steps: &[&str]) {
 
 #[test]
 fn the_whole_flow_passes_every_step_in_one_account_and_with_target_accounts() {
+    let _builds = clone_builds();
     let stdout = e2e(&[]);
     assert_every_step_passes(&stdout, &STEPS);
 
@@ -61,7 +62,8 @@ fn the_whole_flow_passes_every_step_in_one_account_and_with_target_accounts() {
     steps.insert(1, "target accounts");
     assert_every_step_passes(&stdout, &steps);
     let deployed = stdout.lines().find(|line| line.starts_with("model-deploy CI jobs")).unwrap();
-    for made in ["-staging CREATE_COMPLETE in 111111111111", "-production CREATE_COMPLETE in 222222222222", "none here"] {
+    for made in ["-staging CREATE_COMPLETE in 111111111111", "-production CREATE_COMPLETE in 222222222222", "none here"]
+    {
         assert!(deployed.contains(made), "{deployed}");
     }
 }

@@ -5,7 +5,7 @@ use crate::common;
 
 use std::process::Command;
 
-use crate::common::{clones_target_dir, head_checkout, repo_root, run_ok, tool, tools_dir};
+use crate::common::{clone_builds, clones_target_dir, head_checkout, repo_root, run_ok, tool, tools_dir};
 
 #[test]
 fn every_gitlab_ci_file_matches_gitlabs_schema() {
@@ -23,6 +23,7 @@ fn every_gitlab_ci_file_matches_gitlabs_schema() {
 fn the_package_job_runs_and_its_artifacts_match_their_sums() {
     // The shell executor runs the job in the checkout itself, so the Lambdas built there by the
     // other tests are reused.
+    let _builds = clone_builds();
     let checkout = head_checkout();
     let cargo_home =
         std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap()));

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::common::{clone_head, clones_target_dir, head_checkout, repo_root, run_ok, tools_dir};
+use crate::common::{clone_builds, clone_head, clones_target_dir, head_checkout, repo_root, run_ok, tools_dir};
 
 const ZIPS: [&str; 4] = [
     "lambda-gitlab-pipeline-trigger.zip",
@@ -96,6 +96,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 
 #[test]
 fn two_clones_give_byte_identical_artifacts_and_a_rerun_reuses_them() {
+    let _builds = clone_builds();
     let tmp = tempfile::tempdir().unwrap();
     let (out_a, out_b) = (tmp.path().join("out-a"), tmp.path().join("out-b"));
     let a = head_checkout();
@@ -241,13 +242,14 @@ fn unwritable_output_folder_is_refused_before_building() {
 
 #[test]
 fn failed_compile_leaves_no_artifact() {
+    let _builds = clone_builds();
     let tmp = tempfile::tempdir().unwrap();
     let checkout = clone_head(tmp.path(), "clone");
     let source = checkout.join("lambdas/pipeline-trigger/src/lib.rs");
     let broken = std::fs::read_to_string(&source).unwrap() + "\nfn broken( {\n";
     std::fs::write(&source, broken).unwrap();
-    // Clones share one target dir and cargo judges path crates by mtime: a clone built by a
-    // parallel test after this write would otherwise pass for this one's fresh build.
+    // Clones share one target dir and cargo judges path crates by mtime: a source newer than
+    // any build is rebuilt, whatever ran before.
     let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
     std::fs::File::options().write(true).open(&source).unwrap().set_modified(later).unwrap();
     let out = tmp.path().join("out");
