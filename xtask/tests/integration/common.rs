@@ -60,6 +60,10 @@ pub fn head_checkout() -> PathBuf {
                 clone_head(&checkouts, commit.trim());
                 run_ok(Command::new("git").arg("-C").arg(&checkout).args(["remote", "remove", "origin"]));
             }
+            // The package job run here leaves gitlab-ci-local's state and its dotenv report in the
+            // checkout; the tree must still be the commit's, or the package tests' manifests
+            // would say "dirty".
+            std::fs::write(checkout.join(".git/info/exclude"), "/.gitlab-ci-local/\n/package.env\n").unwrap();
             checkout
         })
         .clone()
