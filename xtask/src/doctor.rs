@@ -261,18 +261,11 @@ async fn deploy_role_trust(
         _ => format!("cannot read role {name}: {}", lambda_common::describe_sdk_error(&err)),
     })?;
     let document = role.role().and_then(|r| r.assume_role_policy_document()).unwrap_or_default();
-    let decoded = percent_encoding::percent_decode_str(document).decode_utf8_lossy();
-    let policy: Value = serde_json::from_str(&decoded).unwrap_or_default();
-    let trusted = allow_statements(&policy).any(|s| {
-        let federated = &s["Principal"]["Federated"];
-        let names_provider =
-            federated == provider || federated.as_array().is_some_and(|all| all.iter().any(|p| p == provider));
+    let trusted = allow_statements(&trust_policy(document)).any(|s| {
         let audiences = s["Condition"]["StringEquals"]
             .as_object()
-            .and_then(|keys| keys.iter().find(|(key, _)| key.ends_with(":aud")).map(|(_, value)| value.clone()));
-        let for_stage = audiences
-            .is_some_and(|aud| aud == audience || aud.as_array().is_some_and(|all| all.iter().any(|a| a == audience)));
-        names_provider && for_stage
+            .and_then(|keys| keys.iter().find(|(key, _)| key.ends_with(":aud")).map(|(_, value)| value));
+        holds(&s["Principal"]["Federated"], provider) && audiences.is_some_and(|aud| holds(aud, audience))
     });
     if trusted {
         Ok(format!("{name}, assumed with {provider} tokens for audience {audience}"))
@@ -319,15 +312,20 @@ async fn role_trusted_by(
     }
 }
 
+/// A trust policy as IAM returns it, URL-encoded JSON; `Null` (no statements) when not JSON.
+fn trust_policy(document: &str) -> Value {
+    let decoded = percent_encoding::percent_decode_str(document).decode_utf8_lossy();
+    serde_json::from_str(&decoded).unwrap_or_default()
+}
+
+/// Whether a policy element, one string or a list of them, holds `wanted`.
+fn holds(element: &Value, wanted: &str) -> bool {
+    element == wanted || element.as_array().is_some_and(|all| all.iter().any(|v| v == wanted))
+}
+
 /// Whether a trust policy (IAM returns it URL-encoded) has an Allow for the service principal.
 fn trusts_service(document: &str, service: &str) -> bool {
-    let decoded = percent_encoding::percent_decode_str(document).decode_utf8_lossy();
-    let Ok(policy) = serde_json::from_str::<Value>(&decoded) else { return false };
-    allow_statements(&policy).any(|s| match &s["Principal"]["Service"] {
-        Value::String(one) => one == service,
-        Value::Array(many) => many.iter().any(|v| v == service),
-        _ => false,
-    })
+    allow_statements(&trust_policy(document)).any(|s| holds(&s["Principal"]["Service"], service))
 }
 
 async fn products_use_role(iam: &aws_sdk_iam::Client) -> Result<String, String> {

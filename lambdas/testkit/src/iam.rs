@@ -93,21 +93,24 @@ pub fn evaluate(policies: &Policies<'_>, request: &Request) -> Decision {
     };
     let by_identity =
         policies.identity.iter().any(|p| allows(p, false)) && policies.boundary.is_none_or(|p| allows(p, false));
-    let by_resource = policies.resource.is_some_and(|p| allows(p, true));
-    // Which grant of the resource policy: one naming the principal (or everyone) stands alone in
-    // its account; one naming only the principal's account root delegates to identity policies.
-    let names_principal = policies.resource.is_some_and(|policy| {
-        statements(policy).any(|s| {
-            effect(s) == "Allow"
-                && matches(s, request, true)
-                && s.get("Principal").is_some_and(|p| principal_matches_exactly(p, &request.principal))
-        })
+    // The resource policy's strongest grant: naming the principal (or everyone, or all but
+    // others through NotPrincipal) stands alone in its account; naming only the principal's
+    // account root delegates to identity policies.
+    let by_resource = policies.resource.and_then(|policy| {
+        statements(policy)
+            .filter(|s| effect(s) == "Allow" && matches(s, request, true))
+            .map(|s| s.get("Principal").and_then(|p| principal_match(p, &request.principal)).unwrap_or(Grantee::Named))
+            .max()
     });
     let cross_account = match (account_of(&request.principal), resource_account(request)) {
         (Some(principal), Some(resource)) => principal != resource,
         _ => false,
     };
-    let allowed = if cross_account { by_identity && by_resource } else { by_identity || names_principal };
+    let allowed = if cross_account {
+        by_identity && by_resource.is_some()
+    } else {
+        by_identity || by_resource == Some(Grantee::Named)
+    };
     if allowed { Decision::Allowed } else { Decision::ImplicitlyDenied }
 }
 
@@ -120,22 +123,6 @@ fn account_of(arn: &str) -> Option<&str> {
 fn resource_account(request: &Request) -> Option<&str> {
     account_of(&request.resource)
         .or_else(|| request.context.get("s3:resourceaccount").and_then(|v| v.first()).map(String::as_str))
-}
-
-/// Whether a resource policy's `Principal` names `who` itself (or everyone), not only its account.
-fn principal_matches_exactly(principal: &Value, who: &str) -> bool {
-    match principal {
-        Value::String(s) => s == "*",
-        Value::Object(kinds) => kinds.iter().any(|(kind, names)| {
-            strings(names).iter().any(|name| match kind.as_str() {
-                "AWS" => *name == "*" || *name == who,
-                "Service" => who.strip_prefix("service:") == Some(*name),
-                "Federated" => who.strip_prefix("federated:") == Some(*name),
-                _ => false,
-            })
-        }),
-        _ => false,
-    }
 }
 
 fn policy_is_resource(policies: &Policies<'_>, policy: &Value) -> bool {
@@ -182,25 +169,39 @@ fn matches(statement: &Value, request: &Request, resource_policy: bool) -> bool 
         _ => panic!("a statement has Resource or NotResource: {statement}"),
     };
     let principal = match (field("Principal"), field("NotPrincipal")) {
-        (Some(p), None) => principal_matches(p, &request.principal),
-        (None, Some(p)) => !principal_matches(p, &request.principal),
+        (Some(p), None) => principal_match(p, &request.principal).is_some(),
+        (None, Some(p)) => principal_match(p, &request.principal).is_none(),
         (None, None) => !resource_policy,
         _ => panic!("a statement has Principal or NotPrincipal: {statement}"),
     };
     actions && resources && principal && conditions_hold(field("Condition"), &request.context)
 }
 
-fn principal_matches(principal: &Value, who: &str) -> bool {
+/// How a `Principal` element admits a principal, weaker first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Grantee {
+    /// Through its account's root: a delegation to that account's identity policies.
+    AccountRoot,
+    /// By name, or as everyone.
+    Named,
+}
+
+/// Whether, and how, `principal` admits `who`.
+fn principal_match(principal: &Value, who: &str) -> Option<Grantee> {
+    let root = account_root_of(who);
+    let admits = |kind: &str, name: &str| match kind {
+        "AWS" if name == "*" || name == who => Some(Grantee::Named),
+        "AWS" if root.as_deref() == Some(name) => Some(Grantee::AccountRoot),
+        "Service" if who.strip_prefix("service:") == Some(name) => Some(Grantee::Named),
+        "Federated" if who.strip_prefix("federated:") == Some(name) => Some(Grantee::Named),
+        _ => None,
+    };
     match principal {
-        Value::String(s) => s == "*",
-        Value::Object(kinds) => kinds.iter().any(|(kind, names)| {
-            strings(names).iter().any(|name| match kind.as_str() {
-                "AWS" => *name == "*" || *name == who || account_root_of(who).is_some_and(|root| root == *name),
-                "Service" => who.strip_prefix("service:") == Some(*name),
-                "Federated" => who.strip_prefix("federated:") == Some(*name),
-                _ => false,
-            })
-        }),
+        Value::String(s) => (s == "*").then_some(Grantee::Named),
+        Value::Object(kinds) => kinds
+            .iter()
+            .flat_map(|(kind, names)| strings(names).into_iter().filter_map(|name| admits(kind, name)))
+            .max(),
         other => panic!("a Principal is * or an object, not {other}"),
     }
 }

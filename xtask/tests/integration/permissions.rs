@@ -21,6 +21,9 @@ use xtask::cfn::Stack;
 
 pub(crate) const REGION: &str = "eu-west-1";
 pub(crate) const ACCOUNT: &str = "123456789012";
+/// The accounts the sample project's stages get when published with accounts of their own.
+pub(crate) const STAGING_ACCOUNT: &str = "111111111111";
+pub(crate) const PRODUCTION_ACCOUNT: &str = "222222222222";
 pub(crate) const PROJECT_NAME: &str = "Churn";
 pub(crate) const PROJECT_ID: &str = "p-abcdef123456";
 const ARTIFACT_BUCKET: &str = "sagemaker-gitlab-project-123456789012-eu-west-1";
@@ -153,7 +156,7 @@ struct Proof {
 }
 
 pub(crate) fn arn(service: &str, rest: &str) -> String {
-    format!("arn:aws:{service}:{REGION}:{ACCOUNT}:{rest}")
+    in_account(ACCOUNT, service, rest)
 }
 
 pub(crate) fn role_arn(name: &str) -> String {
@@ -380,15 +383,15 @@ impl Proof {
 /// The project published with staging and production in accounts of their own.
 pub(crate) fn project_with_target_accounts() -> Stack {
     project_with(&[
-        ("Accounts", "StagingAccountId", "111111111111"),
-        ("Accounts", "ProductionAccountId", "222222222222"),
+        ("Accounts", "StagingAccountId", STAGING_ACCOUNT),
+        ("Accounts", "ProductionAccountId", PRODUCTION_ACCOUNT),
     ])
 }
 
 #[test]
 fn the_launch_role_may_do_everything_each_project_resource_needs() {
     assert_launch_role_may_make(Proof::new());
-    let accounts = [("StagingAccountId", "111111111111"), ("ProductionAccountId", "222222222222")];
+    let accounts = [("StagingAccountId", STAGING_ACCOUNT), ("ProductionAccountId", PRODUCTION_ACCOUNT)];
     assert_launch_role_may_make(Proof::of(bootstrap_with(&accounts), project_with_target_accounts()));
 }
 
@@ -633,7 +636,7 @@ pub(crate) struct Deployer<'a> {
     pub bucket: String,
 }
 
-fn in_account(account: &str, service: &str, rest: &str) -> String {
+pub(crate) fn in_account(account: &str, service: &str, rest: &str) -> String {
     format!("arn:aws:{service}:{REGION}:{account}:{rest}")
 }
 

@@ -8,12 +8,11 @@ use serde_json::Value as Json;
 use xtask::cfn::Stack;
 
 use crate::permissions::{
-    ACCOUNT as DEVELOPMENT, DEPLOY_PATH, Deployer, PROJECT_ID, PROJECT_NAME, REGION, assert_deploys_endpoint_stacks,
-    gitlab_job, json, model_package, project, project_with_target_accounts, trust_policy,
+    ACCOUNT as DEVELOPMENT, DEPLOY_PATH, Deployer, PRODUCTION_ACCOUNT as PRODUCTION, PROJECT_ID, PROJECT_NAME, REGION,
+    STAGING_ACCOUNT as STAGING, assert_deploys_endpoint_stacks, gitlab_job, in_account, json, model_package, project,
+    project_with_target_accounts, trust_policy,
 };
 
-const STAGING: &str = "111111111111";
-const PRODUCTION: &str = "222222222222";
 const STRANGER: &str = "333333333333";
 /// The GitLab group the development account's projects are created in (`DEPLOY_PATH`'s).
 const GROUP: &str = "ml/churn-team";
@@ -112,7 +111,6 @@ fn a_stages_roles_touch_neither_the_other_stage_nor_the_development_account() {
     let (identity, boundary) = role_policies(&staging, "DeployRole");
     let policies = Policies { identity: identity.iter().collect(), resource: None, boundary: Some(&boundary) };
     let deploy_role = role("staging", "deploy");
-    let in_account = |account: &str, service: &str, rest: &str| format!("arn:aws:{service}:{REGION}:{account}:{rest}");
     let production_stack = format!("stack/sagemaker-{PROJECT_NAME}-{PROJECT_ID}-production/0a1b");
     let production_endpoint = format!("endpoint/churn-{PROJECT_ID}-production");
     let denied = [
