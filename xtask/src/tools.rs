@@ -1,5 +1,6 @@
 //! Installs what the tasks need when it is missing, with one line of output per install:
-//! Rust targets through rustup, Python tools into a venv under the target dir.
+//! Rust targets through rustup, Python tools into venvs under the tools dir (uv for ours, pip
+//! for the seed code's), npm tools and cargo-deny there too.
 
 use std::path::{Path, PathBuf};
 
@@ -10,8 +11,10 @@ use crate::{deterministic_zip::sha256_hex, project};
 
 /// Pinned Python tools, one requirements file and one venv per purpose (checkov pins its own
 /// boto3, which cannot share a venv with moto's).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Requirements {
+    /// uv, which installs the other venvs but the seed code's.
+    Uv,
     /// zig and cargo-zigbuild, for `package`.
     Build,
     /// moto, boto3, python-gitlab and the linters, for `test`.
@@ -25,11 +28,21 @@ pub enum Requirements {
 impl Requirements {
     fn name(self) -> &'static str {
         match self {
+            Requirements::Uv => "uv",
             Requirements::Build => "build",
             Requirements::Test => "test",
             Requirements::Checkov => "checkov",
             Requirements::Seedcode => "seedcode",
         }
+    }
+
+    /// Whether pip installs these, as the seed repositories' own CI does. Several of the SageMaker
+    /// SDK's distributions ship the same files (`sagemaker/__init__.py` in four, with two
+    /// contents); pip installs them one after another and the last one's copy stays, while uv
+    /// installs side by side and may keep another. The seed venv must be the one its users get.
+    /// uv itself comes from pip, having nothing to install it yet.
+    fn installed_by_pip(self) -> bool {
+        matches!(self, Requirements::Uv | Requirements::Seedcode)
     }
 }
 
@@ -53,17 +66,38 @@ pub fn ensure_rust_target(sh: &Shell, target: &str) -> anyhow::Result<()> {
 pub fn ensure_python_tools(sh: &Shell, reqs: Requirements) -> anyhow::Result<PathBuf> {
     let venv = venv_dir(reqs);
     let req_file = project::root().join("xtask/requirements").join(format!("{}.txt", reqs.name()));
+    let uv = if reqs.installed_by_pip() { None } else { Some(ensure_python_tools(sh, Requirements::Uv)?.join("uv")) };
     ensure_requirements_installed(&venv, &req_file, || {
-        // From empty every time: pip upgrading in place can leave another version's files behind
+        let pip_failed = || format!("could not install {}: check network access to PyPI", relative(&req_file));
+        // From empty every time: upgrading in place can leave another version's files behind
         // (sagemaker 2.x to 3.x broke `sagemaker.serve` so), and the venv is to hold the pins alone.
-        cmd!(sh, "python3 -m venv --clear {venv}").quiet().run().context(
-            "cannot create a Python venv: install Python 3.9 or newer with its venv module (Debian: apt-get install python3-venv)",
-        )?;
-        let pip = venv.join("bin/pip");
-        cmd!(sh, "{pip} install --quiet --disable-pip-version-check --requirement {req_file}")
+        let Some(uv) = uv else {
+            cmd!(sh, "python3 -m venv --clear {venv}").quiet().run().context(
+                "cannot create a Python venv: install Python 3.9 or newer with its venv module (Debian: apt-get install python3-venv)",
+            )?;
+            let pip = venv.join("bin/pip");
+            return cmd!(sh, "{pip} install --quiet --disable-pip-version-check --requirement {req_file}")
+                .quiet()
+                .run()
+                .with_context(pip_failed);
+        };
+        // The cache sits beside the venvs (one file system, so uv can hardlink) unless the caller
+        // keeps one elsewhere (CI caches it between jobs).
+        let cache =
+            std::env::var_os("UV_CACHE_DIR").map_or_else(|| project::tools_dir().join("uv-cache"), PathBuf::from);
+        cmd!(sh, "{uv} venv --quiet --clear --python python3 {venv}")
+            .env("UV_PYTHON_DOWNLOADS", "never")
             .quiet()
             .run()
-            .with_context(|| format!("pip could not install {}: check network access to PyPI", relative(&req_file)))
+            .context("uv cannot create a venv with python3: install Python 3.9 or newer")?;
+        // Bytecode now, as pip writes it: the tests start moto and the linters many times, some
+        // with PYTHONDONTWRITEBYTECODE set, and would otherwise compile them at every start.
+        let python = venv.join("bin/python");
+        cmd!(sh, "{uv} pip install --quiet --compile-bytecode --python {python} --requirement {req_file}")
+            .env("UV_CACHE_DIR", cache)
+            .quiet()
+            .run()
+            .with_context(pip_failed)
     })?;
     Ok(venv_bin(reqs))
 }
@@ -98,14 +132,17 @@ pub fn ensure_npm_tools(sh: &Shell) -> anyhow::Result<PathBuf> {
 }
 
 /// cargo-deny, which checks the dependency policy of `deny.toml`, at a pinned version built
-/// from its own lock file (about 2.5 minutes on 2 cores, once per tools dir); returns its path.
+/// from its own lock file, once per tools dir; returns its path. Built unoptimised and without
+/// debug info: that build takes a minute on 2 cores against two and a half for its release
+/// profile (fat LTO, one codegen unit), and the check then takes 2.5 s instead of 1 s.
 pub fn ensure_cargo_deny(sh: &Shell) -> anyhow::Result<PathBuf> {
     const VERSION: &str = "0.20.2";
     let root = project::tools_dir().join("cargo");
     let build_dir = project::tools_dir().join("cargo-build");
     let pinned = format!("cargo-deny {VERSION}");
     ensure_installed(&root, &pinned, pinned.clone(), || {
-        cmd!(sh, "cargo install cargo-deny@{VERSION} --locked --quiet --root {root} --target-dir {build_dir}")
+        cmd!(sh, "cargo install cargo-deny@{VERSION} --debug --locked --quiet --root {root} --target-dir {build_dir}")
+            .env("CARGO_PROFILE_DEV_DEBUG", "false")
             .quiet()
             .run()
             .context("cargo could not install cargo-deny: check network access to crates.io")?;
