@@ -7,6 +7,8 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 use xshell::{Shell, cmd};
 
+mod built_from;
+
 use crate::deterministic_zip::{self, DOS_EPOCH, Entry};
 use crate::flags::{self, Arch};
 use crate::{project, tools};
@@ -67,7 +69,7 @@ pub fn run(sh: &Shell, args: &flags::Package) -> anyhow::Result<Manifest> {
     }
     ensure_writable_dir(&out)?;
 
-    let binaries = build_lambdas(sh, args.arch)?;
+    let binaries = build_lambdas(sh, &root, args.arch)?;
 
     let mut planned = Vec::new();
     for ((krate, file), binary) in LAMBDAS.iter().zip(&binaries) {
@@ -152,8 +154,9 @@ fn ensure_writable_dir(out: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("output folder {} is not writable: choose another with --out", out.display()))
 }
 
-/// Cross-compiles both Lambdas in one cargo run and returns their executables, in `LAMBDAS` order.
-fn build_lambdas(sh: &Shell, arch: Arch) -> anyhow::Result<Vec<PathBuf>> {
+/// Cross-compiles both Lambdas of the checkout at `root` in one cargo run and returns their
+/// executables, in `LAMBDAS` order.
+fn build_lambdas(sh: &Shell, root: &Path, arch: Arch) -> anyhow::Result<Vec<PathBuf>> {
     let target = arch.rust_target();
     tools::ensure_rust_target(sh, target)?;
     let venv_bin = tools::ensure_python_tools(sh, tools::Requirements::Build)?;
@@ -171,7 +174,9 @@ fn build_lambdas(sh: &Shell, arch: Arch) -> anyhow::Result<Vec<PathBuf>> {
     let zig_target = format!("{target}.{LAMBDA_GLIBC}");
     let packages = LAMBDAS.iter().flat_map(|(krate, _)| ["--package", krate]);
 
+    let built_from = built_from::prepare(sh, root, &target_dir, target)?;
     eprintln!("building the Lambdas for {} ({zig_target})", arch.lambda_name());
+    let _in_root = sh.push_dir(root);
     let output = cmd!(
         sh,
         "cargo zigbuild --release --locked --target {zig_target} {packages...} --message-format=json-render-diagnostics"
@@ -214,11 +219,13 @@ fn build_lambdas(sh: &Shell, arch: Arch) -> anyhow::Result<Vec<PathBuf>> {
     } else {
         eprintln!("compiled {rebuilt_units} units, reused {fresh_units}");
     }
-    binaries
+    let binaries = binaries
         .into_iter()
         .zip(LAMBDAS)
         .map(|(binary, (krate, _))| binary.with_context(|| format!("cargo built no executable for {krate}")))
-        .collect()
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    built_from.built(root, &binaries)?;
+    Ok(binaries)
 }
 
 #[derive(Deserialize)]
