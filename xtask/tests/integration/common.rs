@@ -20,19 +20,18 @@ pub fn tool(venv: &str, program: &str) -> PathBuf {
     path
 }
 
-/// The target dir of builds from clones of this repository. Apart from this checkout's, since
-/// cargo judges path crates by mtime and a clone's newer build would pass for this checkout's.
-pub fn clones_target_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().join("clones")
+/// This build's target dir, which builds from clones share: `cargo xtask package` records what
+/// each Lambda build read, so a clone's build and this checkout's never pass for each other.
+pub fn target_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).parent().unwrap().to_path_buf()
 }
 
-/// The one clone of HEAD that the tests building the Lambdas share (package, the package job, e2e).
-/// At one path, cargo reuses its release build across those tests and across runs, so a run
-/// compiles the Lambdas from a clone once, plus once more for the proof that another path gives
-/// the same bytes. It lives under the system's temporary folder, named after this checkout and
-/// the commit, without a remote (gitlab-ci-local would read it); files a test adds are swept away
-/// on the next first use. Not inside the target dir: cargo records sources under its target dir
-/// relative to it, so a later build from another clone would be judged by this one's files.
+/// The one clone of HEAD that the tests packaging from a clone share (package, the package job).
+/// Its files carry the commit's time, not the clone's, so its first build reuses a Lambda build of
+/// the same sources made from any checkout (this one's, say), as a checkout made earlier would:
+/// the build record, not the file times, decides. It lives under the system's temporary folder,
+/// named after this checkout and the commit, without a remote (gitlab-ci-local would read it);
+/// files a test adds are swept away on the next first use.
 pub fn head_checkout() -> PathBuf {
     static CHECKOUT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     CHECKOUT
@@ -60,6 +59,14 @@ pub fn head_checkout() -> PathBuf {
                 clone_head(&checkouts, commit.trim());
                 run_ok(Command::new("git").arg("-C").arg(&checkout).args(["remote", "remove", "origin"]));
             }
+            let committed = run_ok(Command::new("git").arg("-C").arg(&checkout).args(["log", "-1", "--format=%ct"]));
+            let committed = std::time::UNIX_EPOCH + std::time::Duration::from_secs(committed.trim().parse().unwrap());
+            for file in
+                run_ok(Command::new("git").arg("-C").arg(&checkout).args(["ls-files", "-z"])).split_terminator('\0')
+            {
+                let file = std::fs::File::options().write(true).open(checkout.join(file)).unwrap();
+                file.set_modified(committed).unwrap();
+            }
             // The package job run here leaves gitlab-ci-local's state and its dotenv report in the
             // checkout; the tree must still be the commit's, or the package tests' manifests
             // would say "dirty".
@@ -69,11 +76,11 @@ pub fn head_checkout() -> PathBuf {
         .clone()
 }
 
-/// Held by every test that builds or runs the Lambdas from a clone, for as long as it does.
-/// The clones share one target dir, where cargo judges a path crate fresh when its sources are
-/// older than its last build: a build from one clone while another test is between cloning and
-/// building would make that test's newer sources look built, or its broken ones pass.
-pub fn clone_builds() -> std::sync::MutexGuard<'static, ()> {
+/// Held by every test that builds the Lambdas (package, the package job, e2e) for as long as it
+/// does. Not for correctness (xtask locks the build and checks what it was made from) but for the
+/// tests' own claims: between two steps of one test, another test's build from other sources
+/// would make "reused" a rebuild.
+pub fn lambda_builds() -> std::sync::MutexGuard<'static, ()> {
     static BUILDS: std::sync::Mutex<()> = std::sync::Mutex::new(());
     // A test that failed while holding it leaves nothing half-built that the next one minds.
     BUILDS.lock().unwrap_or_else(std::sync::PoisonError::into_inner)

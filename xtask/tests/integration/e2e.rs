@@ -1,10 +1,10 @@
-//! `cargo xtask e2e` on a clean clone of HEAD, in one account and with staging and production in
-//! accounts of their own: every step passes, and the table says so. The two runs go one after
-//! the other: both publish through the same `dist` folder.
+//! `cargo xtask e2e` on this checkout, as a developer tries a change, in one account and with
+//! staging and production in accounts of their own: every step passes, and the table says so.
+//! The two runs go one after the other: both publish through the same `dist` folder.
 
 use std::process::Command;
 
-use crate::common::{clone_builds, clones_target_dir, head_checkout, tools_dir};
+use crate::common::{lambda_builds, target_dir, tools_dir};
 
 const STEPS: [&str; 13] = [
     "stand-ins",
@@ -24,13 +24,11 @@ const STEPS: [&str; 13] = [
 
 /// Runs `cargo xtask e2e ARGS` and returns its table's rows, having checked the run passed.
 fn e2e(args: &[&str]) -> String {
-    // The arm64 build is the one of the shared clone, which the package tests reuse.
-    let checkout = head_checkout();
+    // The arm64 build is shared with the package tests' clones when the sources are the same.
     let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .arg("e2e")
         .args(args)
-        .env("CARGO_MANIFEST_DIR", checkout.join("xtask"))
-        .env("CARGO_TARGET_DIR", clones_target_dir())
+        .env("CARGO_TARGET_DIR", target_dir())
         .env("XTASK_TOOLS_DIR", tools_dir())
         .output()
         .unwrap();
@@ -53,7 +51,7 @@ fn assert_every_step_passes(stdout: &str, steps: &[&str]) {
 
 #[test]
 fn the_whole_flow_passes_every_step_in_one_account_and_with_target_accounts() {
-    let _builds = clone_builds();
+    let _builds = lambda_builds();
     let stdout = e2e(&[]);
     assert_every_step_passes(&stdout, &STEPS);
 

@@ -5,7 +5,7 @@ use crate::common;
 
 use std::process::Command;
 
-use crate::common::{clone_builds, clones_target_dir, head_checkout, repo_root, run_ok, tool, tools_dir};
+use crate::common::{head_checkout, lambda_builds, repo_root, run_ok, target_dir, tool, tools_dir};
 
 #[test]
 fn every_gitlab_ci_file_matches_gitlabs_schema() {
@@ -21,21 +21,33 @@ fn every_gitlab_ci_file_matches_gitlabs_schema() {
 
 #[test]
 fn the_package_job_runs_and_its_artifacts_match_their_sums() {
-    // The shell executor runs the job in the checkout itself, so the Lambdas built there by the
-    // other tests are reused.
-    let _builds = clone_builds();
+    // The shell executor runs the job in the checkout itself, building into this build's target
+    // dir, so the Lambdas built by the other tests from the same sources are reused.
+    let _builds = lambda_builds();
     let checkout = head_checkout();
     let cargo_home =
         std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap()));
+    // The job's `cargo xtask` runs this build's xtask (as the package tests do) instead of
+    // compiling another into the shared target dir, where it would pass for this checkout's own
+    // build: cargo takes the alias from CARGO_ALIAS_XTASK before .cargo/config.toml, and an alias
+    // may name an external command, `cargo-<name>` on PATH, which gets the alias name first.
+    let bin = tempfile::tempdir().unwrap();
+    let xtask = bin.path().join("cargo-xtask-under-test");
+    let script =
+        format!("#!/bin/sh\nshift\nCARGO_MANIFEST_DIR=\"$PWD/xtask\" exec '{}' \"$@\"\n", env!("CARGO_BIN_EXE_xtask"));
+    std::fs::write(&xtask, script).unwrap();
+    std::fs::set_permissions(&xtask, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let variable = |name: &str, value: &str| format!("{name}={value}");
     let gitlab_ci_local = tools_dir().join("npm/node_modules/.bin/gitlab-ci-local");
     let output = Command::new(&gitlab_ci_local)
         .arg("--force-shell-executor=true")
         // Build where the package tests build, with the tools and registry already here.
-        .args(["--variable", &variable("CARGO_TARGET_DIR", clones_target_dir().to_str().unwrap())])
+        .args(["--variable", &variable("CARGO_TARGET_DIR", target_dir().to_str().unwrap())])
         .args(["--variable", &variable("XTASK_TOOLS_DIR", tools_dir().to_str().unwrap())])
         .args(["--variable", &variable("CARGO_HOME", &cargo_home)])
         .arg("package")
+        .env("CARGO_ALIAS_XTASK", "xtask-under-test")
+        .env("PATH", xtask::tools::path_with(bin.path()).unwrap())
         .current_dir(&checkout)
         .output()
         .unwrap_or_else(|err| panic!("{}: {err}", gitlab_ci_local.display()));
@@ -45,6 +57,8 @@ fn the_package_job_runs_and_its_artifacts_match_their_sums() {
         "the package job failed:\n{log}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
+
+    assert!(!log.contains("Compiling xtask"), "the job compiled its own xtask:\n{log}");
 
     let artifacts = checkout.join(".gitlab-ci-local/artifacts/package/target/dist");
     let mut files: Vec<String> =

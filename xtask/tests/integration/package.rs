@@ -1,17 +1,17 @@
 //! `cargo xtask package` end to end, on clones of this repository's HEAD: reproducible across
 //! checkouts, cheap to re-run, and refusing bad input without leaving anything half-made.
 //!
-//! The clones share one target dir of their own (`<target>/clones`), so dependencies compile
-//! once for all of them, while this checkout's fingerprints stay untouched: cargo judges path
-//! crates by mtime, and a clone's newer build would otherwise pass for this checkout's. The
-//! first clone is the one the package-job and e2e tests use too (`common::head_checkout`), so
-//! its Lambdas are built once; the second, at another path, is built again for the proof.
+//! The clones build into this build's target dir, so dependencies compile once for all of them
+//! and for this checkout: what each Lambda build read is recorded there, and a build from other
+//! sources first removes the workspace crates' artifacts. The first clone is the one the
+//! package-job test uses too (`common::head_checkout`); the second, at another path and newer, is
+//! compiled again for the proof.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::common::{clone_builds, clone_head, clones_target_dir, head_checkout, repo_root, run_ok, tools_dir};
+use crate::common::{clone_head, head_checkout, lambda_builds, repo_root, run_ok, target_dir, tools_dir};
 
 const ZIPS: [&str; 4] = [
     "lambda-gitlab-pipeline-trigger.zip",
@@ -20,7 +20,7 @@ const ZIPS: [&str; 4] = [
     "mlops-gitlab-project-seedcode-model-deploy.zip",
 ];
 
-/// `cargo xtask package ARGS` for the sources in `checkout`, building into the clones' target
+/// `cargo xtask package ARGS` for the sources in `checkout`, building into this build's target
 /// dir. It runs this build's xtask binary, which takes the workspace root from
 /// CARGO_MANIFEST_DIR as `cargo run` would set it, so no clone compiles xtask again.
 fn package_command(checkout: &Path, args: &[&str]) -> Command {
@@ -30,7 +30,7 @@ fn package_command(checkout: &Path, args: &[&str]) -> Command {
         .args(args)
         .current_dir(checkout)
         .env("CARGO_MANIFEST_DIR", checkout.join("xtask"))
-        .env("CARGO_TARGET_DIR", clones_target_dir())
+        .env("CARGO_TARGET_DIR", target_dir())
         .env("XTASK_TOOLS_DIR", tools_dir())
         .env_remove("SOURCE_DATE_EPOCH");
     command
@@ -95,8 +95,8 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 }
 
 #[test]
-fn two_clones_give_byte_identical_artifacts_and_a_rerun_reuses_them() {
-    let _builds = clone_builds();
+fn two_clones_give_byte_identical_artifacts_a_rerun_reuses_them_and_older_broken_sources_fail() {
+    let _builds = lambda_builds();
     let tmp = tempfile::tempdir().unwrap();
     let (out_a, out_b) = (tmp.path().join("out-a"), tmp.path().join("out-b"));
     let a = head_checkout();
@@ -158,7 +158,7 @@ fn two_clones_give_byte_identical_artifacts_and_a_rerun_reuses_them() {
     let binary = std::fs::read(&bootstrap).unwrap();
     let cargo_home =
         std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap()));
-    for leak in [a.to_str().unwrap(), &cargo_home, clones_target_dir().to_str().unwrap()] {
+    for leak in [a.to_str().unwrap(), b.to_str().unwrap(), &cargo_home, target_dir().to_str().unwrap()] {
         assert!(!contains(&binary, leak), "bootstrap contains the path {leak}");
     }
 
@@ -210,6 +210,21 @@ fn two_clones_give_byte_identical_artifacts_and_a_rerun_reuses_them() {
     // The checkout is shared: later tests get it as committed.
     std::fs::remove_file(a.join("seedcode/model-build/.env")).unwrap();
     std::fs::remove_dir_all(a.join("seedcode/model-build/.cache")).unwrap();
+
+    // Last, as it leaves the shared target without a Lambda build: a checkout whose sources
+    // differ from that build's but are older than it (cloned from an older commit, edited before
+    // the build ran) is compiled, not served that build, which cargo alone would judge by file
+    // times. Broken, it fails and leaves no artifact, and no record claiming the build.
+    let broken = clone_head(tmp.path(), "broken");
+    let source = broken.join("lambdas/pipeline-trigger/src/lib.rs");
+    std::fs::write(&source, std::fs::read_to_string(&source).unwrap() + "\nfn broken( {\n").unwrap();
+    let earlier = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options().write(true).open(&source).unwrap().set_modified(earlier).unwrap();
+    let out = tmp.path().join("out-broken");
+    let stderr = failed(&xtask_package(&broken, &["--out", out.to_str().unwrap()]));
+    assert!(stderr.contains("the Lambda build failed") && stderr.contains("broken"), "{stderr}");
+    assert!(files_in(&out).is_empty(), "{:?}", files_in(&out).keys());
+    assert!(!target_dir().join("aarch64-unknown-linux-gnu/release/xtask-built-from.json").exists());
 }
 
 #[test]
@@ -238,22 +253,4 @@ fn unwritable_output_folder_is_refused_before_building() {
     let out = not_a_dir.join("dist");
     let stderr = failed(&xtask_package(&repo_root(), &["--out", out.to_str().unwrap()]));
     assert!(stderr.contains("is not writable") && stderr.contains("--out"), "{stderr}");
-}
-
-#[test]
-fn failed_compile_leaves_no_artifact() {
-    let _builds = clone_builds();
-    let tmp = tempfile::tempdir().unwrap();
-    let checkout = clone_head(tmp.path(), "clone");
-    let source = checkout.join("lambdas/pipeline-trigger/src/lib.rs");
-    let broken = std::fs::read_to_string(&source).unwrap() + "\nfn broken( {\n";
-    std::fs::write(&source, broken).unwrap();
-    // Clones share one target dir and cargo judges path crates by mtime: a source newer than
-    // any build is rebuilt, whatever ran before.
-    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
-    std::fs::File::options().write(true).open(&source).unwrap().set_modified(later).unwrap();
-    let out = tmp.path().join("out");
-    let stderr = failed(&xtask_package(&checkout, &["--out", out.to_str().unwrap()]));
-    assert!(stderr.contains("the Lambda build failed"), "{stderr}");
-    assert!(files_in(&out).is_empty(), "{:?}", files_in(&out).keys());
 }

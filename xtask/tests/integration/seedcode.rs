@@ -1,6 +1,6 @@
-//! The seed repositories as their users get them: their own unit tests pass with their own pins,
-//! their CI's unit-test job runs under gitlab-ci-local, the endpoint template lints clean, and
-//! the two repositories agree on the model's input format.
+//! The seed repositories as their users get them: their CI's unit-test job runs under
+//! gitlab-ci-local and their own unit tests pass in it with their own pins, none skipped; the
+//! endpoint template lints clean, and the two repositories agree on the model's input format.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,15 +18,6 @@ fn seed_python(dir: &Path) -> Command {
     let mut command = Command::new(tool("seedcode", "python"));
     command.current_dir(dir).env("PYTHONDONTWRITEBYTECODE", "1");
     command
-}
-
-#[test]
-fn each_seed_repos_unit_tests_pass_with_its_pinned_requirements() {
-    for repo in SEED_REPOS {
-        let output = run_ok(seed_python(&seed_repo(repo)).args(["-m", "pytest", "-q", "-rs"]));
-        let summary = output.lines().last().unwrap_or_default();
-        assert!(summary.contains(" passed") && !summary.contains("skipped"), "{repo}: {output}");
-    }
 }
 
 #[test]
@@ -103,9 +94,12 @@ fn each_seed_repos_unit_test_job_runs_under_gitlab_ci_local() {
             .unwrap_or_else(|err| panic!("{}: {err}", gitlab_ci_local.display()));
         let log = String::from_utf8_lossy(&output.stdout);
         assert!(
-            output.status.success() && log.contains("PASS  unit-tests") && log.contains(" passed"),
+            output.status.success() && log.contains("PASS  unit-tests"),
             "{repo}: the unit-tests job failed:\n{log}\n{}",
             String::from_utf8_lossy(&output.stderr)
         );
+        // pytest's closing line, as the job printed it: "N passed in S s", with nothing skipped.
+        let summary = log.lines().rfind(|line| line.contains(" passed")).unwrap_or_default();
+        assert!(!summary.is_empty() && !summary.contains("skipped"), "{repo}: {summary}\n{log}");
     }
 }
