@@ -20,18 +20,42 @@ const TEST_PROGRAMS: &[(&str, &str)] = &[
 ];
 
 pub fn run(sh: &Shell, args: &flags::Test) -> anyhow::Result<()> {
-    let mut phases = Phases::default();
-    if args.only != Some(TestPart::Tests) {
-        phases.time("lint (rustfmt, clippy)", || {
-            cmd!(sh, "cargo fmt --all --check").run()?;
-            cmd!(sh, "cargo clippy --workspace --all-targets --locked -- --deny warnings").run()?;
-            Ok(())
-        })?;
+    let (lint, tests) = (args.only != Some(TestPart::Tests), args.only != Some(TestPart::Lint));
+    let mut phases = Phases::new();
+    if lint {
+        phases.time("rustfmt", || Ok(cmd!(sh, "cargo fmt --all --check").run()?))?;
     }
-    if args.only != Some(TestPart::Lint) {
-        let cargo_deny = phases.time("tools", || install_tools(sh))?;
+    // Two lanes side by side: cargo compiles (clippy's check, then the test binaries) on both
+    // cores while the tool installs mostly wait on downloads and pip's one core.
+    let cargo_lane = || -> anyhow::Result<Vec<(&'static str, Duration)>> {
+        let mut lane = Phases::new();
+        if lint {
+            lane.time("clippy", || {
+                Ok(cmd!(sh, "cargo clippy --workspace --all-targets --locked -- --deny warnings").run()?)
+            })?;
+        }
+        if tests {
+            lane.time("test build", || Ok(cmd!(sh, "cargo test --workspace --locked --no-run").run()?))?;
+        }
+        Ok(lane.0)
+    };
+    let cargo_deny = std::thread::scope(|scope| -> anyhow::Result<_> {
+        let tools = tests.then(|| scope.spawn(|| timed(install_tools)));
+        let cargo = cargo_lane();
+        let tools = tools.map(|t| t.join().map_err(|_| anyhow::anyhow!("the tool installs panicked"))).transpose()?;
+        phases.0.extend(cargo?);
+        let Some((tools, took)) = tools else { return Ok(None) };
+        phases.0.push(("tools (beside the above)", took));
+        Ok(Some(tools?))
+    })?;
+    if let Some(cargo_deny) = cargo_deny {
         // The dependency policy (deny.toml); advisories need the network, so they are not here.
-        phases.time("cargo deny", || Ok(cmd!(sh, "{cargo_deny} --offline check bans licenses sources").run()?))?;
+        // cargo-deny reads the metadata of every package for every platform, which needs them
+        // all downloaded: a build downloads only this platform's (a new machine has no others).
+        phases.time("cargo deny", || {
+            cmd!(sh, "cargo fetch --locked --quiet").run()?;
+            Ok(cmd!(sh, "{cargo_deny} --offline check bans licenses sources").run()?)
+        })?;
         let extra = &args.cargo_test_args;
         // The tests find the tools where they were installed above, whatever CARGO_TARGET_DIR is.
         let _tools = sh.push_env("XTASK_TOOLS_DIR", project::tools_dir());
@@ -41,9 +65,15 @@ pub fn run(sh: &Shell, args: &flags::Test) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn timed<T>(work: impl FnOnce() -> T) -> (T, Duration) {
+    let started = Instant::now();
+    (work(), started.elapsed())
+}
+
 /// Everything the tests call, installed where missing or out of date; returns cargo-deny's path.
 /// The installs run side by side: pip and npm mostly wait on downloads while cargo-deny compiles.
-fn install_tools(sh: &Shell) -> anyhow::Result<std::path::PathBuf> {
+fn install_tools() -> anyhow::Result<std::path::PathBuf> {
+    let sh = &Shell::new()?;
     tools::ensure_debian_programs(sh, TEST_PROGRAMS)?;
     // The packaging tests cross-compile: install their tools up front, once.
     tools::ensure_rust_target(sh, Arch::Arm64.rust_target())?;
@@ -66,24 +96,26 @@ fn install_tools(sh: &Shell) -> anyhow::Result<std::path::PathBuf> {
     .context("installing the test tools failed")
 }
 
-/// How long each part of the run took, printed as a table at the end.
-#[derive(Default)]
-struct Phases(Vec<(&'static str, Duration)>);
+/// How long each part of the run took, printed as a table at the end; the total is the wall
+/// time from the first phase, as some phases run side by side.
+struct Phases(Vec<(&'static str, Duration)>, Instant);
 
 impl Phases {
+    fn new() -> Phases {
+        Phases(Vec::new(), Instant::now())
+    }
+
     fn time<T>(&mut self, name: &'static str, phase: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
-        let started = Instant::now();
-        let result = phase();
-        self.0.push((name, started.elapsed()));
+        let (result, took) = timed(phase);
+        self.0.push((name, took));
         result
     }
 
     fn print(&self) {
-        eprintln!("\n{:<24} {:>8}", "phase", "seconds");
+        eprintln!("\n{:<26} {:>8}", "phase", "seconds");
         for (name, took) in &self.0 {
-            eprintln!("{name:<24} {:>8.1}", took.as_secs_f64());
+            eprintln!("{name:<26} {:>8.1}", took.as_secs_f64());
         }
-        let total: Duration = self.0.iter().map(|(_, took)| *took).sum();
-        eprintln!("{:<24} {:>8.1}", "total", total.as_secs_f64());
+        eprintln!("{:<26} {:>8.1}", "total", self.1.elapsed().as_secs_f64());
     }
 }
