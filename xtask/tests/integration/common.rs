@@ -60,13 +60,10 @@ pub fn head_checkout() -> PathBuf {
                 run_ok(Command::new("git").arg("-C").arg(&checkout).args(["remote", "remove", "origin"]));
             }
             let committed = run_ok(Command::new("git").arg("-C").arg(&checkout).args(["log", "-1", "--format=%ct"]));
-            let committed = std::time::UNIX_EPOCH + std::time::Duration::from_secs(committed.trim().parse().unwrap());
-            for file in
-                run_ok(Command::new("git").arg("-C").arg(&checkout).args(["ls-files", "-z"])).split_terminator('\0')
-            {
-                let file = std::fs::File::options().write(true).open(checkout.join(file)).unwrap();
-                file.set_modified(committed).unwrap();
-            }
+            date_files(
+                &checkout,
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(committed.trim().parse().unwrap()),
+            );
             // The package job run here leaves gitlab-ci-local's state and its dotenv report in the
             // checkout; the tree must still be the commit's, or the package tests' manifests
             // would say "dirty".
@@ -74,6 +71,13 @@ pub fn head_checkout() -> PathBuf {
             checkout
         })
         .clone()
+}
+
+/// Sets the modification time of every file git tracks in `checkout` to `time`.
+pub fn date_files(checkout: &Path, time: std::time::SystemTime) {
+    for file in run_ok(Command::new("git").arg("-C").arg(checkout).args(["ls-files", "-z"])).split_terminator('\0') {
+        std::fs::File::options().write(true).open(checkout.join(file)).unwrap().set_modified(time).unwrap();
+    }
 }
 
 /// Held by every test that builds the Lambdas (package, the package job, e2e) for as long as it

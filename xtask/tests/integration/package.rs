@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use crate::common::{clone_head, head_checkout, lambda_builds, repo_root, run_ok, target_dir, tools_dir};
+use crate::common::{clone_head, date_files, head_checkout, lambda_builds, repo_root, run_ok, target_dir, tools_dir};
 
 const ZIPS: [&str; 4] = [
     "lambda-gitlab-pipeline-trigger.zip",
@@ -212,14 +212,13 @@ fn two_clones_give_byte_identical_artifacts_a_rerun_reuses_them_and_older_broken
     std::fs::remove_dir_all(a.join("seedcode/model-build/.cache")).unwrap();
 
     // Last, as it leaves the shared target without a Lambda build: a checkout whose sources
-    // differ from that build's but are older than it (cloned from an older commit, edited before
-    // the build ran) is compiled, not served that build, which cargo alone would judge by file
-    // times. Broken, it fails and leaves no artifact, and no record claiming the build.
+    // differ from that build's but are all older than it (cloned from an older commit, edited
+    // before the build ran) is compiled, not served that build, which cargo alone would judge by
+    // file times. Broken, it fails and leaves no artifact, and no record claiming the build.
     let broken = clone_head(tmp.path(), "broken");
     let source = broken.join("lambdas/pipeline-trigger/src/lib.rs");
     std::fs::write(&source, std::fs::read_to_string(&source).unwrap() + "\nfn broken( {\n").unwrap();
-    let earlier = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
-    std::fs::File::options().write(true).open(&source).unwrap().set_modified(earlier).unwrap();
+    date_files(&broken, std::time::SystemTime::now() - std::time::Duration::from_secs(3600));
     let out = tmp.path().join("out-broken");
     let stderr = failed(&xtask_package(&broken, &["--out", out.to_str().unwrap()]));
     assert!(stderr.contains("the Lambda build failed") && stderr.contains("broken"), "{stderr}");
