@@ -8,6 +8,12 @@ use xshell::{Shell, cmd};
 use crate::flags::{self, Arch, TestPart};
 use crate::{project, tools};
 
+/// What `cargo test` builds and runs: every target with `test = true`, the libraries' and test
+/// files' (the binaries' mains hold no tests and say `test = false`). Not the examples, which are
+/// benchmark programs that clippy checks and `cargo xtask bench` runs (linking them took 100 MB
+/// and seconds), nor doc tests, which no crate has.
+const TEST_TARGETS: &[&str] = &["--workspace", "--locked", "--tests"];
+
 /// Programs the tests call, with the Debian package that brings each.
 const TEST_PROGRAMS: &[(&str, &str)] = &[
     ("git", "git"),
@@ -35,7 +41,7 @@ pub fn run(sh: &Shell, args: &flags::Test) -> anyhow::Result<()> {
             })?;
         }
         if tests {
-            lane.time("test build", || Ok(cmd!(sh, "cargo test --workspace --locked --no-run").run()?))?;
+            lane.time("test build", || Ok(cmd!(sh, "cargo test {TEST_TARGETS...} --no-run").run()?))?;
         }
         Ok(lane.0)
     };
@@ -59,7 +65,7 @@ pub fn run(sh: &Shell, args: &flags::Test) -> anyhow::Result<()> {
         let extra = &args.cargo_test_args;
         // The tests find the tools where they were installed above, whatever CARGO_TARGET_DIR is.
         let _tools = sh.push_env("XTASK_TOOLS_DIR", project::tools_dir());
-        phases.time("cargo test", || Ok(cmd!(sh, "cargo test --workspace --locked -- {extra...}").run()?))?;
+        phases.time("cargo test", || Ok(cmd!(sh, "cargo test {TEST_TARGETS...} -- {extra...}").run()?))?;
     }
     phases.print();
     Ok(())

@@ -76,10 +76,15 @@ pub fn ensure_python_tools(sh: &Shell, reqs: Requirements) -> anyhow::Result<Pat
                 "cannot create a Python venv: install Python 3.9 or newer with its venv module (Debian: apt-get install python3-venv)",
             )?;
             let pip = venv.join("bin/pip");
-            return cmd!(sh, "{pip} install --quiet --disable-pip-version-check --requirement {req_file}")
-                .quiet()
-                .run()
-                .with_context(pip_failed);
+            // The seed venv without bytecode (a third of its size): see `seed_bytecode_dir`.
+            let no_compile = (reqs == Requirements::Seedcode).then_some("--no-compile");
+            return cmd!(
+                sh,
+                "{pip} install --quiet --disable-pip-version-check {no_compile...} --requirement {req_file}"
+            )
+            .quiet()
+            .run()
+            .with_context(pip_failed);
         };
         // The cache sits beside the venvs (one file system, so uv can hardlink) unless the caller
         // keeps one elsewhere (CI caches it between jobs).
@@ -90,10 +95,11 @@ pub fn ensure_python_tools(sh: &Shell, reqs: Requirements) -> anyhow::Result<Pat
             .quiet()
             .run()
             .context("uv cannot create a venv with python3: install Python 3.9 or newer")?;
-        // Bytecode now, as pip writes it: the tests start moto and the linters many times, some
-        // with PYTHONDONTWRITEBYTECODE set, and would otherwise compile them at every start.
+        // The test venv's bytecode now, as pip would write it: the tests start moto about sixty
+        // times (0.6 s each with bytecode, 1.6 s without), some with PYTHONDONTWRITEBYTECODE set.
         let python = venv.join("bin/python");
-        cmd!(sh, "{uv} pip install --quiet --compile-bytecode --python {python} --requirement {req_file}")
+        let compile = (reqs == Requirements::Test).then_some("--compile-bytecode");
+        cmd!(sh, "{uv} pip install --quiet {compile...} --python {python} --requirement {req_file}")
             .env("UV_CACHE_DIR", cache)
             .quiet()
             .run()
@@ -104,6 +110,14 @@ pub fn ensure_python_tools(sh: &Shell, reqs: Requirements) -> anyhow::Result<Pat
 
 fn venv_dir(reqs: Requirements) -> PathBuf {
     project::tools_dir().join(format!("{}-venv", reqs.name()))
+}
+
+/// Where the seed venv's Pythons keep their bytecode (`PYTHONPYCACHEPREFIX`), inside that venv
+/// so a new install starts it afresh. pip installs the venv without bytecode (337 of its 1.2 GB);
+/// what the seed code and its tests import is compiled once, here, and never written beside a
+/// seed source tree. Pythons started with it must not have PYTHONDONTWRITEBYTECODE set.
+pub fn seed_bytecode_dir() -> PathBuf {
+    venv_dir(Requirements::Seedcode).join("bytecode")
 }
 
 /// The `bin` folder of the venv of `reqs`, once `ensure_python_tools` installed it.

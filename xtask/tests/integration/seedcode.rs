@@ -16,8 +16,14 @@ fn seed_repo(name: &str) -> PathBuf {
 /// A command in the seed venv's Python world, leaving no bytecode in the source tree.
 fn seed_python(dir: &Path) -> Command {
     let mut command = Command::new(tool("seedcode", "python"));
-    command.current_dir(dir).env("PYTHONDONTWRITEBYTECODE", "1");
+    command.current_dir(dir);
+    seed_bytecode(&mut command);
     command
+}
+
+/// The seed venv's Pythons under `command` keep bytecode in the venv, not beside the sources.
+fn seed_bytecode(command: &mut Command) {
+    command.env_remove("PYTHONDONTWRITEBYTECODE").env("PYTHONPYCACHEPREFIX", xtask::tools::seed_bytecode_dir());
 }
 
 #[test]
@@ -83,15 +89,15 @@ fn each_seed_repos_unit_test_job_runs_under_gitlab_ci_local() {
         git(&["fetch", "--quiet", "origin"]);
         git(&["remote", "set-head", "origin", "main"]);
 
-        let output = Command::new(&gitlab_ci_local)
+        let mut command = Command::new(&gitlab_ci_local);
+        command
             .arg("--force-shell-executor=true")
             .arg("unit-tests")
             .current_dir(&checkout)
             .env("PATH", &path)
-            .env("PYTHONDONTWRITEBYTECODE", "1")
-            .env("PIP_NO_INDEX", "1")
-            .output()
-            .unwrap_or_else(|err| panic!("{}: {err}", gitlab_ci_local.display()));
+            .env("PIP_NO_INDEX", "1");
+        seed_bytecode(&mut command);
+        let output = command.output().unwrap_or_else(|err| panic!("{}: {err}", gitlab_ci_local.display()));
         let log = String::from_utf8_lossy(&output.stdout);
         assert!(
             output.status.success() && log.contains("PASS  unit-tests"),
