@@ -224,7 +224,7 @@ fn build_lambdas(sh: &Shell, root: &Path, arch: Arch) -> anyhow::Result<Vec<Path
         .zip(LAMBDAS)
         .map(|(binary, (krate, _))| binary.with_context(|| format!("cargo built no executable for {krate}")))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    built_from.built(root, &binaries)?;
+    built_from.built(&binaries)?;
     Ok(binaries)
 }
 

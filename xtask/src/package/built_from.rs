@@ -21,7 +21,7 @@ use crate::deterministic_zip::sha256_hex;
 /// `<target dir>/<triple>/release/xtask-built-from.json`.
 const RECORD: &str = "xtask-built-from.json";
 
-#[derive(Serialize, Deserialize, PartialEq, Debug)]
+#[derive(Serialize, Deserialize)]
 struct Record {
     /// Workspace files by their path from the workspace root, with their SHA-256.
     inputs: BTreeMap<String, String>,
@@ -30,6 +30,7 @@ struct Record {
 /// Holds the target's lock from before the check until the record is written, so two builds
 /// from different checkouts (parallel tests, a developer's build beside them) never interleave.
 pub struct Guard {
+    root: PathBuf,
     record: PathBuf,
     _lock: std::fs::File,
 }
@@ -57,15 +58,16 @@ pub fn prepare(sh: &Shell, root: &Path, target_dir: &Path, triple: &str) -> anyh
             .run()
             .context("cannot remove the workspace crates' earlier build")?;
     }
-    Ok(Guard { record, _lock: lock })
+    Ok(Guard { root: root.to_path_buf(), record, _lock: lock })
 }
 
 impl Guard {
-    /// Records what the build of `executables` just read: every file below `root` that their
-    /// dep-info files (`<executable>.d`, written by cargo) list.
-    pub fn built(self, root: &Path, executables: &[PathBuf]) -> anyhow::Result<()> {
+    /// Records what the build of `executables` just read: every file below the checkout's root
+    /// that their dep-info files (`<executable>.d`, written by cargo) list.
+    pub fn built(self, executables: &[PathBuf]) -> anyhow::Result<()> {
+        let root = &self.root;
         // cargo names the files by the path it was started in, which may be a link to `root`.
-        let roots = [root.to_path_buf(), root.canonicalize()?];
+        let roots = [root.clone(), root.canonicalize()?];
         let mut inputs = BTreeMap::new();
         for executable in executables {
             let dep_info = executable.with_extension("d");
