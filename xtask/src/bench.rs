@@ -30,10 +30,12 @@ fn publish_rerun(sh: &Shell, runs: usize) -> anyhow::Result<()> {
     tools::ensure_python_tools(sh, tools::Requirements::Test)?;
     let dist = project::target_dir().join("bench/publish-dist");
     cmd!(sh, "cargo xtask package --out {dist}").quiet().ignore_stdout().run()?;
-    cmd!(sh, "cargo build --quiet --locked --package xtask").run()?;
-    let xtask = project::target_dir().join("debug/xtask");
+    // The binary that runs publish itself, without `cargo xtask`'s hand-over to it.
+    cmd!(sh, "cargo build --quiet --locked --package xtask-aws").run()?;
+    let xtask = project::target_dir().join("debug/xtask-aws");
     let runs = runs.to_string();
-    cmd!(sh, "cargo run --quiet --locked --package xtask --example bench_publish -- {runs} {xtask} {dist}").run()?;
+    cmd!(sh, "cargo run --quiet --locked --package xtask-aws --example bench_publish -- {runs} {xtask} {dist}")
+        .run()?;
     Ok(())
 }
 

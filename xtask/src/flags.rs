@@ -15,23 +15,37 @@ pub struct Xtask {
     pub task: Task,
 }
 
+/// The tasks, in two groups: `LocalTask`s run in this crate; `AwsTask`s use the AWS SDK and live
+/// in `xtask-aws` (xtask/aws), so that `cargo xtask package` never compiles the SDK.
 #[derive(Debug, Subcommand)]
 pub enum Task {
+    #[command(flatten)]
+    Local(LocalTask),
+    #[command(flatten)]
+    Aws(AwsTask),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LocalTask {
     /// Cross-compile both Lambdas and write the four deterministic zips, SHA256SUMS and manifest.json
     Package(Package),
+    /// Install the tools the tests need, then run formatting, lint and every test of the workspace
+    Test(Test),
+    /// Measure the speed targets and print medians against a baseline measured in the same run
+    Bench(Bench),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AwsTask {
     /// Upload the artifacts and add a version of the Service Catalog product Studio shows
     Publish(Box<Publish>),
     /// List the Service Catalog product's versions and the artifacts each points to
     Versions(Versions),
     /// Check an account's set-up, read-only: one row per piece, and the fix for each that fails
     Doctor(Doctor),
-    /// Install the tools the tests need, then run formatting, lint and every test of the workspace
-    Test(Test),
     /// Run the whole flow on this machine against moto and a GitLab double: publish, provision,
     /// checkin, the seed repositories' CI jobs, approve, trigger, and three fault runs
     E2e(E2e),
-    /// Measure the speed targets and print medians against a baseline measured in the same run
-    Bench(Bench),
 }
 
 #[derive(Debug, clap::Args)]
@@ -94,7 +108,7 @@ pub struct Publish {
     pub dist: Option<PathBuf>,
     /// The GitLab instance the token belongs to, https://host[/path]; rendered into the template,
     /// so no Studio user can point the token elsewhere
-    #[arg(long, default_value = "https://gitlab.com", value_parser = gitlab_server_url)]
+    #[arg(long, default_value = "https://gitlab.com")]
     pub gitlab_server_url: String,
     /// Secrets Manager secret holding the GitLab token
     #[arg(long, default_value = "sagemaker-gitlab-project/gitlab-token")]
@@ -142,7 +156,7 @@ pub struct Doctor {
     #[arg(long)]
     pub portfolio_id: Option<String>,
     /// The GitLab instance publish renders (its OIDC provider is checked)
-    #[arg(long, default_value = "https://gitlab.com", value_parser = gitlab_server_url)]
+    #[arg(long, default_value = "https://gitlab.com")]
     pub gitlab_server_url: String,
     /// Also check the S3-based template route: the bucket's CORS rule and Studio's read grant
     #[arg(long)]
@@ -250,7 +264,6 @@ impl Arch {
     }
 }
 
-/// A GitLab server URL as the Lambdas accept it (`lambda_common::gitlab::server_url`).
 fn account_id(id: &str) -> Result<String, String> {
     let id = id.trim();
     if id.len() == 12 && id.bytes().all(|b| b.is_ascii_digit()) {
@@ -260,10 +273,4 @@ fn account_id(id: &str) -> Result<String, String> {
             "{id:?} is not an AWS account ID: twelve digits, as `aws sts get-caller-identity` shows in that account"
         ))
     }
-}
-
-fn gitlab_server_url(url: &str) -> Result<String, String> {
-    lambda_common::gitlab::server_url(url)
-        .map(|_| url.trim().trim_end_matches('/').to_owned())
-        .map_err(|e| e.to_string())
 }

@@ -4,14 +4,20 @@ use std::path::{Path, PathBuf};
 
 use xshell::{Shell, cmd};
 
-/// The workspace root. `cargo run` sets CARGO_MANIFEST_DIR for the process it starts, so a
-/// clone of the repository builds from its own sources even when it shares a target dir with
-/// another checkout (where the compiled-in path would point at the other checkout).
+/// The workspace root: the nearest folder holding Cargo.lock above the manifest dir of the crate
+/// that runs (xtask, or xtask-aws below it). `cargo run` sets CARGO_MANIFEST_DIR for the process
+/// it starts, so a clone of the repository builds from its own sources even when it shares a
+/// target dir with another checkout (where the compiled-in path would point at the other checkout).
 pub fn root() -> PathBuf {
     let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
-    manifest_dir.parent().expect("xtask lives one level below the workspace root").to_path_buf()
+    manifest_dir
+        .ancestors()
+        .skip(1)
+        .find(|dir| dir.join("Cargo.lock").is_file())
+        .expect("xtask lives below the workspace root, which holds Cargo.lock")
+        .to_path_buf()
 }
 
 /// The cargo target dir: `CARGO_TARGET_DIR` when set, else `<root>/target`.

@@ -24,9 +24,9 @@ use serde_json::{Value, json};
 use xshell::{Shell, cmd};
 
 use self::calls::Caller;
-use crate::cfn::Stack;
-use crate::flags::{self, Arch};
-use crate::{package, project, template, tools};
+use xtask::cfn::Stack;
+use xtask::flags::{self, Arch};
+use xtask::{package, project, template, tools};
 
 const BUCKET: &str = "e2e-artifacts";
 const TOKEN_SECRET: &str = "sagemaker-gitlab-project/gitlab-token";
@@ -905,7 +905,7 @@ async fn recorded_calls_allowed(project_stack: &Stack) -> anyhow::Result<((), St
         ("GitLabCaBundleSecretName", CA_BUNDLE_SECRET),
         ("GitLabTokenSecret", token.as_str()),
     ];
-    let bootstrap = crate::cfn::bootstrap(REGION, ACCOUNT_ID, BUCKET, &parameters)?;
+    let bootstrap = xtask::cfn::bootstrap(REGION, ACCOUNT_ID, BUCKET, &parameters)?;
     let role_of = |stack: &Stack, role: &str| -> anyhow::Result<(String, Vec<Value>)> {
         let arn = stack.attribute(role, "Arn").with_context(|| format!("{role} has no ARN"))?;
         Ok((arn.to_owned(), stack.inline_policies(role)?))

@@ -27,14 +27,16 @@ fn the_package_job_runs_and_its_artifacts_match_their_sums() {
     let checkout = head_checkout();
     let cargo_home =
         std::env::var("CARGO_HOME").unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap()));
-    // The job's `cargo xtask` runs this build's xtask (as the package tests do) instead of
+    // The job's `cargo xtask` runs this build's xtask-aws (as the package tests do) instead of
     // compiling another into the shared target dir, where it would pass for this checkout's own
     // build: cargo takes the alias from CARGO_ALIAS_XTASK before .cargo/config.toml, and an alias
     // may name an external command, `cargo-<name>` on PATH, which gets the alias name first.
     let bin = tempfile::tempdir().unwrap();
     let xtask = bin.path().join("cargo-xtask-under-test");
-    let script =
-        format!("#!/bin/sh\nshift\nCARGO_MANIFEST_DIR=\"$PWD/xtask\" exec '{}' \"$@\"\n", env!("CARGO_BIN_EXE_xtask"));
+    let script = format!(
+        "#!/bin/sh\nshift\nCARGO_MANIFEST_DIR=\"$PWD/xtask\" exec '{}' \"$@\"\n",
+        env!("CARGO_BIN_EXE_xtask-aws")
+    );
     std::fs::write(&xtask, script).unwrap();
     std::fs::set_permissions(&xtask, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let variable = |name: &str, value: &str| format!("{name}={value}");

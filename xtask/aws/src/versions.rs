@@ -4,8 +4,8 @@
 use anyhow::Context;
 use aws_sdk_servicecatalog::types::ProvisioningArtifactGuidance;
 
-use crate::flags;
 use crate::publish::{catalog_error, connect, find_product, list_versions};
+use xtask::flags;
 
 pub fn run(args: &flags::Versions) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;

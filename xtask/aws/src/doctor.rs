@@ -6,11 +6,11 @@ use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_servicecatalog::types::ProvisioningArtifactGuidance;
 use serde_json::Value;
 
-use crate::flags;
 use crate::publish::{
     Aws, PRODUCTS_USE_ROLE, allow_statements, check_s3_template_route, connect, find_product, list_versions,
     products_use_role_exists, products_use_role_missing, read_portfolio_state,
 };
+use xtask::flags;
 
 /// One row of the report: what was checked, and what was found or, failed, what to do.
 struct Row {

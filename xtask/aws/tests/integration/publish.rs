@@ -88,7 +88,7 @@ impl Stand {
 
     /// The xtask binary with moto's endpoint and test credentials in its environment.
     fn xtask(&self, args: &[&str]) -> Output {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+        let mut command = Command::new(env!("CARGO_BIN_EXE_xtask-aws"));
         command.args(args);
         for (key, value) in moto().lambda_env() {
             command.env(key, value);
@@ -395,7 +395,7 @@ async fn a_bucket_without_object_versions_is_refused_before_any_write() {
 #[tokio::test(flavor = "multi_thread")]
 async fn missing_credentials_are_named() {
     let stand = stand().await;
-    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask-aws"))
         .args(["publish", "--bucket", &stand.bucket, "--region", REGION])
         .arg("--dist")
         .arg(&stand.dist)
@@ -418,7 +418,7 @@ async fn a_tree_with_uncommitted_changes_is_not_published() {
     let checkout = common::clone_head(tmp.path(), "dirty");
     std::fs::write(checkout.join("seedcode/model-build/pipelines/uncommitted.py"), "print('not in any commit')\n")
         .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask-aws"))
         .args(["publish", "--bucket", &stand.bucket, "--region", REGION])
         .env("CARGO_MANIFEST_DIR", checkout.join("xtask"))
         .envs(moto().lambda_env())
@@ -495,7 +495,7 @@ async fn an_account_without_sagemaker_projects_enabled_is_refused_with_the_fix()
     let assumed =
         sts.assume_role().role_arn("arn:aws:iam::210987654321:role/publisher").role_session_name("t").send().await;
     let credentials = assumed.unwrap().credentials.unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask-aws"));
     let dist = stand.dist.to_str().unwrap();
     command.args([
         "publish",

@@ -21,10 +21,10 @@ const ZIPS: [&str; 4] = [
 ];
 
 /// `cargo xtask package ARGS` for the sources in `checkout`, building into this build's target
-/// dir. It runs this build's xtask binary, which takes the workspace root from
+/// dir. It runs this build's xtask-aws binary (which runs every task), taking the workspace root from
 /// CARGO_MANIFEST_DIR as `cargo run` would set it, so no clone compiles xtask again.
 fn package_command(checkout: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask-aws"));
     command
         .arg("package")
         .args(args)

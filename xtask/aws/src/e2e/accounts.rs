@@ -12,7 +12,7 @@ use lambda_testkit::iam::{self, Decision, Policies, Request};
 use lambda_testkit::moto::{ACCOUNT_ID, REGION, moto};
 use serde_json::Value;
 
-use crate::cfn::Stack;
+use xtask::cfn::Stack;
 
 pub const STAGES: [(&str, &str); 2] = [("staging", "111111111111"), ("production", "222222222222")];
 
@@ -61,7 +61,7 @@ pub async fn set_up(gitlab_url: &str, group_path: &str) -> anyhow::Result<(Vec<T
             ("GitLabHost", host),
             ("GitLabGroupPath", group_path),
         ];
-        let stack = crate::cfn::target_account(REGION, account, &parameters)?;
+        let stack = xtask::cfn::target_account(REGION, account, &parameters)?;
         let iam = aws_sdk_iam::Client::new(&sdk);
         let provider = iam.create_open_id_connect_provider().url(format!("https://{host}"));
         let audiences = stack.json_property("GitLabOidcProvider", &["ClientIdList"])?;

@@ -17,10 +17,10 @@ use base64::Engine as _;
 use serde::Serialize;
 use xshell::Shell;
 
-use crate::deterministic_zip::sha256_hex;
-use crate::flags::{self, CiAccess};
-use crate::package::{self, Manifest};
-use crate::{project, template};
+use xtask::deterministic_zip::sha256_hex;
+use xtask::flags::{self, CiAccess};
+use xtask::package::{self, Manifest};
+use xtask::{project, template};
 
 /// The tag that makes a Service Catalog product (or an S3 template) visible in SageMaker Studio.
 const STUDIO_VISIBILITY: (&str, &str) = ("sagemaker:studio-visibility", "true");

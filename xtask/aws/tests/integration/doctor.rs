@@ -55,7 +55,7 @@ fn doctor_with_env(extra: &[&str], env: &[(&str, &str)]) -> Output {
         }
     }
     args.extend(extra);
-    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    let mut command = Command::new(env!("CARGO_BIN_EXE_xtask-aws"));
     command.args(&args);
     for (key, value) in moto().lambda_env() {
         command.env(key, value);

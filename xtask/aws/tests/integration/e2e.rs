@@ -25,7 +25,7 @@ const STEPS: [&str; 13] = [
 /// Runs `cargo xtask e2e ARGS` and returns its table's rows, having checked the run passed.
 fn e2e(args: &[&str]) -> String {
     // The arm64 build is shared with the package tests' clones when the sources are the same.
-    let output = Command::new(env!("CARGO_BIN_EXE_xtask"))
+    let output = Command::new(env!("CARGO_BIN_EXE_xtask-aws"))
         .arg("e2e")
         .args(args)
         .env("CARGO_TARGET_DIR", target_dir())

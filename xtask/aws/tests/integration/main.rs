@@ -1,0 +1,17 @@
+//! The integration tests of every `cargo xtask` task, in one binary: one link instead of nine
+//! (each links the AWS SDK), and the slow tests (package, the package job, e2e) overlap with the
+//! rest instead of running one binary after another. They live in xtask-aws because its binary
+//! runs every task (xtask hands the AWS ones over to it; `xtask/tests` checks the hand-over).
+
+mod common;
+
+mod doctor;
+mod e2e;
+mod gitlab_ci;
+mod package;
+mod permissions;
+mod publish;
+mod seedcode;
+mod target_account;
+mod templates;
+mod tidy;
