@@ -203,7 +203,7 @@ pub struct Test {
 pub enum TestPart {
     /// `cargo fmt --check` and `cargo clippy -D warnings`: seconds, and no tools to install
     Lint,
-    /// Install the test tools and run `cargo test --workspace`
+    /// Install the test tools and run `cargo test --workspace` (clippy lints as it builds)
     Tests,
 }
 

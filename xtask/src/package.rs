@@ -183,6 +183,9 @@ fn build_lambdas(sh: &Shell, root: &Path, arch: Arch) -> anyhow::Result<Vec<Path
     )
     .env("PATH", tools::path_with(&venv_bin)?)
     .env(rustflags_var, remap)
+    // rustc alone compiles what ships, whatever compiles the caller's workspace crates
+    // (`cargo xtask test` has clippy-driver do it for the tests it runs).
+    .env_remove("RUSTC_WORKSPACE_WRAPPER")
     // zig and cargo-zigbuild keep their caches here rather than in the user's home.
     .env("XDG_CACHE_HOME", project::tools_dir().join("cache"))
     // One fixed time for the C compilers (__DATE__, __TIME__), whatever the caller's
