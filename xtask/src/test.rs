@@ -36,13 +36,14 @@ pub fn run(sh: &Shell, args: &flags::Test) -> anyhow::Result<()> {
     if lint {
         phases.time("rustfmt", || Ok(cmd!(sh, "cargo fmt --all --check").run()?))?;
     }
+    let clippy_driver = if tests { Some(clippy_driver(sh)?) } else { None };
     // With the tests, clippy lints as the workspace's compiler while the test binaries build
     // (`lint_and_build`), instead of checking every dependency a second time on its own: that
     // check was 250 of 540 seconds here and 215 MB. Alone, `cargo clippy` is the quicker lint.
     let cargo_lane = || -> anyhow::Result<Vec<(&'static str, Duration)>> {
         let mut lane = Phases::new();
-        if tests {
-            lane.time("clippy and test build", || lint_and_build(sh))?;
+        if let Some(clippy_driver) = &clippy_driver {
+            lane.time("clippy and test build", || lint_and_build(sh, clippy_driver))?;
         } else if lint {
             lane.time("clippy", || {
                 Ok(cmd!(sh, "cargo clippy --workspace --all-targets --locked -- --deny warnings").run()?)
@@ -59,7 +60,7 @@ pub fn run(sh: &Shell, args: &flags::Test) -> anyhow::Result<()> {
         phases.0.push(("tools (beside the above)", took));
         Ok(Some(tools?))
     })?;
-    if let Some(cargo_deny) = cargo_deny {
+    if let (Some(cargo_deny), Some(clippy_driver)) = (cargo_deny, clippy_driver) {
         // The dependency policy (deny.toml); advisories need the network, so they are not here.
         // cargo-deny reads the metadata of every package for every platform, which needs them
         // all downloaded: a build downloads only this platform's (a new machine has no others).
@@ -71,7 +72,7 @@ pub fn run(sh: &Shell, args: &flags::Test) -> anyhow::Result<()> {
         // The tests find the tools where they were installed above, whatever CARGO_TARGET_DIR is.
         let _tools = sh.push_env("XTASK_TOOLS_DIR", project::tools_dir());
         // The binaries lint_and_build made, not a rebuild by rustc alone.
-        let _clippy = sh.push_env(WORKSPACE_WRAPPER, clippy_driver(sh)?);
+        let _clippy = sh.push_env(WORKSPACE_WRAPPER, clippy_driver);
         // Most tests wait on other processes (moto, gitlab-ci-local, the Lambdas under qemu, a
         // clone's build): with twice as many test threads as cores, the integration tests took
         // 164 s here instead of 315 s. A caller's RUST_TEST_THREADS stands.
@@ -93,14 +94,13 @@ const WORKSPACE_WRAPPER: &str = "RUSTC_WORKSPACE_WRAPPER";
 /// ones cargo replays from an earlier build of unchanged crates. These are debug test binaries:
 /// clippy-driver compiles without MIR optimisations, which changes their speed, not their
 /// meaning; the shipped Lambdas are built by `cargo xtask package` with rustc alone.
-fn lint_and_build(sh: &Shell) -> anyhow::Result<()> {
-    let clippy_driver = clippy_driver(sh)?;
+fn lint_and_build(sh: &Shell, clippy_driver: &std::path::Path) -> anyhow::Result<()> {
     let message_format = match std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         true => "--message-format=json-diagnostic-rendered-ansi",
         false => "--message-format=json",
     };
     let build = cmd!(sh, "cargo test {TEST_TARGETS...} --examples --no-run {message_format}");
-    let mut build = std::process::Command::from(build.env(WORKSPACE_WRAPPER, &clippy_driver));
+    let mut build = std::process::Command::from(build.env(WORKSPACE_WRAPPER, clippy_driver));
     let mut child = build.stdout(std::process::Stdio::piped()).spawn().context("cannot start cargo")?;
     let stdout = std::io::BufReader::new(child.stdout.take().expect("stdout is piped"));
     let mut warnings = 0;
