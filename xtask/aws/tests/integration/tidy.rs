@@ -174,6 +174,29 @@ fn crate_dependencies_take_their_versions_from_the_workspace() {
     assert_none(offences, "member crates must use `name.workspace = true`; versions live in the root Cargo.toml");
 }
 
+/// `cargo xtask` compiles xtask alone, `cargo xtask test` the whole workspace; a crate of xtask's
+/// tree that the two resolve with different features is compiled twice (xtask/Cargo.toml).
+#[test]
+fn xtask_alone_builds_its_dependencies_as_the_workspace_does() {
+    let resolved = |args: &[&str]| -> std::collections::BTreeSet<String> {
+        let tree = run_ok(
+            Command::new(env!("CARGO"))
+                .args(["tree", "--frozen", "--prefix", "none", "--format", "{p} features: {f}"])
+                .args(args)
+                .current_dir(repo_root()),
+        );
+        tree.lines().map(|line| line.trim_end_matches(" (*)").to_owned()).collect()
+    };
+    // What `cargo run --package xtask` builds: no dev-dependencies.
+    let alone = resolved(&["--package", "xtask", "--edges", "normal,build"]);
+    let workspace = resolved(&["--workspace"]);
+    let offences = alone.difference(&workspace).cloned().collect();
+    assert_none(
+        offences,
+        "xtask alone resolves these otherwise than the workspace: add the workspace's features to xtask's dependencies",
+    );
+}
+
 #[test]
 fn no_unfinished_or_debugging_code() {
     // Spelt in pieces so this file does not match itself.
