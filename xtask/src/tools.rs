@@ -76,6 +76,14 @@ pub fn ensure_python_tools(sh: &Shell, reqs: Requirements) -> anyhow::Result<Pat
                 "cannot create a Python venv: install Python 3.9 or newer with its venv module (Debian: apt-get install python3-venv)",
             )?;
             let pip = venv.join("bin/pip");
+            if reqs == Requirements::Seedcode {
+                // The pinned pip first (its file is among the seed pins), to install the rest.
+                let pip_req = project::root().join("xtask/requirements/pip.txt");
+                cmd!(sh, "{pip} install --quiet --disable-pip-version-check --requirement {pip_req}")
+                    .quiet()
+                    .run()
+                    .with_context(pip_failed)?;
+            }
             // The seed venv without bytecode (a third of its size): see `seed_bytecode_dir`.
             let no_compile = (reqs == Requirements::Seedcode).then_some("--no-compile");
             return cmd!(
