@@ -103,18 +103,33 @@ pub fn ensure_python_tools(sh: &Shell, reqs: Requirements) -> anyhow::Result<Pat
             .quiet()
             .run()
             .context("uv cannot create a venv with python3: install Python 3.9 or newer")?;
-        // The test venv's bytecode now, as pip would write it: the tests start moto about sixty
-        // times (0.6 s each with bytecode, 1.6 s without), and where PYTHONDONTWRITEBYTECODE is
-        // set (the machines here set it) no Python writes any on first use.
         let python = venv.join("bin/python");
-        let compile = (reqs == Requirements::Test).then_some("--compile-bytecode");
-        cmd!(sh, "{uv} pip install --quiet {compile...} --python {python} --requirement {req_file}")
+        cmd!(sh, "{uv} pip install --quiet --python {python} --requirement {req_file}")
             .env("UV_CACHE_DIR", cache)
             .quiet()
             .run()
-            .with_context(pip_failed)
+            .with_context(pip_failed)?;
+        if reqs == Requirements::Test {
+            keep_bytecode_on_first_use(sh, &python)?;
+        }
+        Ok(())
     })?;
     Ok(venv_bin(reqs))
+}
+
+/// The test venv's Pythons write the bytecode of what they import, once, into `<venv>/bytecode`
+/// (`sys.pycache_prefix`), even where PYTHONDONTWRITEBYTECODE is set (the machines here set it):
+/// the tests start moto about sixty times, 0.6 s each with its bytecode and 1.6 s without.
+/// Compiling the whole venv at install instead wrote 98 MB, of which a test run reads 45. The
+/// prefix keeps bytecode out of the source trees these Pythons run (the moto extensions in
+/// lambdas/testkit/src). A `.pth` line starting with `import` runs at every start of the venv.
+fn keep_bytecode_on_first_use(sh: &Shell, python: &Path) -> anyhow::Result<()> {
+    let script = "import sysconfig; print(sysconfig.get_paths()['purelib'])";
+    let site_packages =
+        cmd!(sh, "{python} -c {script}").quiet().read().context("cannot find the test venv's site-packages")?;
+    let line = "import sys; sys.dont_write_bytecode = False; sys.pycache_prefix = sys.prefix + '/bytecode'\n";
+    let pth = Path::new(site_packages.trim()).join("xtask-bytecode.pth");
+    std::fs::write(&pth, line).with_context(|| format!("cannot write {}", pth.display()))
 }
 
 fn venv_dir(reqs: Requirements) -> PathBuf {
