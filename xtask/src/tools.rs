@@ -71,7 +71,23 @@ pub fn ensure_python_tools(sh: &Shell, reqs: Requirements) -> anyhow::Result<Pat
         let pip_failed = || format!("could not install {}: check network access to PyPI", relative(&req_file));
         // From empty every time: upgrading in place can leave another version's files behind
         // (sagemaker 2.x to 3.x broke `sagemaker.serve` so), and the venv is to hold the pins alone.
-        let Some(uv) = uv else {
+        let python = venv.join("bin/python");
+        if let Some(uv) = uv {
+            // The cache sits beside the venvs (one file system, so uv can hardlink) unless the
+            // caller keeps one elsewhere (CI caches it between jobs).
+            let cache =
+                std::env::var_os("UV_CACHE_DIR").map_or_else(|| project::tools_dir().join("uv-cache"), PathBuf::from);
+            cmd!(sh, "{uv} venv --quiet --clear --python python3 {venv}")
+                .env("UV_PYTHON_DOWNLOADS", "never")
+                .quiet()
+                .run()
+                .context("uv cannot create a venv with python3: install Python 3.9 or newer")?;
+            cmd!(sh, "{uv} pip install --quiet --python {python} --requirement {req_file}")
+                .env("UV_CACHE_DIR", cache)
+                .quiet()
+                .run()
+                .with_context(pip_failed)?;
+        } else {
             cmd!(sh, "python3 -m venv --clear {venv}").quiet().run().context(
                 "cannot create a Python venv: install Python 3.9 or newer with its venv module (Debian: apt-get install python3-venv)",
             )?;
@@ -84,32 +100,12 @@ pub fn ensure_python_tools(sh: &Shell, reqs: Requirements) -> anyhow::Result<Pat
                     .run()
                     .with_context(pip_failed)?;
             }
-            // The seed venv without bytecode (a third of its size): see `seed_bytecode_dir`.
-            let no_compile = (reqs == Requirements::Seedcode).then_some("--no-compile");
-            return cmd!(
-                sh,
-                "{pip} install --quiet --disable-pip-version-check {no_compile...} --requirement {req_file}"
-            )
-            .quiet()
-            .run()
-            .with_context(pip_failed);
-        };
-        // The cache sits beside the venvs (one file system, so uv can hardlink) unless the caller
-        // keeps one elsewhere (CI caches it between jobs).
-        let cache =
-            std::env::var_os("UV_CACHE_DIR").map_or_else(|| project::tools_dir().join("uv-cache"), PathBuf::from);
-        cmd!(sh, "{uv} venv --quiet --clear --python python3 {venv}")
-            .env("UV_PYTHON_DOWNLOADS", "never")
-            .quiet()
-            .run()
-            .context("uv cannot create a venv with python3: install Python 3.9 or newer")?;
-        let python = venv.join("bin/python");
-        cmd!(sh, "{uv} pip install --quiet --python {python} --requirement {req_file}")
-            .env("UV_CACHE_DIR", cache)
-            .quiet()
-            .run()
-            .with_context(pip_failed)?;
-        if reqs == Requirements::Test {
+            cmd!(sh, "{pip} install --quiet --disable-pip-version-check --no-compile --requirement {req_file}")
+                .quiet()
+                .run()
+                .with_context(pip_failed)?;
+        }
+        if matches!(reqs, Requirements::Test | Requirements::Seedcode) {
             keep_bytecode_on_first_use(sh, &python)?;
         }
         Ok(())
@@ -117,12 +113,14 @@ pub fn ensure_python_tools(sh: &Shell, reqs: Requirements) -> anyhow::Result<Pat
     Ok(venv_bin(reqs))
 }
 
-/// The test venv's Pythons write the bytecode of what they import, once, into `<venv>/bytecode`
-/// (`sys.pycache_prefix`), even where PYTHONDONTWRITEBYTECODE is set (the machines here set it):
-/// the tests start moto about sixty times, 0.6 s each with its bytecode and 1.6 s without.
-/// Compiling the whole venv at install instead wrote 98 MB, of which a test run reads 45. The
-/// prefix keeps bytecode out of the source trees these Pythons run (the moto extensions in
-/// lambdas/testkit/src). A `.pth` line starting with `import` runs at every start of the venv.
+/// The venv's Pythons write the bytecode of what they import, once, into `<venv>/bytecode`
+/// (`sys.pycache_prefix`), even where PYTHONDONTWRITEBYTECODE is set (the machines here set it).
+/// No venv is compiled at install: that wrote 98 MB in the test venv, of which a test run reads
+/// 45, and 337 of the seed venv's 1.2 GB. Yet moto starts about sixty times (0.6 s each with its
+/// bytecode, 1.6 s without), and the seed tests import the SageMaker SDK again and again. The
+/// prefix keeps bytecode out of the source trees these Pythons run (the seed code, the moto
+/// extensions in lambdas/testkit/src), and a new install starts it afresh. A `.pth` line
+/// starting with `import` runs at every start of the venv's Pythons.
 fn keep_bytecode_on_first_use(sh: &Shell, python: &Path) -> anyhow::Result<()> {
     let script = "import sysconfig; print(sysconfig.get_paths()['purelib'])";
     let site_packages =
@@ -134,14 +132,6 @@ fn keep_bytecode_on_first_use(sh: &Shell, python: &Path) -> anyhow::Result<()> {
 
 fn venv_dir(reqs: Requirements) -> PathBuf {
     project::tools_dir().join(format!("{}-venv", reqs.name()))
-}
-
-/// Where the seed venv's Pythons keep their bytecode (`PYTHONPYCACHEPREFIX`), inside that venv
-/// so a new install starts it afresh. pip installs the venv without bytecode (337 of its 1.2 GB);
-/// what the seed code and its tests import is compiled once, here, and never written beside a
-/// seed source tree. Pythons started with it must not have PYTHONDONTWRITEBYTECODE set.
-pub fn seed_bytecode_dir() -> PathBuf {
-    venv_dir(Requirements::Seedcode).join("bytecode")
 }
 
 /// The `bin` folder of the venv of `reqs`, once `ensure_python_tools` installed it.

@@ -783,7 +783,6 @@ fn run_ci_job(
             .env_clear()
             .env("PATH", tools::path_with(&python)?)
             .env("HOME", checkout)
-            .env("PYTHONPYCACHEPREFIX", tools::seed_bytecode_dir())
             .env("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
             .envs(variables)
             .envs(moto().lambda_env());

@@ -13,17 +13,12 @@ fn seed_repo(name: &str) -> PathBuf {
     repo_root().join("seedcode").join(name)
 }
 
-/// A command in the seed venv's Python world, leaving no bytecode in the source tree.
+/// A command in the seed venv's Python world (which keeps bytecode in the venv, not beside the
+/// sources: `xtask::tools::ensure_python_tools`).
 fn seed_python(dir: &Path) -> Command {
     let mut command = Command::new(tool("seedcode", "python"));
     command.current_dir(dir);
-    seed_bytecode(&mut command);
     command
-}
-
-/// The seed venv's Pythons under `command` keep bytecode in the venv, not beside the sources.
-fn seed_bytecode(command: &mut Command) {
-    command.env_remove("PYTHONDONTWRITEBYTECODE").env("PYTHONPYCACHEPREFIX", xtask::tools::seed_bytecode_dir());
 }
 
 #[test]
@@ -96,7 +91,6 @@ fn each_seed_repos_unit_test_job_runs_under_gitlab_ci_local() {
             .current_dir(&checkout)
             .env("PATH", &path)
             .env("PIP_NO_INDEX", "1");
-        seed_bytecode(&mut command);
         let output = command.output().unwrap_or_else(|err| panic!("{}: {err}", gitlab_ci_local.display()));
         let log = String::from_utf8_lossy(&output.stdout);
         assert!(
