@@ -9,18 +9,22 @@ use crate::{package, project, tools};
 
 pub fn run(sh: &Shell, args: &flags::Bench) -> anyhow::Result<()> {
     anyhow::ensure!(args.runs > 0, "--runs must be at least 1");
+    let runs = if args.smoke { 1 } else { args.runs };
+    // The examples find moto's venv where xtask installs it, whatever CARGO_TARGET_DIR is.
+    let _tools = sh.push_env("XTASK_TOOLS_DIR", project::tools_dir());
+    let _bytecode = tools::python_bytecode_env().map(|(key, value)| sh.push_env(key, value));
     let all = args.which.is_none();
     if all || args.which == Some(BenchName::Package) {
-        package_rerun(sh, args.runs)?;
+        package_rerun(sh, runs)?;
     }
     if all || args.which == Some(BenchName::Checkin) {
-        checkin_create(sh, args.runs)?;
+        checkin_create(sh, runs)?;
     }
     if all || args.which == Some(BenchName::Coldstart) {
-        cold_start(sh, args.runs)?;
+        cold_start(sh, runs, args.smoke)?;
     }
     if all || args.which == Some(BenchName::Publish) {
-        publish_rerun(sh, args.runs)?;
+        publish_rerun(sh, runs)?;
     }
     Ok(())
 }
@@ -34,22 +38,27 @@ fn publish_rerun(sh: &Shell, runs: usize) -> anyhow::Result<()> {
     cmd!(sh, "cargo build --quiet --locked --package xtask-aws").run()?;
     let xtask = project::target_dir().join("debug/xtask-aws");
     let runs = runs.to_string();
-    cmd!(sh, "cargo run --quiet --locked --package xtask-aws --example bench_publish -- {runs} {xtask} {dist}")
+    cmd!(sh, "cargo run --quiet --locked --package xtask-e2e --example bench_publish -- {runs} {xtask} {dist}")
         .run()?;
     Ok(())
 }
 
 /// Both Lambdas built for this machine in release mode (cold start is timed natively, not under
-/// emulation), against the Python baseline; the example prints the figures.
-fn cold_start(sh: &Shell, runs: usize) -> anyhow::Result<()> {
+/// emulation), against the Python baseline; the example prints the figures. A smoke run takes
+/// the test build's binaries instead of compiling a release build for this machine.
+fn cold_start(sh: &Shell, runs: usize, smoke: bool) -> anyhow::Result<()> {
     let venv_bin = tools::ensure_python_tools(sh, tools::Requirements::Test)?;
     let packages = package::LAMBDAS.iter().flat_map(|(krate, _)| ["--package", krate]);
-    cmd!(sh, "cargo build --quiet --release --locked {packages...}").run()?;
-    let release = project::target_dir().join("release");
-    let bootstraps = package::LAMBDAS.map(|(krate, _)| release.join(krate));
+    let (release, profile) = if smoke { (None, "debug") } else { (Some("--release"), "release") };
+    cmd!(sh, "cargo build --quiet {release...} --locked {packages...}").run()?;
+    let built = project::target_dir().join(profile);
+    let bootstraps = package::LAMBDAS.map(|(krate, _)| built.join(krate));
     let (runs, python) = (runs.to_string(), venv_bin.join("python"));
-    cmd!(sh, "cargo run --quiet --locked --package lambda-testkit --example bench_cold_start -- {runs} {python} {bootstraps...}")
-        .run()?;
+    cmd!(
+        sh,
+        "cargo run --quiet --locked --package testkit --example bench_cold_start -- {runs} {python} {bootstraps...}"
+    )
+    .run()?;
     Ok(())
 }
 

@@ -154,32 +154,9 @@ pub fn write(entries: &[Entry], epoch: i64) -> anyhow::Result<Vec<u8>> {
 /// A zip timestamp (civil UTC time, 2-second resolution) for a Unix time.
 fn dos_timestamp(epoch: i64) -> anyhow::Result<DateTime> {
     const LAST_DOS_SECOND: i64 = 4_354_819_198; // 2107-12-31T23:59:58Z
-    let clamped = epoch.clamp(DOS_EPOCH, LAST_DOS_SECOND);
-    let (days, secs) = (clamped.div_euclid(86_400), clamped.rem_euclid(86_400));
-    let (year, month, day) = civil_from_days(days);
-    let time = DateTime::from_date_and_time(
-        year as u16,
-        month as u8,
-        day as u8,
-        (secs / 3600) as u8,
-        (secs % 3600 / 60) as u8,
-        (secs % 60) as u8,
-    );
-    time.map_err(|err| anyhow::anyhow!("time {epoch} has no zip timestamp: {err:?}"))
-}
-
-/// Gregorian date of a day count since 1970-01-01 (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    let utc = time::OffsetDateTime::from_unix_timestamp(epoch.clamp(DOS_EPOCH, LAST_DOS_SECOND))?;
+    DateTime::try_from(time::PrimitiveDateTime::new(utc.date(), utc.time()))
+        .map_err(|err| anyhow::anyhow!("time {epoch} has no zip timestamp: {err:?}"))
 }
 
 /// Lowercase hex SHA-256 of `bytes`.
@@ -351,10 +328,16 @@ mod tests {
     }
 
     #[test]
-    fn civil_dates() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
-        assert_eq!(civil_from_days(19_675), (2023, 11, 14));
-        assert_eq!(civil_from_days(-1), (1969, 12, 31));
+    fn timestamps_are_civil_utc_dates_clamped_to_what_zip_can_hold() {
+        let date = |epoch| {
+            let t = dos_timestamp(epoch).unwrap();
+            (t.year(), t.month(), t.day(), t.hour(), t.minute(), t.second())
+        };
+        assert_eq!(date(11_016 * 86_400), (2000, 2, 29, 0, 0, 0));
+        assert_eq!(date(19_675 * 86_400 + 22 * 3600 + 13 * 60 + 21), (2023, 11, 14, 22, 13, 20));
+        // Before 1980 and after 2107 a zip has no date: the nearest one it has.
+        assert_eq!(date(0), (1980, 1, 1, 0, 0, 0));
+        assert_eq!(date(-1), (1980, 1, 1, 0, 0, 0));
+        assert_eq!(date(i64::MAX), (2107, 12, 31, 23, 59, 58));
     }
 }

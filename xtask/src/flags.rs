@@ -15,14 +15,19 @@ pub struct Xtask {
     pub task: Task,
 }
 
-/// The tasks, in two groups: `LocalTask`s run in this crate; `AwsTask`s use the AWS SDK and live
-/// in `xtask-aws` (xtask/aws), so that `cargo xtask package` never compiles the SDK.
+/// The tasks, in three groups by the crate that runs them: `LocalTask`s run in xtask; `AwsTask`s
+/// use the AWS SDK and live in `xtask-aws` (xtask/aws), so that `cargo xtask package` never
+/// compiles the SDK; `e2e` plays the whole flow against the test stand-ins and lives in
+/// `xtask-e2e` (xtask/e2e), so that no product command links them.
 #[derive(Debug, Subcommand)]
 pub enum Task {
     #[command(flatten)]
     Local(LocalTask),
     #[command(flatten)]
     Aws(AwsTask),
+    /// Run the whole flow on this machine against moto and a GitLab double: publish, provision,
+    /// checkin, the seed repositories' CI jobs, approve, trigger, and three fault runs
+    E2e(E2e),
 }
 
 #[derive(Debug, Subcommand)]
@@ -43,9 +48,6 @@ pub enum AwsTask {
     Versions(Versions),
     /// Check an account's set-up, read-only: one row per piece, and the fix for each that fails
     Doctor(Doctor),
-    /// Run the whole flow on this machine against moto and a GitLab double: publish, provision,
-    /// checkin, the seed repositories' CI jobs, approve, trigger, and three fault runs
-    E2e(E2e),
 }
 
 #[derive(Debug, clap::Args)]
@@ -86,7 +88,7 @@ pub struct Publish {
     /// Mark every older version DEPRECATED
     #[arg(long)]
     pub deprecate_previous: bool,
-    /// Publish even when the working tree has uncommitted changes (without --dist)
+    /// Publish even when the working tree (with --dist: the packaged one) has uncommitted changes
     #[arg(long)]
     pub allow_dirty: bool,
     /// Show what would be uploaded and created, and change nothing
@@ -226,6 +228,10 @@ pub struct Bench {
     /// Timed runs per measurement (the median is reported)
     #[arg(long, default_value_t = 7)]
     pub runs: usize,
+    /// One run of each, with coldstart on the test build's Lambdas: proves the benchmarks still
+    /// run (`cargo xtask test` does this), measures nothing
+    #[arg(long)]
+    pub smoke: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -1,11 +1,10 @@
 //! The build and release tasks of this repository, one module per task; `main.rs` only parses
-//! the flags and dispatches. A library too, so that xtask-aws (the tasks that use the AWS SDK) and
-//! the integration tests share its code (the template renderer above all) instead of copying it.
+//! the flags and dispatches. A library too, so that xtask-aws (the tasks that use the AWS SDK),
+//! xtask-e2e and the system tests share its code (the template renderer above all).
 
 use std::process::ExitCode;
 
 pub mod bench;
-pub mod cfn;
 pub mod deterministic_zip;
 pub mod flags;
 pub mod package;

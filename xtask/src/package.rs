@@ -194,7 +194,7 @@ fn build_lambdas(sh: &Shell, root: &Path, arch: Arch) -> anyhow::Result<Vec<Path
     .env("SOURCE_DATE_EPOCH", DOS_EPOCH.to_string())
     .quiet()
     .read()
-    .context("the Lambda build failed (compiler output above)")?;
+    .context("the Lambda build failed (compiler output above; docs/troubleshooting.md#the-lambda-build-failed)")?;
 
     let mut fresh_units = 0;
     let mut rebuilt_units = 0;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use xshell::{Shell, cmd};
 
 /// The workspace root: the nearest folder holding Cargo.lock above the manifest dir of the crate
-/// that runs (xtask, or xtask-aws below it). `cargo run` sets CARGO_MANIFEST_DIR for the process
+/// that runs (xtask, or xtask-aws or xtask-e2e below it). `cargo run` sets CARGO_MANIFEST_DIR for the process
 /// it starts, so a clone of the repository builds from its own sources even when it shares a
 /// target dir with another checkout (where the compiled-in path would point at the other checkout).
 pub fn root() -> PathBuf {

@@ -50,7 +50,7 @@ pub fn ensure_rust_target(sh: &Shell, target: &str) -> anyhow::Result<()> {
     let installed = cmd!(sh, "rustup target list --installed")
         .quiet()
         .read()
-        .context("cannot list Rust targets: is rustup installed? (https://rustup.rs)")?;
+        .context("cannot list Rust targets: is rustup installed? (docs/troubleshooting.md#rustup-is-missing)")?;
     if installed.lines().any(|line| line.trim() == target) {
         return Ok(());
     }
@@ -68,7 +68,12 @@ pub fn ensure_python_tools(sh: &Shell, reqs: Requirements) -> anyhow::Result<Pat
     let req_file = project::root().join("xtask/requirements").join(format!("{}.txt", reqs.name()));
     let uv = if reqs.installed_by_pip() { None } else { Some(ensure_python_tools(sh, Requirements::Uv)?.join("uv")) };
     ensure_requirements_installed(&venv, &req_file, || {
-        let pip_failed = || format!("could not install {}: check network access to PyPI", relative(&req_file));
+        let pip_failed = || {
+            format!(
+                "could not install {}: check network access to PyPI (docs/troubleshooting.md#tools-cannot-be-installed)",
+                relative(&req_file)
+            )
+        };
         // From empty every time: upgrading in place can leave another version's files behind
         // (sagemaker 2.x to 3.x broke `sagemaker.serve` so), and the venv is to hold the pins alone.
         let python = venv.join("bin/python");
@@ -89,7 +94,7 @@ pub fn ensure_python_tools(sh: &Shell, reqs: Requirements) -> anyhow::Result<Pat
                 .with_context(pip_failed)?;
         } else {
             cmd!(sh, "python3 -m venv --clear {venv}").quiet().run().context(
-                "cannot create a Python venv: install Python 3.9 or newer with its venv module (Debian: apt-get install python3-venv)",
+                "cannot create a Python venv: install Python 3.9 or newer with its venv module (docs/troubleshooting.md#python-venv-cannot-be-created)",
             )?;
             let pip = venv.join("bin/pip");
             if reqs == Requirements::Seedcode {
@@ -105,29 +110,21 @@ pub fn ensure_python_tools(sh: &Shell, reqs: Requirements) -> anyhow::Result<Pat
                 .run()
                 .with_context(pip_failed)?;
         }
-        if matches!(reqs, Requirements::Test | Requirements::Seedcode) {
-            keep_bytecode_on_first_use(sh, &python)?;
-        }
         Ok(())
     })?;
     Ok(venv_bin(reqs))
 }
 
-/// The venv's Pythons write the bytecode of what they import, once, into `<venv>/bytecode`
-/// (`sys.pycache_prefix`), even where PYTHONDONTWRITEBYTECODE is set (the machines here set it).
-/// No venv is compiled at install: that wrote 98 MB in the test venv, of which a test run reads
-/// 45, and 337 of the seed venv's 1.2 GB. Yet moto starts about sixty times (0.6 s each with its
-/// bytecode, 1.6 s without), and the seed tests import the SageMaker SDK again and again. The
-/// prefix keeps bytecode out of the source trees these Pythons run (the seed code, the moto
-/// extensions in lambdas/testkit/src), and a new install starts it afresh. A `.pth` line
-/// starting with `import` runs at every start of the venv's Pythons.
-fn keep_bytecode_on_first_use(sh: &Shell, python: &Path) -> anyhow::Result<()> {
-    let script = "import sysconfig; print(sysconfig.get_paths()['purelib'])";
-    let site_packages =
-        cmd!(sh, "{python} -c {script}").quiet().read().context("cannot find the test venv's site-packages")?;
-    let line = "import sys; sys.dont_write_bytecode = False; sys.pycache_prefix = sys.prefix + '/bytecode'\n";
-    let pth = Path::new(site_packages.trim()).join("xtask-bytecode.pth");
-    std::fs::write(&pth, line).with_context(|| format!("cannot write {}", pth.display()))
+/// The environment under which the venvs' Pythons write the bytecode of what they import, once,
+/// into `<tools dir>/bytecode` (Python's own `PYTHONPYCACHEPREFIX`), even where the machine sets
+/// `PYTHONDONTWRITEBYTECODE` (empty means unset): no venv is compiled at install, most of it is
+/// never imported, yet moto starts dozens of times in a test run. The prefix keeps bytecode out
+/// of the source trees these Pythons run (the seed code, the moto extensions in testkit/src).
+pub fn python_bytecode_env() -> [(&'static str, std::ffi::OsString); 2] {
+    [
+        ("PYTHONPYCACHEPREFIX", project::tools_dir().join("bytecode").into_os_string()),
+        ("PYTHONDONTWRITEBYTECODE", std::ffi::OsString::new()),
+    ]
 }
 
 fn venv_dir(reqs: Requirements) -> PathBuf {

@@ -1,6 +1,6 @@
-//! `cargo xtask` runs package, test and bench itself and hands publish, versions, doctor and e2e
-//! over to xtask-aws (`cargo run --package xtask-aws`), whose tests cover the tasks themselves.
-//! Here a stand-in for cargo records what it was asked to run.
+//! `cargo xtask` runs package, test and bench itself and hands publish, versions and doctor over
+//! to xtask-aws (`cargo run --package xtask-aws`), e2e to xtask-e2e, whose tests cover the tasks
+//! themselves. Here a stand-in for cargo records what it was asked to run.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -42,6 +42,18 @@ fn an_aws_task_goes_to_xtask_aws_with_its_arguments_and_its_exit_code_comes_back
     assert_eq!(std::fs::read_to_string(dir.path().join("cwd")).unwrap().trim_end(), root.to_str().unwrap());
     // xtask-aws reports its own errors: nothing is added to them.
     assert!(output.stderr.is_empty(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+#[test]
+fn e2e_goes_to_xtask_e2e_with_its_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = xtask_with_recording_cargo(dir.path(), &["e2e", "--arch", "x86_64"]);
+    assert_eq!(output.status.code(), Some(7), "{}", String::from_utf8_lossy(&output.stderr));
+    let argv = std::fs::read_to_string(dir.path().join("argv")).unwrap();
+    assert_eq!(
+        argv.lines().collect::<Vec<_>>(),
+        ["run", "--quiet", "--package", "xtask-e2e", "--", "e2e", "--arch", "x86_64"]
+    );
 }
 
 #[test]

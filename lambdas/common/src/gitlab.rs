@@ -5,7 +5,7 @@
 //! timeouts only for calls that are safe to repeat. A POST that may have landed is never sent
 //! blindly again: its caller gets `GitLabError::Uncertain` and looks at GitLab's state first.
 //! Redirects are errors, certificate failures are not retried. Errors name the call and GitLab's
-//! message; the token never appears in them or in the log.
+//! message, never the token. It stays one file: every request goes through `call` and its errors.
 
 use std::time::{Duration, Instant};
 

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 use lambda_common::gitlab::{CommitAction, Forbidden, GitLab, GitLabError, NewCommit, NewProject, Variable};
 use lambda_common::retry::RetryPolicy;
 use lambda_common::token::token_from_secret;
-use lambda_testkit::gitlab::tls::TestCa;
-use lambda_testkit::gitlab::{GitLabDouble, PipelineVariablesDefault, Role, TokenSpec};
+use testkit::gitlab::tls::TestCa;
+use testkit::gitlab::{GitLabDouble, PipelineVariablesDefault, Role, TokenSpec};
 
 const TOKEN: &str = "glpat-test-token-0123456789";
 
@@ -69,7 +69,7 @@ async fn creates_and_reads_projects_by_id_and_full_path() {
 
     let personal = client.create_project(&new_project("mine", None)).await.unwrap();
     assert_eq!(personal.namespace.id, double.user_namespace_id());
-    assert_eq!(client.current_user().await.unwrap().username, lambda_testkit::gitlab::USERNAME);
+    assert_eq!(client.current_user().await.unwrap().username, testkit::gitlab::USERNAME);
 }
 
 #[tokio::test]
@@ -306,7 +306,7 @@ async fn a_private_ca_is_trusted_only_when_given() {
 
     let trusting = lambda_common::http_client_trusting(ca.ca_pem(), "secret ca").unwrap();
     let client = client_for(&double.url(), TOKEN).with_http(trusting);
-    assert_eq!(client.current_user().await.unwrap().username, lambda_testkit::gitlab::USERNAME);
+    assert_eq!(client.current_user().await.unwrap().username, testkit::gitlab::USERNAME);
 
     let err = lambda_common::http_client_trusting("not a certificate", "secret ca").unwrap_err();
     assert!(err.contains("secret ca"), "{err}");

@@ -6,11 +6,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lambda_common::retry::RetryPolicy;
 use lambda_runtime::{Context, LambdaEvent};
-use lambda_testkit::gitlab::GitLabDouble;
-use lambda_testkit::moto::{ACCOUNT_ID, REGION, moto};
-use lambda_testkit::runtime_api::{Outcome, RuntimeApi};
 use pipeline_trigger::{Config, Deps, handle};
 use serde_json::{Value, json};
+use testkit::gitlab::GitLabDouble;
+use testkit::moto::{ACCOUNT_ID, REGION, moto};
+use testkit::runtime_api::{Outcome, RuntimeApi};
 
 const TOKEN: &str = "glpat-Trigger-Token-0123456789";
 const GROUP: &str = "churn-p-abc123";
@@ -44,7 +44,7 @@ struct Stand {
 
 async fn stand() -> Stand {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
-    lambda_testkit::logs::capture();
+    testkit::logs::capture();
     let secret = format!("trigger-token-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
     let secrets = aws_sdk_secretsmanager::Client::new(&moto().sdk_config());
     secrets.create_secret().name(&secret).secret_string(TOKEN).send().await.unwrap();
@@ -83,7 +83,7 @@ impl Stand {
         handle(&self.deps(), LambdaEvent::new(event, context)).await.map_err(|err| err.to_string())
     }
 
-    fn pipelines(&self) -> Vec<lambda_testkit::gitlab::PipelineState> {
+    fn pipelines(&self) -> Vec<testkit::gitlab::PipelineState> {
         self.gitlab.projects().into_iter().find(|p| p.id == self.deploy_id).unwrap().pipelines
     }
 }
@@ -118,7 +118,7 @@ async fn approval_starts_one_pipeline_for_exactly_that_version() {
     let query = listed.query.as_deref().unwrap();
     assert!(query.contains("source=api") && query.contains("ref=main"), "{query}");
     assert!(query.contains("updated_after=2026-11-26T09:55:00Z"), "since the event, less clock skew: {query}");
-    assert_token_free(&lambda_testkit::logs::captured());
+    assert_token_free(&testkit::logs::captured());
 }
 
 #[tokio::test]
@@ -170,7 +170,7 @@ async fn a_token_near_its_end_is_logged_on_every_run() {
     let soon = time::OffsetDateTime::now_utc().date() + time::Duration::days(5);
     stand.gitlab.update_token(TOKEN, |_, expires_at, _| *expires_at = Some(soon));
     stand.invoke(state_change(GROUP, "Approved", 7)).await.unwrap();
-    assert!(lambda_testkit::logs::captured().contains(&format!("expires on {soon}, in 5 days")));
+    assert!(testkit::logs::captured().contains(&format!("expires on {soon}, in 5 days")));
     stand.gitlab.update_token(TOKEN, |_, expires_at, _| *expires_at = Some(time::OffsetDateTime::now_utc().date()));
     let err = stand.invoke(state_change(GROUP, "Approved", 8)).await.unwrap_err();
     assert!(err.contains("Token has expired"), "{err}");

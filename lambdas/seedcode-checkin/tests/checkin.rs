@@ -5,11 +5,11 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use lambda_testkit::gitlab::GitLabDouble;
-use lambda_testkit::moto::{ACCOUNT_ID, REGION, moto};
 use seedcode_checkin::Deps;
 use serde_json::Value;
 use support::*;
+use testkit::gitlab::GitLabDouble;
+use testkit::moto::{ACCOUNT_ID, REGION, moto};
 
 #[tokio::test]
 async fn create_makes_both_projects_sets_variables_then_commits_every_file() {
@@ -74,7 +74,7 @@ async fn create_makes_both_projects_sets_variables_then_commits_every_file() {
     expected.insert("MODEL_EXECUTION_ROLE_ARN".into(), role("model"));
     assert_eq!(variables(&deploy), expected);
     assert!(stand.gitlab.requests().iter().all(|r| r.token.as_deref() == Some(TOKEN)));
-    assert_secret_free(&lambda_testkit::logs::captured());
+    assert_secret_free(&testkit::logs::captured());
 }
 
 #[tokio::test]
@@ -135,7 +135,7 @@ async fn group_namespace_and_masked_access_keys() {
     assert!(build.variable("SAGEMAKER_PROJECT_NAME").is_some_and(|v| !v.protected && !v.hidden));
     assert!(build.protected_branches.contains("main"));
     assert!(stand.gitlab.project(&format!("ml/churn-team/churn-deploy-{}", stand.project_id)).is_some());
-    assert_secret_free(&lambda_testkit::logs::captured());
+    assert_secret_free(&testkit::logs::captured());
 }
 
 /// The CI role trusts the paths this answers before any project exists: they must be the paths
@@ -271,12 +271,12 @@ async fn a_token_near_its_end_is_reported_in_the_answer() {
     assert_eq!(body["Status"], "SUCCESS", "{body}");
     let reason = body["Reason"].as_str().unwrap();
     assert!(reason.contains(&format!("expires on {soon}, in 10 days")), "{reason}");
-    assert!(lambda_testkit::logs::captured().contains("expires soon"));
+    assert!(testkit::logs::captured().contains("expires soon"));
 }
 
 #[tokio::test]
 async fn pipeline_variables_are_left_as_a_self_managed_gitlab_has_them() {
-    use lambda_testkit::gitlab::PipelineVariablesDefault;
+    use testkit::gitlab::PipelineVariablesDefault;
     for (default, expected) in
         [(PipelineVariablesDefault::Developer, Some("developer")), (PipelineVariablesDefault::Unsupported, None)]
     {
@@ -336,7 +336,7 @@ async fn an_http_url_that_redirects_is_refused_with_its_target() {
 
 #[tokio::test]
 async fn a_gitlab_behind_a_private_ca_needs_its_bundle() {
-    use lambda_testkit::gitlab::tls::TestCa;
+    use testkit::gitlab::tls::TestCa;
     let mut stand = stand().await;
     let ca = TestCa::new();
     let internal = GitLabDouble::start_tls(TOKEN, &ca).await;
@@ -386,7 +386,7 @@ async fn a_forged_request_with_a_foreign_response_url_gets_no_answer() {
     assert!(err.to_string().contains("not a pre-signed S3 URL"), "{err}");
     assert!(stand.sink.received().is_empty(), "the forged ResponseURL got an answer");
     assert!(stand.gitlab.requests().is_empty(), "a forged request made GitLab calls");
-    assert!(!lambda_testkit::logs::captured().contains("X-Amz-Signature"), "the URL was logged");
+    assert!(!testkit::logs::captured().contains("X-Amz-Signature"), "the URL was logged");
 }
 
 #[tokio::test]
@@ -488,7 +488,7 @@ async fn a_panic_still_gets_a_failed_answer() {
 
 #[tokio::test]
 async fn the_real_binary_answers_through_the_runtime_api() {
-    use lambda_testkit::runtime_api::{Outcome, RuntimeApi};
+    use testkit::runtime_api::{Outcome, RuntimeApi};
     use tokio::io::AsyncReadExt;
 
     let stand = stand().await;
@@ -548,7 +548,7 @@ print(json.dumps({k.lower(): v for k, v in request.headers.items()}))
         ("https://s3.us-east-1.amazonaws.com/my.bucket/templates/v2/deploy.zip", "us-east-1"),
     ] {
         let ours = seedcode_checkin::s3::signed_get(url, region, credentials.clone(), time).unwrap();
-        let python = lambda_testkit::tools_dir().join("test-venv/bin/python");
+        let python = testkit::tools_dir().join("test-venv/bin/python");
         let output = std::process::Command::new(&python)
             .args(["-c", BOTOCORE_SIGV4, url, region, &seconds.to_string()])
             .output()

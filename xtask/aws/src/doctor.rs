@@ -6,30 +6,19 @@ use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_servicecatalog::types::ProvisioningArtifactGuidance;
 use serde_json::Value;
 
-use crate::publish::{
-    Aws, PRODUCTS_USE_ROLE, allow_statements, check_s3_template_route, connect, find_product, list_versions,
-    products_use_role_exists, products_use_role_missing, read_portfolio_state,
+use crate::aws::{Aws, allow_statements, connect, find_product, list_versions};
+use crate::checks::{
+    PRODUCTS_USE_ROLE, check_s3_template_route, products_use_role_exists, products_use_role_missing,
+    read_portfolio_state,
 };
+use crate::report::{self, Row};
 use xtask::flags;
-
-/// One row of the report: what was checked, and what was found or, failed, what to do.
-struct Row {
-    check: String,
-    result: Result<String, String>,
-}
 
 pub fn run(args: &flags::Doctor) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let rows = runtime.block_on(examine(args))?;
-    let width = rows.iter().map(|row| row.check.len()).max().unwrap_or(0);
-    for row in &rows {
-        let (verdict, text) = match &row.result {
-            Ok(found) => ("pass", found),
-            Err(fix) => ("FAIL", fix),
-        };
-        println!("{:<width$}  {verdict}  {text}", row.check);
-    }
-    let failed = rows.iter().filter(|row| row.result.is_err()).count();
+    report::print_table(&rows);
+    let failed = report::failed(&rows);
     anyhow::ensure!(failed == 0, "{failed} of {} checks failed: fix them from the top", rows.len());
     Ok(())
 }
@@ -88,7 +77,7 @@ async fn examine(args: &flags::Doctor) -> anyhow::Result<Vec<Row>> {
     row("portfolio shared with Studio", portfolio_shared(&aws, portfolio).await);
     let product = find_product(&aws, &args.product_name).await?;
     let found = product.as_ref().map(|id| format!("{} ({id})", args.product_name)).ok_or_else(|| {
-        format!("no product is named {:?}: run cargo xtask publish (README, \"Set up\")", args.product_name)
+        format!("no product is named {:?}: run cargo xtask publish (docs/operations.md#publish)", args.product_name)
     });
     row("product", found);
     let (in_portfolio, launch) = product_in_portfolio(&aws, product.as_deref(), portfolio, launch_role).await;
@@ -123,8 +112,9 @@ async fn bootstrap_stack(
     cloudformation: &aws_sdk_cloudformation::Client,
     name: &str,
 ) -> Result<(String, Bootstrap), String> {
-    let deploy =
-        format!("deploy cfn/bootstrap.yml as stack {name} (README, \"cfn/bootstrap.yml\"), or pass --bootstrap-stack");
+    let deploy = format!(
+        "deploy cfn/bootstrap.yml as stack {name} (docs/operations.md#deploy-the-bootstrap-stack), or pass --bootstrap-stack"
+    );
     let described = cloudformation.describe_stacks().stack_name(name).send().await.map_err(|err| {
         match err.message().is_some_and(|m| m.contains("does not exist")) {
             true => format!("no stack {name}: {deploy}"),
@@ -165,7 +155,7 @@ struct Target<'a> {
 impl Target<'_> {
     fn deploy_it(&self) -> String {
         format!(
-            "deploy cfn/target-account.yml in account {} with StageName={} and DevelopmentAccountId={} (README, \"Staging and production in accounts of their own\")",
+            "deploy cfn/target-account.yml in account {} with StageName={} and DevelopmentAccountId={} (docs/target-accounts.md#set-up-in-order)",
             self.account, self.stage, self.development_account
         )
     }
@@ -368,7 +358,7 @@ async fn oidc_provider(iam: &aws_sdk_iam::Client, bootstrap: &Bootstrap, server_
 /// here (the secret's policy lets only the Lambdas read it): a second version means someone
 /// stored one.
 async fn token_stored(secrets: &aws_sdk_secretsmanager::Client, name: &str) -> Result<String, String> {
-    let store = "store the GitLab token (README, \"Store the token\")";
+    let store = "store the GitLab token (docs/operations.md#store-the-token)";
     let versions = secrets.list_secret_version_ids().secret_id(name).include_deprecated(true).send().await.map_err(
         |err| match err.code() {
             Some("ResourceNotFoundException") => format!("no secret {name}: update the bootstrap stack, then {store}"),

@@ -1,13 +1,17 @@
-//! The tasks of `cargo xtask` that use the AWS SDK, one module per task. A crate apart from xtask
-//! so that `cargo xtask package` compiles none of the SDK.
+//! The tasks of `cargo xtask` that use the AWS SDK, one module per task, and what they share
+//! (`aws`: clients and Service Catalog look-ups; `checks`: the account checks publish and doctor
+//! both make; `report`: the pass/FAIL table). A crate apart from xtask so that
+//! `cargo xtask package` compiles none of the SDK; it links no test stand-in.
 
 use anyhow::Context as _;
 use xtask::flags::AwsTask;
 use xtask::project;
 
+mod aws;
+mod checks;
 pub mod doctor;
-pub mod e2e;
 pub mod publish;
+pub mod report;
 pub mod versions;
 
 /// Runs a task of this crate.
@@ -24,7 +28,6 @@ pub fn run(task: AwsTask) -> anyhow::Result<()> {
             args.gitlab_server_url = gitlab_server_url(&args.gitlab_server_url)?;
             doctor::run(&args)
         }
-        AwsTask::E2e(args) => e2e::run(&sh, &args),
     }
 }
 

@@ -1,5 +1,5 @@
 //! `xtask-aws`: the tasks of `cargo xtask` that use the AWS SDK, which `cargo xtask` hands over
-//! to; the others it runs through the xtask library, so that the tests drive one binary.
+//! to. It runs the local tasks too, through the xtask library, as a plain `cargo run` would want.
 
 use std::process::ExitCode;
 
@@ -11,5 +11,6 @@ fn main() -> ExitCode {
     match Xtask::parse().task {
         Task::Local(task) => exit_code(xtask::run(task)),
         Task::Aws(task) => exit_code(xtask_aws::run(task)),
+        Task::E2e(_) => exit_code(Err(anyhow::anyhow!("e2e runs in xtask-e2e: use `cargo xtask e2e`"))),
     }
 }

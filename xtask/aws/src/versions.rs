@@ -4,7 +4,7 @@
 use anyhow::Context;
 use aws_sdk_servicecatalog::types::ProvisioningArtifactGuidance;
 
-use crate::publish::{catalog_error, connect, find_product, list_versions};
+use crate::aws::{catalog_error, connect, find_product, list_versions};
 use xtask::flags;
 
 pub fn run(args: &flags::Versions) -> anyhow::Result<()> {

@@ -8,6 +8,11 @@
 //! SHA-256 of every workspace file rustc read for it (cargo's dep-info lists them), and a build
 //! from files that differ first has cargo remove the workspace crates' artifacts. Dependencies
 //! from crates.io are versioned, and cargo judges those by content already.
+//!
+//! The standard ways cost more: cargo's content-based freshness (`-Zchecksum-freshness`) is
+//! nightly-only, and a target dir per clone would compile the Lambdas' arm64 release tree again
+//! for each of the tests' clones: that build is most of a fresh `cargo xtask package` (170 s on
+//! the 2-core machine of 2026-12-08), which the 600 s budget of `cargo xtask test` cannot take.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

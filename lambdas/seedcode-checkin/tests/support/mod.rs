@@ -10,12 +10,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lambda_common::retry::RetryPolicy;
 use lambda_runtime::{Context, LambdaEvent};
-use lambda_testkit::gitlab::GitLabDouble;
-use lambda_testkit::moto::{ACCOUNT_ID, REGION, moto};
-use lambda_testkit::response_sink::{Received, ResponseSink};
 use seedcode_checkin::config::Config;
 use seedcode_checkin::{Deps, handle};
 use serde_json::{Value, json};
+use testkit::gitlab::GitLabDouble;
+use testkit::moto::{ACCOUNT_ID, REGION, moto};
+use testkit::response_sink::{Received, ResponseSink};
 
 pub const TOKEN: &str = "glpat-Secret-Token-Value-0123";
 pub const ACCESS_KEY_ID: &str = "AKIAIOSFODNN7EXAMPLE";
@@ -61,7 +61,7 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A fresh world: its own bucket, secrets and SageMaker project ID in the shared moto server.
 pub async fn stand() -> Stand {
-    lambda_testkit::logs::capture();
+    testkit::logs::capture();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let unique = format!("{}-{n}", std::process::id());
     let sdk = moto().sdk_config();
@@ -205,7 +205,7 @@ pub fn assert_failed(body: &Value, reason_parts: &[&str]) {
     }
 }
 
-pub fn variables(state: &lambda_testkit::gitlab::ProjectState) -> BTreeMap<String, (String, bool)> {
+pub fn variables(state: &testkit::gitlab::ProjectState) -> BTreeMap<String, (String, bool)> {
     let variables = state.variables_for_all_environments();
     variables.into_iter().map(|(k, (v, _))| (k.to_owned(), (v.value.clone(), v.masked))).collect()
 }

@@ -1,0 +1,311 @@
+//! The double's state: users and their tokens, groups, projects with their variables, branches,
+//! commits and pipelines, the requests received and the faults queued. Tests read it back
+//! through `GitLabDouble`; the routes change it as GitLab would.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use super::answers::{self, ApiError};
+
+/// A request as the double received it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    /// The query string, decoded as sent (`None` without one).
+    pub query: Option<String>,
+    pub body: Value,
+    /// The `PRIVATE-TOKEN` header, so tests can check which token was sent.
+    pub token: Option<String>,
+    pub at: Instant,
+}
+
+/// GitLab's access levels (`app/models/members/member.rb`, `Gitlab::Access`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    Guest = 10,
+    Reporter = 20,
+    Developer = 30,
+    Maintainer = 40,
+    Owner = 50,
+}
+
+impl Role {
+    /// The role a `ci_pipeline_variables_minimum_override_role` value names; `None` for
+    /// `no_one_allowed`.
+    pub(crate) fn from_override_setting(value: &str) -> Option<Role> {
+        match value {
+            "developer" => Some(Role::Developer),
+            "maintainer" => Some(Role::Maintainer),
+            "owner" => Some(Role::Owner),
+            _ => None,
+        }
+    }
+}
+
+/// What a new project's pipeline-variable setting starts as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PipelineVariablesDefault {
+    /// gitlab.com for projects in namespaces created since 17.7 (doc/ci/variables/_index.md,
+    /// "Restrict pipeline variables"), and self-managed with the secure default switched on.
+    NoOneAllowed,
+    /// Self-managed GitLab 17.1+ by default: `restrict_user_defined_variables` off, which GitLab
+    /// shows as `developer`.
+    Developer,
+    /// GitLab before 17.1: the attribute does not exist, any Developer may set variables.
+    Unsupported,
+}
+
+/// An access token and the user it acts as.
+#[derive(Debug, Clone)]
+pub struct TokenSpec {
+    pub username: String,
+    /// The user's role in every group the double has.
+    pub group_role: Role,
+    pub scopes: Vec<String>,
+    pub expires_at: Option<time::Date>,
+    pub revoked: bool,
+    /// How many projects the user may create in their personal namespace (`None`: no limit).
+    pub projects_limit: Option<usize>,
+}
+
+impl TokenSpec {
+    /// A personal access token with the `api` scope of a group Owner, expiring in `days`.
+    pub fn owner(username: &str, days: i64) -> TokenSpec {
+        TokenSpec {
+            username: username.to_owned(),
+            group_role: Role::Owner,
+            scopes: vec!["api".to_owned()],
+            expires_at: Some(today() + time::Duration::days(days)),
+            revoked: false,
+            projects_limit: None,
+        }
+    }
+}
+
+pub(crate) fn today() -> time::Date {
+    OffsetDateTime::now_utc().date()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VariableState {
+    pub value: String,
+    pub masked: bool,
+    /// Masked and hidden (GitLab 17.4+): its value is never shown again, in the UI or the API.
+    pub hidden: bool,
+    pub protected: bool,
+    pub raw: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileState {
+    pub content: Vec<u8>,
+    pub executable: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct CommitState {
+    pub id: String,
+    pub message: String,
+    pub branch: String,
+    pub at: Instant,
+}
+
+#[derive(Debug, Clone)]
+pub struct PipelineState {
+    pub id: u64,
+    pub git_ref: String,
+    /// `api` for pipelines started through the API.
+    pub source: String,
+    pub variables: BTreeMap<String, String>,
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProjectState {
+    pub id: u64,
+    pub name: String,
+    pub path: String,
+    pub namespace_id: u64,
+    pub namespace_path: String,
+    pub description: String,
+    pub visibility: String,
+    pub default_branch: String,
+    pub archived: bool,
+    /// `ci_pipeline_variables_minimum_override_role`; `None` on a GitLab that has no such setting.
+    pub pipeline_variables_role: Option<String>,
+    /// Members by user ID (the creator, for a start).
+    pub members: BTreeMap<u64, Role>,
+    /// Variables by key and environment scope, with the time each was last written.
+    pub variables: BTreeMap<(String, String), (VariableState, Instant)>,
+    pub commits: Vec<CommitState>,
+    /// The files at the tip of each branch.
+    pub branches: BTreeMap<String, BTreeMap<String, FileState>>,
+    /// Branches only Maintainers push to; protected variables reach only their pipelines.
+    pub protected_branches: std::collections::BTreeSet<String>,
+    pub pipelines: Vec<PipelineState>,
+}
+
+impl ProjectState {
+    pub fn full_path(&self) -> String {
+        format!("{}/{}", self.namespace_path, self.path)
+    }
+
+    /// The variable `key` of the `*` environment scope.
+    pub fn variable(&self, key: &str) -> Option<&VariableState> {
+        self.variables.get(&(key.to_owned(), "*".to_owned())).map(|(v, _)| v)
+    }
+
+    /// The variables of the `*` environment scope, by key, with the time each was written.
+    pub fn variables_for_all_environments(&self) -> BTreeMap<&str, &(VariableState, Instant)> {
+        self.variables.iter().filter(|((_, scope), _)| scope == "*").map(|((key, _), v)| (key.as_str(), v)).collect()
+    }
+}
+
+pub(crate) enum FaultKind {
+    /// Answered instead of serving the next request.
+    Before { status: StatusCode, retry_after: Option<u64> },
+    /// The next write to a path ending in the text is served, then this status is answered
+    /// instead (a proxy's 502 or 504).
+    After(String, StatusCode),
+    /// The next write to a path ending in the text is served, then its answer waits this long (a
+    /// client's timeout fires first).
+    HangAfter(String, Duration),
+}
+
+impl FaultKind {
+    pub(crate) fn applies_to(&self, method: &axum::http::Method, path: &str) -> bool {
+        match self {
+            FaultKind::Before { .. } => true,
+            FaultKind::After(suffix, _) | FaultKind::HangAfter(suffix, _) => {
+                method != axum::http::Method::GET && path.ends_with(suffix.as_str())
+            }
+        }
+    }
+}
+
+pub(crate) struct User {
+    pub(crate) id: u64,
+    pub(crate) username: String,
+    pub(crate) namespace_id: u64,
+    pub(crate) group_role: Role,
+    pub(crate) projects_limit: Option<usize>,
+}
+
+pub(crate) struct Token {
+    pub(crate) value: String,
+    pub(crate) id: u64,
+    pub(crate) user: usize,
+    pub(crate) scopes: Vec<String>,
+    pub(crate) expires_at: Option<time::Date>,
+    pub(crate) revoked: bool,
+}
+
+pub(crate) struct Inner {
+    pub(crate) base_url: String,
+    pub(crate) users: Vec<User>,
+    pub(crate) tokens: Vec<Token>,
+    pub(crate) groups: BTreeMap<u64, String>,
+    pub(crate) projects: Vec<ProjectState>,
+    pub(crate) pipeline_variables_default: PipelineVariablesDefault,
+    /// A push rule: commit messages must contain this text.
+    pub(crate) commit_message_rule: Option<String>,
+    /// Whether the first push protects the default branch (GitLab's default "fully protected";
+    /// a group or instance may say "not protected").
+    pub(crate) protect_default_branch: bool,
+    pub(crate) next_id: u64,
+    pub(crate) requests: Vec<Request>,
+    pub(crate) faults: VecDeque<FaultKind>,
+    pub(crate) latency: Duration,
+}
+
+pub(crate) type Shared = Arc<Mutex<Inner>>;
+
+/// The user a request is authenticated as (index into `Inner::users`).
+#[derive(Clone, Copy)]
+pub(crate) struct Caller(pub(crate) usize);
+
+impl Inner {
+    pub(crate) fn next_id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    pub(crate) fn project_mut(&mut self, id: u64) -> &mut ProjectState {
+        self.projects.iter_mut().find(|p| p.id == id).expect("a known project")
+    }
+
+    pub(crate) fn new_project_pipeline_variables_role(&self) -> Option<String> {
+        match self.pipeline_variables_default {
+            PipelineVariablesDefault::NoOneAllowed => Some("no_one_allowed".into()),
+            PipelineVariablesDefault::Developer => Some("developer".into()),
+            PipelineVariablesDefault::Unsupported => None,
+        }
+    }
+
+    pub(crate) fn namespace_path(&self, id: u64) -> Option<String> {
+        if let Some(user) = self.users.iter().find(|u| u.namespace_id == id) {
+            return Some(user.username.clone());
+        }
+        self.groups.get(&id).cloned()
+    }
+
+    /// The caller's role in a project: Owner in their own namespace, their membership, else
+    /// their group role for a group's project; `None` when they cannot see it.
+    pub(crate) fn role(&self, caller: Caller, project: &ProjectState) -> Option<Role> {
+        let user = &self.users[caller.0];
+        if project.namespace_id == user.namespace_id {
+            return Some(Role::Owner);
+        }
+        let group_role = self.groups.contains_key(&project.namespace_id).then_some(user.group_role);
+        project.members.get(&user.id).copied().max(group_role)
+    }
+
+    /// The project at `:id` (numeric ID or URL-encoded full path, which axum decoded) as the
+    /// caller sees it: 404 when absent or invisible, as GitLab does not tell the two apart.
+    pub(crate) fn visible_project(&self, caller: Caller, id: &str) -> Result<(usize, Role), ApiError> {
+        let index = match id.parse::<u64>() {
+            Ok(n) => self.projects.iter().position(|p| p.id == n),
+            Err(_) => self.projects.iter().position(|p| p.full_path() == id),
+        };
+        index
+            .and_then(|i| Some((i, self.role(caller, &self.projects[i])?)))
+            .ok_or_else(|| answers::not_found("Project"))
+    }
+
+    /// The project for a write that needs `needed`: 403 below it, and for an archived project.
+    pub(crate) fn writable_project(&self, caller: Caller, id: &str, needed: Role) -> Result<usize, ApiError> {
+        let (i, role) = self.visible_project(caller, id)?;
+        if role < needed || self.projects[i].archived {
+            return Err(answers::forbidden());
+        }
+        Ok(i)
+    }
+
+    pub(crate) fn project_json(&self, p: &ProjectState) -> Value {
+        let full_path = p.full_path();
+        let default_branch = if p.branches.is_empty() { Value::Null } else { json!(p.default_branch) };
+        let mut project = json!({
+            "id": p.id,
+            "name": p.name,
+            "path": p.path,
+            "path_with_namespace": full_path,
+            "description": p.description,
+            "visibility": p.visibility,
+            "default_branch": default_branch,
+            "archived": p.archived,
+            "web_url": format!("{}/{full_path}", self.base_url),
+            "http_url_to_repo": format!("{}/{full_path}.git", self.base_url),
+            "namespace": { "id": p.namespace_id, "full_path": p.namespace_path },
+        });
+        if let Some(role) = &p.pipeline_variables_role {
+            project["ci_pipeline_variables_minimum_override_role"] = json!(role);
+        }
+        project
+    }
+}

@@ -1,0 +1,100 @@
+//! Who may assume a project's CI role (only `main` of its two repositories, with GitLab's claims
+//! for that pipeline), and what the role reaches within bootstrap's boundary: its own project's
+//! resources, no other project's.
+
+use testkit::iam::{self, Decision, Policies, Request};
+
+use super::*;
+
+#[test]
+fn only_main_of_this_projects_two_repositories_may_assume_its_ci_role() {
+    let project = project();
+    let trust = trust_policy(&project, "CiRole");
+    let policies = Policies { identity: vec![], resource: Some(&trust), boundary: None };
+    let role = role_arn(&ci_role_name(PROJECT_ID));
+    let aud = "https://gitlab.com";
+    let job =
+        |path: &str, ref_type: &str, reference: &str| gitlab_job(&role, OIDC_PROVIDER, aud, path, ref_type, reference);
+    for path in [BUILD_PATH, DEPLOY_PATH] {
+        assert_eq!(iam::evaluate(&policies, &job(path, "branch", "main")), Decision::Allowed, "{path} on main");
+    }
+    let attacks = [
+        ("a feature branch of the build project", job(BUILD_PATH, "branch", "feature")),
+        ("a branch named like a tag", job(BUILD_PATH, "tag", "main")),
+        ("another project of the same group", job("ml/churn-team/model-build-p-zzzzzzzzzzzz", "branch", "main")),
+        ("a project whose path starts like this one's", job(&format!("{BUILD_PATH}-fork"), "branch", "main")),
+        ("the same project name in another namespace", job("mallory/model-build-p-abcdef123456", "branch", "main")),
+        (
+            "a token for another audience",
+            gitlab_job(&role, OIDC_PROVIDER, "sts.amazonaws.com", BUILD_PATH, "branch", "main"),
+        ),
+        (
+            "another identity provider",
+            gitlab_job(
+                &role,
+                "arn:aws:iam::123456789012:oidc-provider/gitlab.mallory.example",
+                aud,
+                BUILD_PATH,
+                "branch",
+                "main",
+            ),
+        ),
+    ];
+    for (attack, request) in attacks {
+        assert_eq!(iam::evaluate(&policies, &request), Decision::ImplicitlyDenied, "{attack} assumed the CI role");
+    }
+}
+
+#[test]
+fn a_projects_ci_role_reaches_its_own_resources_and_no_other_projects() {
+    let project = project();
+    let bootstrap = bootstrap();
+    let (identity, boundary) = ci_role_policies(&project, &bootstrap);
+    let policies = Policies { identity: identity.iter().collect(), resource: None, boundary: Some(&boundary) };
+    let role = role_arn(&ci_role_name(PROJECT_ID));
+    let other = "p-zzzzzzzzzzzz";
+    let sagemaker = |rest: &str| arn("sagemaker", rest);
+    let own = [
+        ("sagemaker:StartPipelineExecution", sagemaker(&format!("pipeline/churn-{PROJECT_ID}"))),
+        ("sagemaker:DescribePipelineExecution", sagemaker(&format!("pipeline/churn-{PROJECT_ID}/execution/x1"))),
+        ("sagemaker:ListModelPackages", sagemaker(&format!("model-package-group/churn-{PROJECT_ID}"))),
+        ("sagemaker:DescribeModelPackage", sagemaker(&format!("model-package/churn-{PROJECT_ID}/3"))),
+        ("sagemaker:InvokeEndpoint", sagemaker(&format!("endpoint/churn-{PROJECT_ID}-staging"))),
+        (
+            "cloudformation:UpdateStack",
+            arn("cloudformation", &format!("stack/sagemaker-Churn-{PROJECT_ID}-production/0a1b")),
+        ),
+        ("s3:PutObject", format!("arn:aws:s3:::sagemaker-project-{PROJECT_ID}/input/data.csv")),
+    ];
+    for (action, resource) in own {
+        let request = Request::new(&role, action, &resource);
+        assert_eq!(iam::evaluate(&policies, &request), Decision::Allowed, "{action} on {resource}");
+    }
+    let others = [
+        ("sagemaker:UpdatePipeline", sagemaker(&format!("pipeline/churn-{other}"))),
+        ("sagemaker:DescribeModelPackage", sagemaker(&format!("model-package/fraud-{other}/1"))),
+        ("sagemaker:DeleteEndpoint", sagemaker(&format!("endpoint/fraud-{other}-production"))),
+        ("cloudformation:DeleteStack", arn("cloudformation", &format!("stack/sagemaker-fraud-{other}-production/9f"))),
+        ("s3:GetObject", format!("arn:aws:s3:::sagemaker-project-{other}/model.tar.gz")),
+        ("s3:PutObject", format!("arn:aws:s3:::{ARTIFACT_BUCKET}/artifacts/lambda-seedcode-checkin-gitlab.zip")),
+        ("iam:PassRole", role_arn("sagemaker-gitlab-project-launch-eu-west-1")),
+    ];
+    for (action, resource) in others {
+        let request = Request::new(&role, action, &resource);
+        assert_eq!(iam::evaluate(&policies, &request), Decision::ImplicitlyDenied, "{action} on {resource}");
+    }
+    // Models and endpoint configs get names from CloudFormation: their project tag decides.
+    let model = sagemaker("model/model-a1b2c3");
+    let tagged = |key: &str, id: &str| Request::new(&role, "sagemaker:DeleteModel", &model).with(key, &[id]);
+    assert_eq!(
+        iam::evaluate(&policies, &tagged("aws:ResourceTag/sagemaker:project-id", PROJECT_ID)),
+        Decision::Allowed
+    );
+    assert_eq!(
+        iam::evaluate(&policies, &tagged("aws:ResourceTag/sagemaker:project-id", other)),
+        Decision::ImplicitlyDenied,
+        "another project's model"
+    );
+    let untagged = Request::new(&role, "sagemaker:CreateModel", &model);
+    assert_eq!(iam::evaluate(&policies, &untagged), Decision::ImplicitlyDenied, "a model without the project's tag");
+}

@@ -1,0 +1,210 @@
+//! The permission proofs of the templates, evaluated by `testkit::iam` (explicit denies,
+//! wildcards, `Not*` elements and conditions as IAM evaluates them, not a string search) on the
+//! templates resolved for a sample project (`testkit::cfn`):
+//!
+//! - `launch_role`: everything Service Catalog's launch role must make for `cfn/project.yml`;
+//! - `ci_role`: who may assume a project's CI role, and what it reaches;
+//! - `endpoint_stack`: the seed's endpoint stack, deployed by the CI role within its boundary;
+//! - `bootstrap_roles`: the publisher role, the artifact bucket and Studio's S3 template route.
+//!
+//! The fixtures they share are here: the sample account, project and stacks, and the registry
+//! schemas' handler permissions.
+
+mod bootstrap_roles;
+mod ci_role;
+mod endpoint_stack;
+mod launch_role;
+
+pub(crate) use self::endpoint_stack::{Deployer, assert_deploys_endpoint_stacks, model_package};
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use serde_json::Value as Json;
+use testkit::cfn::Stack;
+use testkit::iam::Request;
+
+use crate::common;
+
+pub(crate) const REGION: &str = "eu-west-1";
+pub(crate) const ACCOUNT: &str = "123456789012";
+/// The accounts the sample project's stages get when published with accounts of their own.
+pub(crate) const STAGING_ACCOUNT: &str = "111111111111";
+pub(crate) const PRODUCTION_ACCOUNT: &str = "222222222222";
+pub(crate) const PROJECT_NAME: &str = "Churn";
+pub(crate) const PROJECT_ID: &str = "p-abcdef123456";
+const ARTIFACT_BUCKET: &str = "sagemaker-gitlab-project-123456789012-eu-west-1";
+pub(crate) const BUILD_PATH: &str = "ml/churn-team/model-build-p-abcdef123456";
+pub(crate) const DEPLOY_PATH: &str = "ml/churn-team/model-deploy-p-abcdef123456";
+
+fn ci_role_name(project_id: &str) -> String {
+    format!("sagemaker-{project_id}-gitlab-ci")
+}
+
+pub(crate) fn arn(service: &str, rest: &str) -> String {
+    in_account(ACCOUNT, service, rest)
+}
+
+pub(crate) fn role_arn(name: &str) -> String {
+    format!("arn:aws:iam::{ACCOUNT}:role/{name}")
+}
+
+pub(crate) fn in_account(account: &str, service: &str, rest: &str) -> String {
+    format!("arn:aws:{service}:{REGION}:{account}:{rest}")
+}
+
+/// The handler permissions of every resource type, from the pinned cfn-lint's registry schemas
+/// of this region.
+pub(crate) fn schemas() -> BTreeMap<String, BTreeSet<String>> {
+    let lib = common::tools_dir().join("test-venv/lib");
+    let python = std::fs::read_dir(&lib).unwrap().find_map(|e| {
+        let path = e.ok()?.path();
+        path.file_name()?.to_str()?.starts_with("python").then_some(path)
+    });
+    let root: PathBuf = python.expect("the test venv has a python folder").join("site-packages/cfnlint/data/schemas");
+    let read = |path: PathBuf| -> Json { serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap() };
+    let index = read(root.join(format!("providers/{REGION}.json")));
+    index
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(kind, _)| kind.starts_with("AWS::"))
+        .map(|(kind, file)| {
+            let schema = read(root.join(format!("resources/{}.json", file.as_str().unwrap())));
+            let permissions = ["create", "read", "update", "delete"]
+                .iter()
+                .filter_map(|handler| schema["handlers"][handler]["permissions"].as_array())
+                .flatten()
+                .map(|p| p.as_str().unwrap().to_owned())
+                .collect();
+            (kind.clone(), permissions)
+        })
+        .collect()
+}
+
+const OIDC_PROVIDER: &str = "arn:aws:iam::123456789012:oidc-provider/gitlab.com";
+const CI_BOUNDARY: &str = "arn:aws:iam::123456789012:policy/sagemaker-gitlab-project-ci-boundary-eu-west-1";
+const TEMPLATE_REPOSITORY: &str = "platform/sagemaker-gitlab-template";
+
+/// `cfn/bootstrap.yml` as deployed with GitLab CI publishing from `TEMPLATE_REPOSITORY`, and
+/// the `parameters` given.
+fn bootstrap_with(parameters: &[(&str, &str)]) -> Stack {
+    let mut given = vec![("TemplateProjectPath", TEMPLATE_REPOSITORY)];
+    given.extend_from_slice(parameters);
+    testkit::cfn::bootstrap(REGION, ACCOUNT, ARTIFACT_BUCKET, &given).unwrap()
+}
+
+pub(crate) fn bootstrap() -> Stack {
+    bootstrap_with(&[])
+}
+
+/// The project template as publish renders it, for a sample project, with the names and
+/// attributes its resources get.
+pub(crate) fn project() -> Stack {
+    project_with(&[])
+}
+
+/// `project()` with more of publish's settings, e.g. target accounts.
+pub(crate) fn project_with(extra: &[(&str, &str, &str)]) -> Stack {
+    let source = common::read_repo_file(xtask::template::PROJECT_TEMPLATE);
+    let digest = "0".repeat(64);
+    let key = |file: &str| format!("sagemaker-gitlab-project/artifacts/{digest}/{file}");
+    let keys = [
+        key("lambda-seedcode-checkin-gitlab.zip"),
+        key("lambda-gitlab-pipeline-trigger.zip"),
+        key("mlops-gitlab-project-seedcode-model-build.zip"),
+        key("mlops-gitlab-project-seedcode-model-deploy.zip"),
+    ];
+    let settings = [
+        ("Artifacts", "Bucket", ARTIFACT_BUCKET),
+        ("Artifacts", "CheckinCodeKey", keys[0].as_str()),
+        ("Artifacts", "TriggerCodeKey", keys[1].as_str()),
+        ("Artifacts", "BuildSeedcodeKey", keys[2].as_str()),
+        ("Artifacts", "DeploySeedcodeKey", keys[3].as_str()),
+        ("Artifacts", "CheckinCodeVersion", "3sL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"),
+        ("Artifacts", "TriggerCodeVersion", "Tm9ZY2hlY2tpbiBWZXJzaW9uSWQ"),
+        ("Artifacts", "BuildSeedcodeSha256", digest.as_str()),
+        ("Artifacts", "DeploySeedcodeSha256", digest.as_str()),
+    ];
+    let settings: Vec<_> = settings.into_iter().chain(extra.iter().copied()).collect();
+    let rendered = xtask::template::render(&source, &settings).unwrap();
+    let queue = format!("sagemaker-{PROJECT_ID}-gitlab-trigger-dlq");
+    let refs = [
+        ("SageMakerProjectName", PROJECT_NAME),
+        ("SageMakerProjectId", PROJECT_ID),
+        ("ArtifactBucket", &format!("sagemaker-project-{PROJECT_ID}")),
+        ("CheckinLogGroup", &format!("/aws/lambda/sagemaker-{PROJECT_ID}-gitlab-checkin")),
+        ("TriggerLogGroup", &format!("/aws/lambda/sagemaker-{PROJECT_ID}-gitlab-trigger")),
+        ("TriggerDeadLetterQueue", &format!("https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{queue}")),
+    ]
+    .map(|(k, v)| (k, v.to_owned()));
+    let refs: Vec<(&str, &str)> = refs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut stack = Stack::new(&rendered, REGION, ACCOUNT, &refs).unwrap();
+    let attributes = [
+        ("ArtifactBucket", "Arn", format!("arn:aws:s3:::sagemaker-project-{PROJECT_ID}")),
+        ("CheckinFunction", "Arn", arn("lambda", &format!("function:sagemaker-{PROJECT_ID}-gitlab-checkin"))),
+        ("TriggerFunction", "Arn", arn("lambda", &format!("function:sagemaker-{PROJECT_ID}-gitlab-trigger"))),
+        ("TriggerDeadLetterQueue", "Arn", arn("sqs", &queue)),
+        ("TriggerDeadLetterQueue", "QueueName", queue.clone()),
+        ("ModelApprovedRule", "Arn", arn("events", &format!("rule/sagemaker-{PROJECT_ID}-model-approved"))),
+        ("SeedCodeCheckin", "BuildProjectCloneUrl", "https://gitlab.com/ml/build.git".into()),
+        ("SeedCodeCheckin", "DeployProjectCloneUrl", "https://gitlab.com/ml/deploy.git".into()),
+        ("SeedCodeCheckin", "DeployProjectId", "42".into()),
+        ("SeedCodeCheckin", "DeployProjectPath", "ml/deploy".into()),
+        ("GitLabProjectPaths", "BuildProjectPath", BUILD_PATH.into()),
+        ("GitLabProjectPaths", "DeployProjectPath", DEPLOY_PATH.into()),
+    ];
+    for (resource, attribute, value) in attributes {
+        stack.set_attribute(resource, attribute, &value);
+    }
+    stack.name_iam_resources().unwrap();
+    stack
+}
+
+pub(crate) fn json(value: serde_yaml::Value) -> Json {
+    serde_json::to_value(value).unwrap()
+}
+
+fn text(properties: &Json, path: &[&str]) -> String {
+    let mut value = properties;
+    for key in path {
+        value = &value[*key];
+    }
+    value.as_str().unwrap_or_else(|| panic!("{} is not a string in {properties}", path.join("."))).to_owned()
+}
+
+/// The project published with staging and production in accounts of their own.
+pub(crate) fn project_with_target_accounts() -> Stack {
+    project_with(&[
+        ("Accounts", "StagingAccountId", STAGING_ACCOUNT),
+        ("Accounts", "ProductionAccountId", PRODUCTION_ACCOUNT),
+    ])
+}
+
+/// A trust policy written as JSON text, as both templates write those with GitLab's claims.
+pub(crate) fn trust_policy(stack: &Stack, resource: &str) -> Json {
+    let text = stack.property(resource, &["AssumeRolePolicyDocument"]).unwrap();
+    serde_json::from_str(text.as_str().unwrap()).unwrap()
+}
+
+/// A GitLab CI job of `project_path` on `ref_type`/`reference` asking to assume `role`, with the
+/// claims GitLab puts into its id_token (GitLab docs, "OpenID Connect (OIDC) Authentication
+/// Using ID Tokens": sub is project_path:{group}/{project}:ref_type:{type}:ref:{branch_name}).
+pub(crate) fn gitlab_job(
+    role: &str,
+    provider: &str,
+    aud: &str,
+    project_path: &str,
+    ref_type: &str,
+    reference: &str,
+) -> Request {
+    let sub = format!("project_path:{project_path}:ref_type:{ref_type}:ref:{reference}");
+    Request::new(&format!("federated:{provider}"), "sts:AssumeRoleWithWebIdentity", role)
+        .with("gitlab.com:aud", &[aud])
+        .with("gitlab.com:sub", &[&sub])
+}
+
+/// The project's CI role as IAM decides for it: its inline policies, and bootstrap's boundary.
+pub(crate) fn ci_role_policies(project: &Stack, bootstrap: &Stack) -> (Vec<Json>, Json) {
+    (project.inline_policies("CiRole").unwrap(), bootstrap.json_property("CiBoundary", &["PolicyDocument"]).unwrap())
+}
