@@ -54,7 +54,7 @@ pub enum GitLabError {
     )]
     Redirected { host: String, operation: String, status: u16, location: String },
     #[error(
-        "GitLab at {host} presented a certificate that is not trusted on {operation} ({reason}): if a private CA signed it, store that CA's PEM bundle in a secret and publish with --gitlab-ca-bundle-secret-name (README, \"GitLab behind a private CA\")"
+        "GitLab at {host} presented a certificate that is not trusted on {operation} ({reason}): if a private CA signed it, store that CA's PEM bundle in a secret and publish with --gitlab-ca-bundle-secret-name (docs/gitlab.md#gitlab-behind-a-private-ca)"
     )]
     Certificate { host: String, operation: String, reason: String },
     #[error("GitLab at {host} could not be reached for {operation} after {attempts} attempts: {reason}")]
@@ -65,6 +65,8 @@ pub enum GitLabError {
     BadUrl { url: String, reason: String },
     #[error("secret {secret} holds characters no HTTP header can carry: store the GitLab token alone")]
     BadToken { secret: String },
+    #[error(transparent)]
+    TokenRejected(#[from] TokenRejected),
 }
 
 /// Why GitLab answered 403, told from its body (see the GitLab double's `answers.rs` for the
@@ -258,28 +260,46 @@ impl TokenRecord {
     /// Whether the token can do this template's work on `today`: an error when it cannot (no
     /// `api` scope, revoked or inactive, expired), a warning when it expires within
     /// `TOKEN_WARNING_DAYS`. `secret` is where a new token goes.
-    pub fn assess(&self, today: time::Date, secret: &str) -> Result<Option<String>, String> {
-        let replace =
-            format!("create a new token with the api scope and store it in secret {secret}; nothing else changes");
+    pub fn assess(&self, today: time::Date, secret: &str) -> Result<Option<String>, TokenRejected> {
+        let (name, secret) = (self.name.clone(), secret.to_owned());
         if !self.scopes.iter().any(|s| s == "api") {
-            return Err(format!(
-                "the GitLab token {:?} has the scopes [{}] but not api, which creating projects and starting pipelines needs: {replace}",
-                self.name,
-                self.scopes.join(", ")
-            ));
+            return Err(TokenRejected::NoApiScope { name, scopes: self.scopes.join(", "), secret });
         }
         if self.revoked || !self.active {
-            return Err(format!("the GitLab token {:?} is revoked or inactive: {replace}", self.name));
+            return Err(TokenRejected::Revoked { name, secret });
         }
-        let Some(expires) = self.expires_at.as_deref() else { return Ok(None) };
-        let date = parse_date(expires).ok_or_else(|| format!("the GitLab token's expiry {expires:?} is not a date"))?;
+        let Some(expires) = self.expires_at.clone() else { return Ok(None) };
+        let Some(date) = parse_date(&expires) else { return Err(TokenRejected::BadExpiry { expires }) };
         let days = (date - today).whole_days();
         if days <= 0 {
-            return Err(format!("the GitLab token {:?} expired on {expires}: {replace}", self.name));
+            return Err(TokenRejected::Expired { name, expires, secret });
         }
-        Ok((days <= TOKEN_WARNING_DAYS)
-            .then(|| format!("the GitLab token {:?} expires on {expires}, in {days} days: {replace}", self.name)))
+        Ok((days <= TOKEN_WARNING_DAYS).then(|| {
+            format!("the GitLab token {name:?} expires on {expires}, in {days} days: {}", replace_token(&secret))
+        }))
     }
+}
+
+/// What to do about a token that cannot work, or soon will not.
+fn replace_token(secret: &str) -> String {
+    format!("create a new token with the api scope and store it in secret {secret}; nothing else changes")
+}
+
+/// Why the token's own record says it cannot do this template's work; `secret` is where a new
+/// token goes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenRejected {
+    #[error(
+        "the GitLab token {name:?} has the scopes [{scopes}] but not api, which creating projects and starting pipelines needs: {}",
+        replace_token(secret)
+    )]
+    NoApiScope { name: String, scopes: String, secret: String },
+    #[error("the GitLab token {name:?} is revoked or inactive: {}", replace_token(secret))]
+    Revoked { name: String, secret: String },
+    #[error("the GitLab token's expiry {expires:?} is not a date")]
+    BadExpiry { expires: String },
+    #[error("the GitLab token {name:?} expired on {expires}: {}", replace_token(secret))]
+    Expired { name: String, expires: String, secret: String },
 }
 
 /// `YYYY-MM-DD`, as GitLab writes token expiry dates.
@@ -348,8 +368,8 @@ impl GitLab {
     /// Reads the token's record and judges it (`TokenRecord::assess`): `Err` when the token
     /// cannot work, `Ok(Some(warning))` when it expires soon. A GitLab without the endpoint
     /// passes; its calls will say what is wrong.
-    pub async fn check_token(&self) -> Result<Option<String>, String> {
-        let Some(record) = self.token_record().await.map_err(|e| e.to_string())? else { return Ok(None) };
+    pub async fn check_token(&self) -> Result<Option<String>, GitLabError> {
+        let Some(record) = self.token_record().await? else { return Ok(None) };
         let warning = record.assess(time::OffsetDateTime::now_utc().date(), self.token.secret())?;
         if let Some(warning) = &warning {
             tracing::warn!(warning, "the GitLab token expires soon");
@@ -795,11 +815,12 @@ mod tests {
         assert_eq!(record(&["api", "read_user"], Some("2027-06-01")).assess(today, "s"), Ok(None));
         let warning = record(&["api"], Some("2026-12-20")).assess(today, "s").unwrap().unwrap();
         assert!(warning.contains("in 23 days") && warning.contains("secret s"), "{warning}");
-        let expired = record(&["api"], Some("2026-11-27")).assess(today, "s").unwrap_err();
+        let expired = record(&["api"], Some("2026-11-27")).assess(today, "s").unwrap_err().to_string();
         assert!(expired.contains("expired on 2026-11-27"), "{expired}");
-        let scope = record(&["read_api"], Some("2027-01-01")).assess(today, "s").unwrap_err();
+        let scope = record(&["read_api"], Some("2027-01-01")).assess(today, "s").unwrap_err().to_string();
         assert!(scope.contains("[read_api] but not api"), "{scope}");
-        let revoked = TokenRecord { revoked: true, ..record(&["api"], None) }.assess(today, "s").unwrap_err();
+        let revoked =
+            TokenRecord { revoked: true, ..record(&["api"], None) }.assess(today, "s").unwrap_err().to_string();
         assert!(revoked.contains("revoked"), "{revoked}");
         assert!(record(&["api"], Some("soon")).assess(today, "s").is_err());
     }

@@ -44,18 +44,30 @@ pub fn http_client() -> reqwest::Client {
     CLIENT.get_or_init(|| client_builder().build().expect("the TLS backend initialises")).clone()
 }
 
+/// Why a private CA's bundle cannot be trusted; `source` names where it came from.
+#[derive(Debug, thiserror::Error)]
+pub enum CaBundleError {
+    #[error("{source_name} is not a PEM bundle of CA certificates: {reason}")]
+    NotPem { source_name: String, reason: String },
+    #[error("{source_name} holds no PEM certificate (-----BEGIN CERTIFICATE-----)")]
+    Empty { source_name: String },
+    #[error("the certificates of {source_name} cannot be used: {reason}")]
+    Unusable { source_name: String, reason: String },
+}
+
 /// An HTTP client that trusts the certificates of `ca_bundle` (PEM) besides the system's roots:
 /// for a GitLab behind a private CA. `source` names where the bundle came from, for errors.
-pub fn http_client_trusting(ca_bundle: &str, source: &str) -> Result<reqwest::Client, String> {
+pub fn http_client_trusting(ca_bundle: &str, source: &str) -> Result<reqwest::Client, CaBundleError> {
+    let source_name = source.to_owned();
     let certificates = reqwest::Certificate::from_pem_bundle(ca_bundle.as_bytes())
-        .map_err(|err| format!("{source} is not a PEM bundle of CA certificates: {err}"))?;
+        .map_err(|err| CaBundleError::NotPem { source_name: source_name.clone(), reason: err.to_string() })?;
     if certificates.is_empty() {
-        return Err(format!("{source} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"));
+        return Err(CaBundleError::Empty { source_name });
     }
     client_builder()
         .tls_certs_merge(certificates)
         .build()
-        .map_err(|err| format!("the certificates of {source} cannot be used: {err}"))
+        .map_err(|err| CaBundleError::Unusable { source_name, reason: err.to_string() })
 }
 
 /// What every client shares. Redirects are never followed: a 301/302 turns a POST into a GET,
@@ -66,6 +78,18 @@ fn client_builder() -> reqwest::ClientBuilder {
         .redirect(reqwest::redirect::Policy::none())
 }
 
+/// Why the GitLab client could not be made: the token's or the CA bundle's secret, the URL, or
+/// the bundle itself.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Secret(#[from] secrets::SecretError),
+    #[error(transparent)]
+    GitLab(#[from] gitlab::GitLabError),
+    #[error(transparent)]
+    CaBundle(#[from] CaBundleError),
+}
+
 /// The GitLab client of both Lambdas: the token read from its secret and, when a secret with a
 /// private CA's PEM bundle is configured, an HTTP client that trusts that CA too.
 pub async fn gitlab_client(
@@ -73,11 +97,11 @@ pub async fn gitlab_client(
     url: &str,
     token_secret: &str,
     ca_bundle_secret: Option<&str>,
-) -> Result<gitlab::GitLab, String> {
-    let token = secrets::read_gitlab_token(secrets, token_secret).await.map_err(|e| e.to_string())?;
-    let gitlab = gitlab::GitLab::new(url, token).map_err(|e| e.to_string())?;
+) -> Result<gitlab::GitLab, ClientError> {
+    let token = secrets::read_gitlab_token(secrets, token_secret).await?;
+    let gitlab = gitlab::GitLab::new(url, token)?;
     let Some(secret) = ca_bundle_secret else { return Ok(gitlab) };
-    let pem = secrets::read_string(secrets, secret).await.map_err(|e| e.to_string())?;
+    let pem = secrets::read_string(secrets, secret).await?;
     let http = http_client_trusting(secrecy::ExposeSecret::expose_secret(&pem), &format!("secret {secret}"))?;
     Ok(gitlab.with_http(http))
 }
@@ -91,13 +115,17 @@ pub struct FunctionArn {
     pub account: String,
 }
 
+#[derive(Debug, thiserror::Error)]
+#[error("the invoked function ARN {0:?} is not a Lambda function ARN")]
+pub struct BadFunctionArn(String);
+
 impl FunctionArn {
-    pub fn parse(arn: &str) -> Result<FunctionArn, String> {
+    pub fn parse(arn: &str) -> Result<FunctionArn, BadFunctionArn> {
         match arn.split(':').collect::<Vec<_>>().as_slice() {
             ["arn", partition, "lambda", region, account, ..] if !region.is_empty() && !account.is_empty() => {
                 Ok(FunctionArn { partition: (*partition).into(), region: (*region).into(), account: (*account).into() })
             }
-            _ => Err(format!("the invoked function ARN {arn:?} is not a Lambda function ARN")),
+            _ => Err(BadFunctionArn(arn.to_owned())),
         }
     }
 }
@@ -117,10 +145,20 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         (self.0)(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
     }
 
-    pub fn required(&self, name: &str) -> Result<String, String> {
-        self.optional(name)
-            .ok_or_else(|| format!("environment variable {name} is not set: the project template must set it"))
+    pub fn required(&self, name: &str) -> Result<String, ConfigError> {
+        self.optional(name).ok_or_else(|| ConfigError::Missing(name.to_owned()))
     }
+}
+
+/// Why the function's environment cannot configure it: a setting the project template must set
+/// is missing, or one is in a form the function cannot use (the message says which and what to
+/// do). Both Lambdas answer it per request rather than failing to start.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ConfigError {
+    #[error("environment variable {0} is not set: the project template must set it")]
+    Missing(String),
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// An SDK error as one line: the service's code and message, or the transport's cause.

@@ -308,7 +308,7 @@ async fn a_private_ca_is_trusted_only_when_given() {
     let client = client_for(&double.url(), TOKEN).with_http(trusting);
     assert_eq!(client.current_user().await.unwrap().username, testkit::gitlab::USERNAME);
 
-    let err = lambda_common::http_client_trusting("not a certificate", "secret ca").unwrap_err();
+    let err = lambda_common::http_client_trusting("not a certificate", "secret ca").unwrap_err().to_string();
     assert!(err.contains("secret ca"), "{err}");
 }
 

@@ -13,15 +13,19 @@
 //! start whose answer was lost, GitLab's own list of API pipelines since the approval is searched
 //! for one carrying this package's ARN.
 
+mod error;
+
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::eventbridge::EventBridgeEvent;
-use lambda_common::FunctionArn;
 use lambda_common::gitlab::{Forbidden, GitLab, GitLabError, Pipeline};
 use lambda_common::retry::RetryPolicy;
+use lambda_common::{ConfigError, FunctionArn};
 use lambda_runtime::{Error, LambdaEvent};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+
+pub use crate::error::TriggerError;
 
 /// Every variable the Lambda reads, for the template-drift test.
 pub const ENV_VARS: &[&str] = &[
@@ -61,20 +65,20 @@ pub struct Config {
 }
 
 impl Config {
-    pub fn from_env() -> Result<Config, String> {
+    pub fn from_env() -> Result<Config, ConfigError> {
         Config::from_lookup(|name| std::env::var(name).ok())
     }
 
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let env = lambda_common::Env(lookup);
         let deploy_project = match (env.optional("DEPLOY_PROJECT_ID"), env.optional("DEPLOY_PROJECT_PATH")) {
             (Some(id), _) => id,
             (None, Some(path)) => path,
             (None, None) => {
-                return Err(
+                return Err(ConfigError::Invalid(
                     "neither DEPLOY_PROJECT_ID nor DEPLOY_PROJECT_PATH is set: the project template must set one"
                         .into(),
-                );
+                ));
             }
         };
         Ok(Config {
@@ -98,13 +102,13 @@ pub struct ModelPackageStateChange {
 }
 
 pub struct Deps {
-    pub config: Result<Config, String>,
+    pub config: Result<Config, ConfigError>,
     pub secrets: aws_sdk_secretsmanager::Client,
     pub gitlab_retry: RetryPolicy,
 }
 
 impl Deps {
-    pub fn new(sdk: &aws_config::SdkConfig, config: Result<Config, String>) -> Deps {
+    pub fn new(sdk: &aws_config::SdkConfig, config: Result<Config, ConfigError>) -> Deps {
         Deps { config, secrets: aws_sdk_secretsmanager::Client::new(sdk), gitlab_retry: RetryPolicy::default() }
     }
 }
@@ -113,17 +117,22 @@ pub async fn handle(deps: &Deps, event: LambdaEvent<Value>) -> Result<Value, Err
     let deadline = lambda_common::deadline_instant(event.context.deadline);
     let result = match FunctionArn::parse(&event.context.invoked_function_arn) {
         Ok(function) => trigger(deps, event.payload, &function, deadline).await,
-        Err(reason) => Err(reason),
+        Err(err) => Err(err.into()),
     };
-    if let Err(reason) = &result {
-        tracing::error!(reason, "the deploy pipeline was not started");
+    if let Err(err) = &result {
+        tracing::error!(reason = %err, "the deploy pipeline was not started");
     }
     result.map_err(Error::from)
 }
 
-async fn trigger(deps: &Deps, payload: Value, function: &FunctionArn, deadline: Instant) -> Result<Value, String> {
-    let event: EventBridgeEvent<ModelPackageStateChange> = serde_json::from_value(payload)
-        .map_err(|err| format!("the event is not a SageMaker Model Package State Change: {err}"))?;
+async fn trigger(
+    deps: &Deps,
+    payload: Value,
+    function: &FunctionArn,
+    deadline: Instant,
+) -> Result<Value, TriggerError> {
+    let event: EventBridgeEvent<ModelPackageStateChange> =
+        serde_json::from_value(payload).map_err(|err| TriggerError::NotAStateChange(err.to_string()))?;
     let detail = &event.detail;
     let config = deps.config.as_ref().map_err(Clone::clone)?;
     let ignore = |why: &str| {
@@ -173,14 +182,11 @@ async fn trigger(deps: &Deps, payload: Value, function: &FunctionArn, deadline: 
     let project_id = match config.deploy_project.parse::<u64>() {
         Ok(id) => id,
         Err(_) => {
-            let project = gitlab.project(&config.deploy_project).await.map_err(|e| e.to_string())?;
+            let project = gitlab.project(&config.deploy_project).await?;
             project
-                .ok_or_else(|| {
-                    format!(
-                        "deploy project {} does not exist on {}: was it renamed or deleted?",
-                        config.deploy_project,
-                        gitlab.host()
-                    )
+                .ok_or_else(|| TriggerError::NoSuchProject {
+                    project: config.deploy_project.clone(),
+                    host: gitlab.host().to_string(),
                 })?
                 .id
         }
@@ -210,8 +216,8 @@ async fn trigger(deps: &Deps, payload: Value, function: &FunctionArn, deadline: 
         Ok(pipeline) => pipeline,
         Err(err @ GitLabError::Uncertain { .. }) => match started_for(&gitlab, project_id, arn, &since).await {
             Ok(Some(pipeline)) => pipeline,
-            Ok(None) => return Err(format!("{err}; no pipeline for {arn} is listed, so the next attempt starts one")),
-            Err(list_err) => return Err(format!("{err}; whether it started cannot be told: {list_err}")),
+            Ok(None) => return Err(TriggerError::NotStarted { lost: Box::new(err), arn: arn.to_owned() }),
+            Err(listing) => return Err(TriggerError::MaybeStarted { lost: Box::new(err), listing: Box::new(listing) }),
         },
         Err(err) => return Err(explain(&gitlab, config, project_id, err).await),
     };
@@ -253,24 +259,20 @@ async fn started_for(
 }
 
 /// The failed start's reason, with what to do about it.
-async fn explain(gitlab: &GitLab, config: &Config, project_id: u64, err: GitLabError) -> String {
-    let project = &config.deploy_project;
+async fn explain(gitlab: &GitLab, config: &Config, project_id: u64, err: GitLabError) -> TriggerError {
+    let project = config.deploy_project.clone();
     if err.is_pipeline_variables_not_allowed() {
-        return format!(
-            "{err}: deploy project {project} does not let the token's user pass pipeline variables, and the deploy pipeline gets the approved package through {PACKAGE_VARIABLE}. Set Settings > CI/CD > Variables > \"Minimum role to use pipeline variables\" to Maintainer (updating the SageMaker project's stack does it too), then send the event again from the dead-letter queue. No pipeline was started without the variable: it would deploy the newest approved version, which need not be this one"
-        );
+        return TriggerError::PipelineVariablesNotAllowed { project, refusal: Box::new(err) };
     }
     match err.status() {
-        Some(404) => format!("deploy project {project} does not exist on {}: was it deleted? ({err})", gitlab.host()),
+        Some(404) => TriggerError::ProjectGone { project, host: gitlab.host().to_string(), refusal: Box::new(err) },
         Some(403) if matches!(err, GitLabError::Forbidden { cause: Forbidden::RoleOrArchived, .. }) => {
             match gitlab.project(&project_id.to_string()).await {
-                Ok(Some(found)) if found.archived => {
-                    format!("deploy project {project} is archived, so no pipeline can start: unarchive it ({err})")
-                }
-                _ => err.to_string(),
+                Ok(Some(found)) if found.archived => TriggerError::ProjectArchived { project, refusal: Box::new(err) },
+                _ => err.into(),
             }
         }
-        _ => err.to_string(),
+        _ => err.into(),
     }
 }
 

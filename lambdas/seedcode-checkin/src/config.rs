@@ -1,6 +1,7 @@
 //! The checkin Lambda's configuration. All of it comes from the function's environment, which
 //! `cfn/project.yml` sets; the custom resource's properties carry nothing the Lambda reads.
 
+use lambda_common::ConfigError;
 use lambda_common::gitlab::encode_path_segment;
 
 /// Every variable the Lambda reads, for the template-drift test.
@@ -87,16 +88,16 @@ pub enum CiCredentials {
 }
 
 impl Config {
-    pub fn from_env() -> Result<Config, String> {
+    pub fn from_env() -> Result<Config, ConfigError> {
         Config::from_lookup(|name| std::env::var(name).ok())
     }
 
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let env = lambda_common::Env(lookup);
         let group_id = match env.optional("GITLAB_GROUP_ID").as_deref() {
             None | Some("None") => None,
             Some(id) => Some(id.parse().map_err(|_| {
-                format!("GITLAB_GROUP_ID {id:?} is not a GitLab group ID: give the group's numeric ID, or leave it empty for the token owner's namespace")
+                ConfigError::Invalid(format!("GITLAB_GROUP_ID {id:?} is not a GitLab group ID: give the group's numeric ID, or leave it empty for the token owner's namespace"))
             })?),
         };
         let ci_credentials = match (
@@ -106,7 +107,7 @@ impl Config {
             (Some(role_arn), _) => CiCredentials::WebIdentity { role_arn },
             (None, Some(secret)) => CiCredentials::AccessKey { secret },
             (None, None) => {
-                return Err("neither GITLAB_CI_ROLE_ARN nor GITLAB_CI_ACCESS_KEY_SECRET_NAME is set: GitLab CI would have no AWS access".into());
+                return Err(ConfigError::Invalid("neither GITLAB_CI_ROLE_ARN nor GITLAB_CI_ACCESS_KEY_SECRET_NAME is set: GitLab CI would have no AWS access".into()));
             }
         };
         let mut target_accounts = Vec::new();
@@ -120,15 +121,15 @@ impl Config {
                 (Some(deploy_role_arn), Some(model_execution_role_arn), Some(data_bucket)) => target_accounts
                     .push(TargetAccount { stage, deploy_role_arn, model_execution_role_arn, data_bucket }),
                 _ => {
-                    return Err(format!(
+                    return Err(ConfigError::Invalid(format!(
                         "{} must be set together or not at all: the project template sets them for a {stage} account of its own",
                         names.join(", ")
-                    ));
+                    )));
                 }
             }
         }
         if !target_accounts.is_empty() && !matches!(ci_credentials, CiCredentials::WebIdentity { .. }) {
-            return Err("a stage in an account of its own is deployed with id_tokens, but GitLab CI is set to use an access key: publish with --ci-access web-identity".into());
+            return Err(ConfigError::Invalid("a stage in an account of its own is deployed with id_tokens, but GitLab CI is set to use an access key: publish with --ci-access web-identity".into()));
         }
         let config = Config {
             gitlab_url: env.required("GITLAB_SERVER_URL")?,
@@ -172,27 +173,30 @@ impl Config {
 }
 
 /// A SHA-256 in hex, as publish renders it: anything else means the template was not rendered.
-fn sha256_setting<F: Fn(&str) -> Option<String>>(env: &lambda_common::Env<F>, name: &str) -> Result<String, String> {
+fn sha256_setting<F: Fn(&str) -> Option<String>>(
+    env: &lambda_common::Env<F>,
+    name: &str,
+) -> Result<String, ConfigError> {
     let value = env.required(name)?.to_ascii_lowercase();
     if value.len() != 64 || !value.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(format!(
+        return Err(ConfigError::Invalid(format!(
             "{name} is not a SHA-256: publish the template with cargo xtask publish, which renders it"
-        ));
+        )));
     }
     Ok(value)
 }
 
 /// GitLab project paths: letters, digits, `_`, `-` and `.`, starting with a letter, digit or `_`.
-fn check_repository_name(name: &str) -> Result<(), String> {
+fn check_repository_name(name: &str) -> Result<(), ConfigError> {
     let valid_start = name.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
     let valid_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
     if valid_start && valid_chars && !name.ends_with(".git") && name.len() <= 200 {
         return Ok(());
     }
-    Err(format!(
+    Err(ConfigError::Invalid(format!(
         "repository name {:?} cannot be a GitLab project path: use letters, digits, '_', '-' and '.', starting with a letter or digit",
         encode_path_segment(name)
-    ))
+    )))
 }
 
 #[cfg(test)]
@@ -222,7 +226,7 @@ mod tests {
     }
 
     fn parse(env: &HashMap<&str, &str>) -> Result<Config, String> {
-        Config::from_lookup(|name| env.get(name).map(|v| v.to_string()))
+        Config::from_lookup(|name| env.get(name).map(|v| v.to_string())).map_err(|err| err.to_string())
     }
 
     #[test]

@@ -27,10 +27,23 @@ pub struct Request {
     pub physical_resource_id: Option<String>,
 }
 
+/// Why a request cannot be answered as CloudFormation asks; it fails the invocation instead.
+#[derive(Debug, PartialEq, thiserror::Error)]
+pub enum ProtocolError {
+    #[error("the event is not a CloudFormation custom resource request: {0}")]
+    NotARequest(String),
+    #[error("the ResponseURL is not a pre-signed S3 URL of partition {partition} ({why}): no answer sent")]
+    NotAResponseUrl { partition: String, why: &'static str },
+    #[error("the response URL answered {0}")]
+    AnswerRefused(reqwest::StatusCode),
+    /// Without the URL: a pre-signed URL is a credential until it expires.
+    #[error("the response URL could not be reached: {0}")]
+    ResponseUrlUnreachable(String),
+}
+
 impl Request {
-    pub fn from_payload(payload: &Value) -> Result<Request, String> {
-        serde_json::from_value(payload.clone())
-            .map_err(|err| format!("the event is not a CloudFormation custom resource request: {err}"))
+    pub fn from_payload(payload: &Value) -> Result<Request, ProtocolError> {
+        serde_json::from_value(payload.clone()).map_err(|err| ProtocolError::NotARequest(err.to_string()))
     }
 }
 
@@ -52,10 +65,8 @@ impl std::fmt::Debug for Request {
 /// function's `partition`, or, when `allow_loopback` (tests only), plain http on loopback. Anyone
 /// allowed to invoke the function can send a request; without this, its answer (project IDs,
 /// clone URLs, reasons) would go wherever the request says. The error never shows the URL.
-pub fn check_response_url(url: &str, partition: &str, allow_loopback: bool) -> Result<(), String> {
-    let refuse = |why: &str| {
-        Err(format!("the ResponseURL is not a pre-signed S3 URL of partition {partition} ({why}): no answer sent"))
-    };
+pub fn check_response_url(url: &str, partition: &str, allow_loopback: bool) -> Result<(), ProtocolError> {
+    let refuse = |why: &'static str| Err(ProtocolError::NotAResponseUrl { partition: partition.to_owned(), why });
     let Ok(parsed) = reqwest::Url::parse(url) else { return refuse("not a URL") };
     let host = parsed.host_str().unwrap_or_default().to_ascii_lowercase();
     if allow_loopback && parsed.scheme() == "http" && (host == "127.0.0.1" || host == "localhost") {
@@ -154,11 +165,12 @@ pub async fn answer(
     request: &Request,
     physical_id: String,
     deadline: Instant,
-    work: impl Future<Output = Result<Done, String>> + Send + 'static,
-) -> Result<(), String> {
+    work: impl Future<Output = Result<Done, impl std::fmt::Display + Send + 'static>> + Send + 'static,
+) -> Result<(), ProtocolError> {
     let mut task = tokio::spawn(work);
     let outcome = match tokio::time::timeout_at(work_deadline(deadline).into(), &mut task).await {
-        Ok(Ok(result)) => result,
+        // Where the error becomes CloudFormation's Reason.
+        Ok(Ok(result)) => result.map_err(|err| err.to_string()),
         Ok(Err(join_error)) => Err(format!("internal error: {}", panic_message(join_error))),
         Err(_) => {
             task.abort();
@@ -172,7 +184,7 @@ pub async fn answer(
     tracing::info!(status = ?response.status, reason = response.reason, physical_id = response.physical_resource_id, "answering CloudFormation");
     send(&request.response_url, &response, deadline)
         .await
-        .inspect_err(|err| tracing::error!(error = err, "CloudFormation was not answered"))
+        .inspect_err(|err| tracing::error!(error = %err, "CloudFormation was not answered"))
 }
 
 fn panic_message(error: tokio::task::JoinError) -> String {
@@ -204,7 +216,7 @@ fn fit_json_string(text: String, room: usize) -> String {
 /// while `deadline` allows: a response that never arrives leaves the stack hanging, and one
 /// still being sent when the Lambda is stopped never arrives. Every attempt and pause fits in
 /// the `RESPONSE_RESERVE` the work left.
-pub async fn send(url: &str, response: &Response, deadline: Instant) -> Result<(), String> {
+pub async fn send(url: &str, response: &Response, deadline: Instant) -> Result<(), ProtocolError> {
     const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
     let http = lambda_common::http_client();
     let body = response.body();
@@ -222,11 +234,10 @@ pub async fn send(url: &str, response: &Response, deadline: Instant) -> Result<(
             .await;
         let error = match result {
             Ok(answer) if answer.status().is_success() => return Ok(()),
-            Ok(answer) => format!("the response URL answered {}", answer.status()),
-            // Without the URL: a pre-signed URL is a credential until it expires.
-            Err(err) => format!("the response URL could not be reached: {}", err.without_url()),
+            Ok(answer) => ProtocolError::AnswerRefused(answer.status()),
+            Err(err) => ProtocolError::ResponseUrlUnreachable(err.without_url().to_string()),
         };
-        tracing::warn!(attempt, error, "sending the CloudFormation response failed");
+        tracing::warn!(attempt, error = %error, "sending the CloudFormation response failed");
         let pause = Duration::from_millis(300 * u64::from(attempt));
         if attempt >= 3 || Instant::now() + pause + Duration::from_millis(500) >= deadline {
             return Err(error);
@@ -320,7 +331,7 @@ mod tests {
             ("http://127.0.0.1:8080/response".to_owned(), "aws"),
             ("not a url".to_owned(), "aws"),
         ] {
-            let err = check_response_url(&url, partition, false).unwrap_err();
+            let err = check_response_url(&url, partition, false).unwrap_err().to_string();
             assert!(err.contains("no answer sent") && !err.contains(&url), "{url}: {err}");
         }
         assert_eq!(check_response_url("http://127.0.0.1:8080/response", "aws", true), Ok(()));
@@ -335,7 +346,7 @@ mod tests {
 
     #[test]
     fn requests_without_the_protocol_fields_are_refused() {
-        let err = Request::from_payload(&serde_json::json!({ "RequestType": "Create" })).unwrap_err();
+        let err = Request::from_payload(&serde_json::json!({ "RequestType": "Create" })).unwrap_err().to_string();
         assert!(err.contains("not a CloudFormation custom resource request"), "{err}");
     }
 }

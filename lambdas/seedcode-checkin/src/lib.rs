@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod custom_resource;
+pub mod error;
 pub mod provision;
 pub mod s3;
 pub mod seedcode;
@@ -14,16 +15,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use lambda_common::FunctionArn;
 use lambda_common::gitlab::{GitLab, Variable};
 use lambda_common::retry::RetryPolicy;
 use lambda_common::secrets;
+use lambda_common::{ConfigError, FunctionArn};
 use lambda_runtime::{Error, LambdaEvent};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use crate::config::{CiCredentials, Config};
 use crate::custom_resource::{Done, Request};
+use crate::error::{CheckinError, SeedCodeError};
 use crate::provision::{Provisioned, Repository, namespace_path, provision};
 
 /// The custom resource type that reports the two projects' paths (`cfn/project.yml`).
@@ -32,7 +34,7 @@ pub const PROJECT_PATHS_RESOURCE: &str = "Custom::GitLabProjectPaths";
 /// What the handler needs, made once per execution environment.
 pub struct Deps {
     /// A configuration error is answered per request as FAILED: the stack must not hang.
-    pub config: Result<Config, String>,
+    pub config: Result<Config, ConfigError>,
     pub secrets: aws_sdk_secretsmanager::Client,
     pub s3: s3::ObjectReader,
     pub gitlab_retry: RetryPolicy,
@@ -41,7 +43,7 @@ pub struct Deps {
 }
 
 impl Deps {
-    pub fn new(sdk: &aws_config::SdkConfig, config: Result<Config, String>) -> Deps {
+    pub fn new(sdk: &aws_config::SdkConfig, config: Result<Config, ConfigError>) -> Deps {
         Deps {
             config,
             secrets: aws_sdk_secretsmanager::Client::new(sdk),
@@ -57,7 +59,7 @@ pub async fn handle(deps: Arc<Deps>, event: LambdaEvent<Value>) -> Result<(), Er
         Ok(request) => request,
         Err(reason) => {
             // Without a ResponseURL there is nobody to answer: fail the invocation loudly.
-            tracing::error!(reason, "cannot answer CloudFormation");
+            tracing::error!(reason = %reason, "cannot answer CloudFormation");
             return Err(reason.into());
         }
     };
@@ -66,7 +68,12 @@ pub async fn handle(deps: Arc<Deps>, event: LambdaEvent<Value>) -> Result<(), Er
     if let Err(reason) =
         custom_resource::check_response_url(&request.response_url, partition, deps.allow_loopback_response_url)
     {
-        tracing::error!(reason, request_type = request.request_type, stack = request.stack_id, "refusing the request");
+        tracing::error!(
+            reason = %reason,
+            request_type = request.request_type,
+            stack = request.stack_id,
+            "refusing the request"
+        );
         return Err(reason.into());
     }
     tracing::info!(
@@ -88,7 +95,7 @@ pub async fn handle(deps: Arc<Deps>, event: LambdaEvent<Value>) -> Result<(), Er
 }
 
 /// Stable across retries and updates: one SageMaker project, one pair of repositories.
-fn physical_resource_id(request: &Request, config: &Result<Config, String>) -> String {
+fn physical_resource_id(request: &Request, config: &Result<Config, ConfigError>) -> String {
     let kind = if request.resource_type == PROJECT_PATHS_RESOURCE { "gitlab-project-paths" } else { "gitlab-projects" };
     match config {
         Ok(config) => format!("{kind}-{}", config.project_id),
@@ -96,7 +103,7 @@ fn physical_resource_id(request: &Request, config: &Result<Config, String>) -> S
     }
 }
 
-async fn run(deps: Arc<Deps>, request: Request, function_arn: String, deadline: Instant) -> Result<Done, String> {
+async fn run(deps: Arc<Deps>, request: Request, function_arn: String, deadline: Instant) -> Result<Done, CheckinError> {
     let paths_only = request.resource_type == PROJECT_PATHS_RESOURCE;
     match request.request_type.as_str() {
         // Boxed: side by side, the two futures nest deeper than rustc's layout query allows.
@@ -109,13 +116,13 @@ async fn run(deps: Arc<Deps>, request: Request, function_arn: String, deadline: 
             );
             Ok(Done { reason: "GitLab projects kept".into(), data: BTreeMap::new() })
         }
-        other => Err(format!("unknown RequestType {other:?}: expected Create, Update or Delete")),
+        other => Err(CheckinError::UnknownRequestType(other.to_owned())),
     }
 }
 
 /// The GitLab client, once the token is known to work, and a warning about the token if any: a
 /// token that cannot work fails Create before anything is made in GitLab.
-async fn connect(deps: &Deps, config: &Config, deadline: Instant) -> Result<(GitLab, Option<String>), String> {
+async fn connect(deps: &Deps, config: &Config, deadline: Instant) -> Result<(GitLab, Option<String>), CheckinError> {
     let secret = config.ca_bundle_secret.as_deref();
     let gitlab = lambda_common::gitlab_client(&deps.secrets, &config.gitlab_url, &config.token_secret, secret)
         .await?
@@ -128,7 +135,7 @@ async fn connect(deps: &Deps, config: &Config, deadline: Instant) -> Result<(Git
 /// Where the two projects will be (or are): the namespace's full path and each project's path.
 /// The CI role's trust policy names exactly these, so it exists before the seed commit starts
 /// the first pipeline.
-async fn project_paths(deps: &Deps, deadline: Instant) -> Result<Done, String> {
+async fn project_paths(deps: &Deps, deadline: Instant) -> Result<Done, CheckinError> {
     let config = deps.config.as_ref().map_err(Clone::clone)?;
     let (gitlab, _) = connect(deps, config, deadline).await?;
     let namespace = namespace_path(&gitlab, config.group_id).await?;
@@ -139,7 +146,7 @@ async fn project_paths(deps: &Deps, deadline: Instant) -> Result<Done, String> {
     Ok(Done { reason: format!("GitLab projects go into namespace {namespace}"), data })
 }
 
-async fn converge(deps: &Deps, function_arn: &str, deadline: Instant) -> Result<Done, String> {
+async fn converge(deps: &Deps, function_arn: &str, deadline: Instant) -> Result<Done, CheckinError> {
     let config = deps.config.as_ref().map_err(Clone::clone)?;
     let arn = FunctionArn::parse(function_arn)?;
 
@@ -148,20 +155,8 @@ async fn converge(deps: &Deps, function_arn: &str, deadline: Instant) -> Result<
     let ((gitlab, token_warning), ci_variables, build_zip, deploy_zip) = tokio::try_join!(
         Box::pin(connect(deps, config, deadline)),
         ci_access_variables(deps, config),
-        download(
-            &deps.s3,
-            &config.seedcode_bucket,
-            &config.build_seedcode_key,
-            &config.build_seedcode_sha256,
-            deadline
-        ),
-        download(
-            &deps.s3,
-            &config.seedcode_bucket,
-            &config.deploy_seedcode_key,
-            &config.deploy_seedcode_sha256,
-            deadline
-        ),
+        seed_zip(deps, config, &config.build_seedcode_key, &config.build_seedcode_sha256, deadline),
+        seed_zip(deps, config, &config.deploy_seedcode_key, &config.deploy_seedcode_sha256, deadline),
     )?;
     let build_files =
         seedcode::read_zip(&build_zip, &format!("s3://{}/{}", config.seedcode_bucket, config.build_seedcode_key))?;
@@ -258,7 +253,7 @@ fn deploy_variables(config: &Config, mut variables: Vec<Variable>) -> Vec<Variab
 }
 
 /// How GitLab CI reaches AWS: the role to assume with its `id_tokens`, or masked access keys.
-async fn ci_access_variables(deps: &Deps, config: &Config) -> Result<Vec<Variable>, String> {
+async fn ci_access_variables(deps: &Deps, config: &Config) -> Result<Vec<Variable>, CheckinError> {
     match &config.ci_credentials {
         CiCredentials::WebIdentity { role_arn } => Ok(vec![variable("AWS_ROLE_ARN", role_arn)]),
         CiCredentials::AccessKey { secret } => {
@@ -270,15 +265,14 @@ async fn ci_access_variables(deps: &Deps, config: &Config) -> Result<Vec<Variabl
                 #[serde(rename = "AWS_SECRET_ACCESS_KEY")]
                 secret: Option<SecretString>,
             }
-            let value = secrets::read_string(&deps.secrets, secret).await.map_err(|e| e.to_string())?;
-            let keys: AccessKey = serde_json::from_str(value.expose_secret()).map_err(|_| {
-                format!("secret {secret} is not JSON with two strings: store {{\"AWS_ACCESS_KEY_ID\": \"...\", \"AWS_SECRET_ACCESS_KEY\": \"...\"}}")
-            })?;
+            let value = secrets::read_string(&deps.secrets, secret).await?;
+            let keys: AccessKey = serde_json::from_str(value.expose_secret())
+                .map_err(|_| CheckinError::AccessKeyNotJson { secret: secret.clone() })?;
             [("AWS_ACCESS_KEY_ID", keys.id), ("AWS_SECRET_ACCESS_KEY", keys.secret)]
                 .into_iter()
                 .map(|(key, value)| {
                     let value = value.filter(|v| !v.expose_secret().is_empty());
-                    let value = value.ok_or_else(|| format!("secret {secret} has no string {key}"))?;
+                    let value = value.ok_or_else(|| CheckinError::AccessKeyMissing { secret: secret.clone(), key })?;
                     // Hidden and protected: a long-lived key reaches only pipelines of protected
                     // `main` (and tags), and nobody reads it back from GitLab.
                     Ok(Variable { key: key.into(), value, masked: true, hidden: true, protected: true, raw: true })
@@ -286,6 +280,17 @@ async fn ci_access_variables(deps: &Deps, config: &Config) -> Result<Vec<Variabl
                 .collect()
         }
     }
+}
+
+/// `download` from the seed code bucket, its error as the checkin's.
+async fn seed_zip(
+    deps: &Deps,
+    config: &Config,
+    key: &str,
+    sha256: &str,
+    deadline: Instant,
+) -> Result<Vec<u8>, CheckinError> {
+    Ok(download(&deps.s3, &config.seedcode_bucket, key, sha256, deadline).await?)
 }
 
 /// The seed zip at `key`, if its bytes are the ones publish recorded (`sha256`, hex): anyone who
@@ -296,24 +301,18 @@ async fn download(
     key: &str,
     sha256: &str,
     deadline: Instant,
-) -> Result<Vec<u8>, String> {
+) -> Result<Vec<u8>, SeedCodeError> {
     let location = format!("s3://{bucket}/{key}");
     // A zip holds at most what it unpacks to: no larger object is read into memory.
     let bytes = s3.get(bucket, key, seedcode::MAX_TOTAL_BYTES, deadline).await.map_err(|err| match err {
-        s3::GetObjectError::Missing(_) => format!("seed code {location} does not exist: re-run cargo xtask publish"),
-        s3::GetObjectError::Denied(_) => {
-            format!("reading seed code {location} was denied: the bucket policy must let the Lambda's role read it")
-        }
-        s3::GetObjectError::TooLarge { size, .. } => {
-            format!("seed code {location} is {size} bytes, more than a seed repository may hold")
-        }
-        s3::GetObjectError::Failed(why) => format!("reading seed code {location} failed: {why}"),
+        s3::GetObjectError::Missing(_) => SeedCodeError::Missing { location: location.clone() },
+        s3::GetObjectError::Denied(_) => SeedCodeError::Denied { location: location.clone() },
+        s3::GetObjectError::TooLarge { size, .. } => SeedCodeError::TooLarge { location: location.clone(), size },
+        s3::GetObjectError::Failed(reason) => SeedCodeError::Failed { location: location.clone(), reason },
     })?;
     let actual = hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes).as_ref());
     if actual != sha256 {
-        return Err(format!(
-            "seed code {location} has SHA-256 {actual}, but the template was published with {sha256}: someone replaced it after publishing; find out who could write the bucket, then publish again"
-        ));
+        return Err(SeedCodeError::Replaced { location, actual, expected: sha256.to_owned() });
     }
     Ok(bytes)
 }

@@ -3,7 +3,7 @@
 //! Create or an Update repeats nothing that is done.
 
 use futures_util::future::try_join_all;
-use lambda_common::gitlab::{GitLab, NewCommit, NewProject, Project, Variable};
+use lambda_common::gitlab::{GitLab, GitLabError, NewCommit, NewProject, Project, Variable};
 
 use crate::seedcode::{SeedFile, commit_actions};
 
@@ -28,6 +28,34 @@ pub struct Repository {
     pub commit_message: String,
 }
 
+/// Why a repository could not be brought to its seeded state: GitLab's answer, with what it means
+/// for this project where GitLab's own message does not say it.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvisionError {
+    #[error(transparent)]
+    GitLab(#[from] GitLabError),
+    #[error(
+        "GitLab project {path} is archived, so nothing can be written to it: unarchive it (Settings > General > Advanced), or choose other repository names"
+    )]
+    Archived { path: String },
+    #[error(
+        "{refusal}. A push rule of the group or instance (commit message format, signed commits, file names) may refuse the seed commit: relax it for these projects, then update the stack"
+    )]
+    CommitRefused { refusal: Box<GitLabError> },
+    #[error(
+        "{refusal}. The deploy pipeline gets the approved model through a pipeline variable, which project {path} allows {allowed}: make the token's user an Owner of it, or have an Owner set Settings > CI/CD > Variables > \"Minimum role to use pipeline variables\" to Maintainer, then update the stack"
+    )]
+    PipelineVariables { refusal: Box<GitLabError>, path: String, allowed: &'static str },
+    #[error(
+        "{taken}; yet project {path} cannot be read with this token: give the token's user access to it, or choose other repository names"
+    )]
+    TakenButUnreadable { taken: Box<GitLabError>, path: String },
+    #[error(
+        "GitLab project {path} already exists and was not made for this SageMaker project: rename or delete it, or choose other repository names"
+    )]
+    NotOurs { path: String },
+}
+
 #[derive(Debug)]
 pub struct Provisioned {
     pub project: Project,
@@ -42,21 +70,18 @@ pub async fn provision(
     group_id: Option<u64>,
     marker: &str,
     repo: &Repository,
-) -> Result<Provisioned, String> {
+) -> Result<Provisioned, ProvisionError> {
     let (project, adopted) = create_or_adopt(gitlab, group_id, marker, repo).await?;
     tracing::info!(role = repo.role, project = project.path_with_namespace, adopted, "project ready");
     if project.archived {
-        return Err(format!(
-            "GitLab project {} is archived, so nothing can be written to it: unarchive it (Settings > General > Advanced), or choose other repository names",
-            project.path_with_namespace
-        ));
+        return Err(ProvisionError::Archived { path: project.path_with_namespace });
     }
 
     // Variables and settings first: the first commit starts a pipeline, which needs them.
     let variables = async {
         try_join_all(repo.variables.iter().map(|variable| gitlab.upsert_variable(project.id, variable)))
             .await
-            .map_err(|err| err.to_string())
+            .map_err(ProvisionError::from)
     };
     let settings = async {
         match repo.pipeline_variables {
@@ -69,8 +94,7 @@ pub async fn provision(
     tracing::info!(role = repo.role, project = project.path_with_namespace, ?keys, "CI/CD variables set");
 
     // A new project has no branch yet; an adopted one may have been seeded by an earlier try.
-    let head =
-        if adopted { gitlab.branch_head(project.id, BRANCH).await.map_err(|err| err.to_string())? } else { None };
+    let head = if adopted { gitlab.branch_head(project.id, BRANCH).await? } else { None };
     if let Some(head) = head {
         tracing::info!(
             role = repo.role,
@@ -85,10 +109,8 @@ pub async fn provision(
     let commit = NewCommit { branch: BRANCH, commit_message: &repo.commit_message, actions: &actions };
     let commit = gitlab.create_commit(project.id, &commit).await.map_err(|err| match err.status() {
         // Every commit refusal is a 400 (lib/api/commits.rb); a push rule is the usual cause here.
-        Some(400) => format!(
-            "{err}. A push rule of the group or instance (commit message format, signed commits, file names) may refuse the seed commit: relax it for these projects, then update the stack"
-        ),
-        _ => err.to_string(),
+        Some(400) => ProvisionError::CommitRefused { refusal: Box::new(err) },
+        _ => ProvisionError::GitLab(err),
     })?;
     tracing::info!(
         role = repo.role,
@@ -103,24 +125,24 @@ pub async fn provision(
 
 /// Protects `main` where the group or instance does not: only Maintainers then push to it, and
 /// protected CI/CD variables (the access-key fallback's keys) reach only its pipelines.
-async fn protect_main(gitlab: &GitLab, project: &Project) -> Result<(), String> {
-    gitlab.protect_branch(project.id, BRANCH).await.map_err(|err| err.to_string())
+async fn protect_main(gitlab: &GitLab, project: &Project) -> Result<(), GitLabError> {
+    gitlab.protect_branch(project.id, BRANCH).await
 }
 
 /// Lets Maintainers pass pipeline variables when the project says nobody (gitlab.com's default
 /// for new namespaces since 17.7) or only Owners may. A GitLab before 17.1 shows no such setting
 /// and has no such restriction: nothing to do.
-async fn allow_pipeline_variables(gitlab: &GitLab, project: &Project) -> Result<(), String> {
+async fn allow_pipeline_variables(gitlab: &GitLab, project: &Project) -> Result<(), ProvisionError> {
     let current = project.ci_pipeline_variables_minimum_override_role.as_deref();
     if matches!(current, None | Some("developer" | "maintainer")) {
         return Ok(());
     }
-    gitlab.set_pipeline_variables_role(project.id, PIPELINE_VARIABLES_ROLE).await.map_err(|err| {
-        format!(
-            "{err}. The deploy pipeline gets the approved model through a pipeline variable, which project {} allows {}: make the token's user an Owner of it, or have an Owner set Settings > CI/CD > Variables > \"Minimum role to use pipeline variables\" to Maintainer, then update the stack",
-            project.path_with_namespace,
-            if current == Some("owner") { "only Owners to pass" } else { "nobody to pass" }
-        )
+    gitlab.set_pipeline_variables_role(project.id, PIPELINE_VARIABLES_ROLE).await.map_err(|refusal| {
+        ProvisionError::PipelineVariables {
+            refusal: Box::new(refusal),
+            path: project.path_with_namespace.clone(),
+            allowed: if current == Some("owner") { "only Owners to pass" } else { "nobody to pass" },
+        }
     })?;
     tracing::info!(
         project = project.path_with_namespace,
@@ -133,10 +155,10 @@ async fn allow_pipeline_variables(gitlab: &GitLab, project: &Project) -> Result<
 
 /// The full path of the namespace projects are created in: the group's, or, without a group, the
 /// token user's personal namespace, whose path is the username.
-pub async fn namespace_path(gitlab: &GitLab, group_id: Option<u64>) -> Result<String, String> {
+pub async fn namespace_path(gitlab: &GitLab, group_id: Option<u64>) -> Result<String, GitLabError> {
     match group_id {
-        Some(id) => Ok(gitlab.group(id).await.map_err(|e| e.to_string())?.full_path),
-        None => Ok(gitlab.current_user().await.map_err(|e| e.to_string())?.username),
+        Some(id) => Ok(gitlab.group(id).await?.full_path),
+        None => Ok(gitlab.current_user().await?.username),
     }
 }
 
@@ -145,7 +167,7 @@ async fn create_or_adopt(
     group_id: Option<u64>,
     marker: &str,
     repo: &Repository,
-) -> Result<(Project, bool), String> {
+) -> Result<(Project, bool), ProvisionError> {
     let new = NewProject {
         name: &repo.path,
         path: &repo.path,
@@ -158,17 +180,15 @@ async fn create_or_adopt(
     let err = match gitlab.create_project(&new).await {
         Ok(project) => return Ok((project, false)),
         Err(err) if err.is_already_taken() => err,
-        Err(err) => return Err(err.to_string()),
+        Err(err) => return Err(err.into()),
     };
     let namespace = namespace_path(gitlab, group_id).await?;
     let full_path = format!("{namespace}/{}", repo.path);
-    let existing = gitlab.project(&full_path).await.map_err(|e| e.to_string())?.ok_or_else(|| {
-        format!("{err}; yet project {full_path} cannot be read with this token: give the token's user access to it, or choose other repository names")
-    })?;
+    let Some(existing) = gitlab.project(&full_path).await? else {
+        return Err(ProvisionError::TakenButUnreadable { taken: Box::new(err), path: full_path });
+    };
     if !existing.description.as_deref().unwrap_or_default().contains(marker) {
-        return Err(format!(
-            "GitLab project {full_path} already exists and was not made for this SageMaker project: rename or delete it, or choose other repository names"
-        ));
+        return Err(ProvisionError::NotOurs { path: full_path });
     }
     Ok((existing, true))
 }

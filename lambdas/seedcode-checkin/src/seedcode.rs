@@ -9,6 +9,19 @@ use lambda_common::gitlab::CommitAction;
 /// Entries above this are refused: GitLab's commit API takes the whole commit in one request.
 pub const MAX_TOTAL_BYTES: u64 = 50 * 1024 * 1024;
 
+/// Why a seed code zip cannot be committed; `what` names the zip.
+#[derive(Debug, thiserror::Error)]
+pub enum ZipError {
+    #[error("{what} is not a readable zip ({reason}): re-run cargo xtask publish")]
+    Unreadable { what: String, reason: String },
+    #[error("{what}: {problem}")]
+    Entry { what: String, problem: String },
+    #[error("{what} unpacks to more than {MAX_TOTAL_BYTES} bytes, too large for one commit")]
+    TooLarge { what: String },
+    #[error("{what} holds no files")]
+    Empty { what: String },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SeedFile {
     pub path: String,
@@ -19,34 +32,36 @@ pub struct SeedFile {
 /// The files of a seed code zip. `what` names the zip in errors. Directory entries are skipped;
 /// entries that would land outside the repository (absolute paths, `..`, backslashes) and
 /// symlinks are refused.
-pub fn read_zip(bytes: &[u8], what: &str) -> Result<Vec<SeedFile>, String> {
+pub fn read_zip(bytes: &[u8], what: &str) -> Result<Vec<SeedFile>, ZipError> {
     let mut archive = zip::ZipArchive::new(Cursor::new(bytes))
-        .map_err(|err| format!("{what} is not a readable zip ({err}): re-run cargo xtask publish"))?;
+        .map_err(|err| ZipError::Unreadable { what: what.into(), reason: err.to_string() })?;
+    let entry_error = |problem: String| ZipError::Entry { what: what.into(), problem };
     let mut files = Vec::new();
     let mut total = 0u64;
     for i in 0..archive.len() {
-        let mut entry = archive.by_index(i).map_err(|err| format!("{what}: entry {i} is unreadable: {err}"))?;
-        let name = entry.name().map_err(|err| format!("{what}: entry {i} has an unreadable name: {err}"))?.into_owned();
+        let mut entry = archive.by_index(i).map_err(|err| entry_error(format!("entry {i} is unreadable: {err}")))?;
+        let name =
+            entry.name().map_err(|err| entry_error(format!("entry {i} has an unreadable name: {err}")))?.into_owned();
         if entry.is_dir() {
             continue;
         }
         if !is_safe_path(&name) {
-            return Err(format!("{what}: entry {name:?} would be written outside the repository"));
+            return Err(entry_error(format!("entry {name:?} would be written outside the repository")));
         }
         let mode = entry.unix_mode().unwrap_or(0o644);
         if mode & 0o170000 == 0o120000 {
-            return Err(format!("{what}: entry {name:?} is a symlink, which the seed code may not contain"));
+            return Err(entry_error(format!("entry {name:?} is a symlink, which the seed code may not contain")));
         }
         total += entry.size();
         if total > MAX_TOTAL_BYTES {
-            return Err(format!("{what} unpacks to more than {MAX_TOTAL_BYTES} bytes, too large for one commit"));
+            return Err(ZipError::TooLarge { what: what.into() });
         }
         let mut content = Vec::with_capacity(entry.size() as usize);
-        entry.read_to_end(&mut content).map_err(|err| format!("{what}: entry {name:?} is corrupt: {err}"))?;
+        entry.read_to_end(&mut content).map_err(|err| entry_error(format!("entry {name:?} is corrupt: {err}")))?;
         files.push(SeedFile { path: name, content, executable: mode & 0o111 != 0 });
     }
     if files.is_empty() {
-        return Err(format!("{what} holds no files"));
+        return Err(ZipError::Empty { what: what.into() });
     }
     Ok(files)
 }
@@ -122,7 +137,7 @@ mod tests {
     #[test]
     fn refuses_entries_outside_the_tree() {
         for name in ["../evil.sh", "a/../../evil.sh", "/etc/passwd", "a\\..\\evil", "./x/../../y"] {
-            let err = read_zip(&zip_of(&[(name, 0o644, b"x")]), "build.zip").unwrap_err();
+            let err = read_zip(&zip_of(&[(name, 0o644, b"x")]), "build.zip").unwrap_err().to_string();
             assert!(err.contains("outside the repository") && err.contains("build.zip"), "{name}: {err}");
         }
     }
@@ -131,11 +146,11 @@ mod tests {
     fn refuses_symlinks_corrupt_and_empty_zips() {
         let mut with_link = zip::ZipWriter::new(Cursor::new(Vec::new()));
         with_link.add_symlink("link", "/etc/passwd", SimpleFileOptions::default()).unwrap();
-        let err = read_zip(&with_link.finish().unwrap().into_inner(), "z").unwrap_err();
+        let err = read_zip(&with_link.finish().unwrap().into_inner(), "z").unwrap_err().to_string();
         assert!(err.contains("symlink"), "{err}");
-        let err = read_zip(b"PK\x03\x04 not really a zip", "deploy.zip").unwrap_err();
+        let err = read_zip(b"PK\x03\x04 not really a zip", "deploy.zip").unwrap_err().to_string();
         assert!(err.contains("deploy.zip is not a readable zip"), "{err}");
-        let err = read_zip(&zip_of(&[("only-a-dir/", 0o755, b"")]), "z").unwrap_err();
+        let err = read_zip(&zip_of(&[("only-a-dir/", 0o755, b"")]), "z").unwrap_err().to_string();
         assert!(err.contains("holds no files"), "{err}");
     }
 }

@@ -360,8 +360,11 @@ async fn an_unreachable_response_url_is_given_up_before_the_deadline() {
     stand.sink.set_delay(Duration::from_secs(30));
     let request = seedcode_checkin::custom_resource::Request::from_payload(&stand.request("Create", None)).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(8);
-    let work = async { Ok(seedcode_checkin::custom_resource::Done::default()) };
-    let err = seedcode_checkin::custom_resource::answer(&request, "pid".into(), deadline, work).await.unwrap_err();
+    let work = async { Ok::<_, String>(seedcode_checkin::custom_resource::Done::default()) };
+    let err = seedcode_checkin::custom_resource::answer(&request, "pid".into(), deadline, work)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(std::time::Instant::now() < deadline, "still sending at the deadline");
     assert!(err.contains("could not be reached") && !err.contains("X-Amz-Signature"), "{err}");
 }
@@ -481,7 +484,7 @@ async fn a_panic_still_gets_a_failed_answer() {
     let stand = stand().await;
     let request = seedcode_checkin::custom_resource::Request::from_payload(&stand.request("Create", None)).unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let work = async { panic!("index out of bounds") };
+    let work = async { panic!("index out of bounds") as Result<seedcode_checkin::custom_resource::Done, String> };
     seedcode_checkin::custom_resource::answer(&request, "pid".into(), deadline, work).await.unwrap();
     assert_failed(&one_answer(stand.sink.received()), &["internal error", "index out of bounds"]);
 }
