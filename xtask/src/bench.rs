@@ -1,7 +1,9 @@
 //! `cargo xtask bench`: the speed targets, as medians against a baseline from the same run.
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use xshell::{Shell, cmd};
 
 use crate::flags::{self, BenchName};
@@ -17,57 +19,87 @@ pub fn run(sh: &Shell, args: &flags::Bench) -> anyhow::Result<()> {
     if all || args.which == Some(BenchName::Package) {
         package_rerun(sh, runs)?;
     }
+    let built = build_programs(sh)?;
     if all || args.which == Some(BenchName::Checkin) {
-        checkin_create(sh, runs)?;
+        checkin_create(sh, &built, runs)?;
     }
     if all || args.which == Some(BenchName::Coldstart) {
-        cold_start(sh, runs, args.smoke)?;
+        cold_start(sh, &built, runs, args.smoke)?;
     }
     if all || args.which == Some(BenchName::Publish) {
-        publish_rerun(sh, runs)?;
+        publish_rerun(sh, &built, runs)?;
     }
     Ok(())
 }
 
+/// The benchmark programs (examples) and the binaries they drive, built with the whole
+/// workspace's features as the test build resolves them, so that they share its dependencies: a
+/// `cargo run --package` of one of them would resolve that package's features alone and compile
+/// much of the tree a second time. Their paths come from cargo's report of what it built
+/// (`--message-format=json`).
+struct Built(std::collections::BTreeMap<String, PathBuf>);
+
+impl Built {
+    /// The executable of the example or binary `name`.
+    fn program(&self, name: &str) -> anyhow::Result<&Path> {
+        self.0.get(name).map(PathBuf::as_path).with_context(|| format!("the test build made no program {name}"))
+    }
+}
+
+fn build_programs(sh: &Shell) -> anyhow::Result<Built> {
+    let report = cmd!(sh, "cargo build --quiet --workspace --locked --examples --bins --message-format=json").read()?;
+    let mut programs = std::collections::BTreeMap::new();
+    for message in report.lines().filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok()) {
+        let kinds = message["target"]["kind"].as_array().cloned().unwrap_or_default();
+        let (Some(name), Some(executable)) = (message["target"]["name"].as_str(), message["executable"].as_str())
+        else {
+            continue;
+        };
+        if kinds.iter().any(|k| k == "example" || k == "bin") {
+            programs.insert(name.to_owned(), PathBuf::from(executable));
+        }
+    }
+    Ok(Built(programs))
+}
+
 /// A no-change publish against moto, next to a first publish; the example prints the figures.
-fn publish_rerun(sh: &Shell, runs: usize) -> anyhow::Result<()> {
+fn publish_rerun(sh: &Shell, built: &Built, runs: usize) -> anyhow::Result<()> {
     tools::ensure_python_tools(sh, tools::Requirements::Test)?;
     let dist = project::target_dir().join("bench/publish-dist");
     cmd!(sh, "cargo xtask package --out {dist}").quiet().ignore_stdout().run()?;
-    // The binary that runs publish itself, without `cargo xtask`'s hand-over to it.
-    cmd!(sh, "cargo build --quiet --locked --package xtask-aws").run()?;
-    let xtask = project::target_dir().join("debug/xtask-aws");
+    // A binary that runs publish itself, without `cargo xtask`'s hand-over: the system tests'.
+    let (xtask, bench) = (built.program("xtask-e2e")?, built.program("bench_publish")?);
     let runs = runs.to_string();
-    cmd!(sh, "cargo run --quiet --locked --package xtask-e2e --example bench_publish -- {runs} {xtask} {dist}")
-        .run()?;
+    cmd!(sh, "{bench} {runs} {xtask} {dist}").run()?;
     Ok(())
 }
 
 /// Both Lambdas built for this machine in release mode (cold start is timed natively, not under
 /// emulation), against the Python baseline; the example prints the figures. A smoke run takes
 /// the test build's binaries instead of compiling a release build for this machine.
-fn cold_start(sh: &Shell, runs: usize, smoke: bool) -> anyhow::Result<()> {
+fn cold_start(sh: &Shell, built: &Built, runs: usize, smoke: bool) -> anyhow::Result<()> {
     let venv_bin = tools::ensure_python_tools(sh, tools::Requirements::Test)?;
-    let packages = package::LAMBDAS.iter().flat_map(|(krate, _)| ["--package", krate]);
-    let (release, profile) = if smoke { (None, "debug") } else { (Some("--release"), "release") };
-    cmd!(sh, "cargo build --quiet {release...} --locked {packages...}").run()?;
-    let built = project::target_dir().join(profile);
-    let bootstraps = package::LAMBDAS.map(|(krate, _)| built.join(krate));
-    let (runs, python) = (runs.to_string(), venv_bin.join("python"));
-    cmd!(
-        sh,
-        "cargo run --quiet --locked --package testkit --example bench_cold_start -- {runs} {python} {bootstraps...}"
-    )
-    .run()?;
+    let bootstraps: Vec<PathBuf> = if smoke {
+        package::LAMBDAS
+            .iter()
+            .map(|(krate, _)| built.program(krate).map(Path::to_path_buf))
+            .collect::<Result<_, _>>()?
+    } else {
+        let packages = package::LAMBDAS.iter().flat_map(|(krate, _)| ["--package", krate]);
+        cmd!(sh, "cargo build --quiet --release --locked {packages...}").run()?;
+        package::LAMBDAS.iter().map(|(krate, _)| project::target_dir().join("release").join(krate)).collect()
+    };
+    let (runs, python, bench) = (runs.to_string(), venv_bin.join("python"), built.program("bench_cold_start")?);
+    cmd!(sh, "{bench} {runs} {python} {bootstraps...}").run()?;
     Ok(())
 }
 
 /// The checkin Lambda's Create against moto and the GitLab double (the example prints its own
 /// figures: its median against the same calls made sequentially).
-fn checkin_create(sh: &Shell, runs: usize) -> anyhow::Result<()> {
+fn checkin_create(sh: &Shell, built: &Built, runs: usize) -> anyhow::Result<()> {
     tools::ensure_python_tools(sh, tools::Requirements::Test)?;
-    let runs = runs.to_string();
-    cmd!(sh, "cargo run --quiet --locked --package seedcode-checkin --example bench_create -- {runs}").run()?;
+    let (runs, bench) = (runs.to_string(), built.program("bench_create")?);
+    cmd!(sh, "{bench} {runs}").run()?;
     Ok(())
 }
 

@@ -5,7 +5,6 @@
 //! deploy pipeline's jobs it started, then three fault runs; last, every AWS call those made is
 //! checked against the role that makes it in AWS (`calls`). Each step prints as it goes; a
 //! table at the end says which passed.
-
 //!
 //! `flow` below is the script; the steps live by what they play: `provision` (the stand-ins,
 //! publish, CloudFormation's part), `checkin` (its custom resources and the fault runs),

@@ -1,4 +1,4 @@
-//! `cargo xtask doctor` against moto in server mode: an account set up as the README says passes
+//! `cargo xtask doctor` against moto in server mode: an account set up as docs/operations.md says passes
 //! every row; then each piece is broken in turn, and exactly its row fails, with the fix.
 
 use std::collections::BTreeMap;
@@ -212,7 +212,7 @@ async fn each_missing_piece_fails_its_own_row_with_the_fix() {
     share.principal_arn(&studio).principal_type("IAM".into()).send().await.unwrap();
     account.add_launch_constraint().await;
 
-    // Set up as the README says: every row passes, and the token's value is never printed.
+    // Set up as docs/operations.md says: every row passes, and the token's value is never printed.
     let output = doctor(&[]);
     let report = expect_failures(&[], &[]);
     assert!(!String::from_utf8_lossy(&output.stdout).contains("glpat-stored"));
