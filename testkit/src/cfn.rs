@@ -63,6 +63,17 @@ impl Stack {
             }
         }
         parameters.extend(given.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        // As CloudFormation does before it creates anything. `given` also holds the values of
+        // resources' `Ref`s, so names the template does not declare are not refused here, nor
+        // are declared ones left out (moto_cloudformation.py refuses both, as CloudFormation does).
+        if let Some(declared) = template.get("Parameters").and_then(Value::as_mapping) {
+            for (name, spec) in declared {
+                let name = scalar(name)?;
+                if let Some(value) = parameters.get(&name) {
+                    check_parameter(&name, spec, value)?;
+                }
+            }
+        }
         Ok(Stack { template, parameters, attributes: BTreeMap::new() })
     }
 
@@ -305,6 +316,68 @@ fn scalar(value: &Value) -> anyhow::Result<String> {
     }
 }
 
+/// CloudFormation's check of a parameter's value against its declaration (CloudFormation User
+/// Guide, "Parameters" section structure), with CloudFormation's message: the one
+/// `moto_cloudformation.py` gives moto, where its sources are cited.
+fn check_parameter(name: &str, spec: &Value, value: &str) -> anyhow::Result<()> {
+    let Some(reason) = refusal(spec, value)? else { return Ok(()) };
+    match spec.get("ConstraintDescription").map(scalar).transpose()? {
+        Some(described) => bail!("Parameter {name} failed to satisfy constraint: {described}"),
+        None => bail!("Parameter '{name}' {reason}"),
+    }
+}
+
+/// Why `value` does not satisfy the parameter declared as `spec`: `AllowedPattern` matches the
+/// whole value (each member of a list), `AllowedValues` lists them, lengths bound a `String`,
+/// `MinValue`/`MaxValue` a `Number` (each member of a `List<Number>`).
+fn refusal(spec: &Value, value: &str) -> anyhow::Result<Option<String>> {
+    let setting = |key: &str| spec.get(key).map(scalar).transpose();
+    let kind = setting("Type")?.unwrap_or_else(|| "String".to_owned());
+    let members: Vec<&str> = match kind == "CommaDelimitedList" || kind.starts_with("List<") {
+        true => value.split(',').map(str::trim).collect(),
+        false => vec![value],
+    };
+    for member in members {
+        if kind == "Number" || kind == "List<Number>" {
+            let Ok(number) = member.parse::<f64>() else { return Ok(Some("must be a number".into())) };
+            if let Some(min) = setting("MinValue")?
+                && number < min.parse::<f64>()?
+            {
+                return Ok(Some(format!("must be a number not less than {min}")));
+            }
+            if let Some(max) = setting("MaxValue")?
+                && number > max.parse::<f64>()?
+            {
+                return Ok(Some(format!("must be a number not greater than {max}")));
+            }
+        }
+        if let Some(pattern) = setting("AllowedPattern")?
+            && !regex_lite::Regex::new(&format!("^(?:{pattern})$"))?.is_match(member)
+        {
+            return Ok(Some(format!("must match pattern {pattern}")));
+        }
+        if let Some(allowed) = spec.get("AllowedValues").and_then(Value::as_sequence)
+            && !allowed.iter().any(|item| scalar(item).is_ok_and(|item| item == member))
+        {
+            return Ok(Some("must be one of AllowedValues".into()));
+        }
+    }
+    if kind == "String" {
+        let length = value.chars().count();
+        if let Some(min) = setting("MinLength")?
+            && length < min.parse()?
+        {
+            return Ok(Some(format!("must contain at least {min} characters")));
+        }
+        if let Some(max) = setting("MaxLength")?
+            && length > max.parse()?
+        {
+            return Ok(Some(format!("must contain at most {max} characters")));
+        }
+    }
+    Ok(None)
+}
+
 /// A mapping of plain values, as strings; `what` names it in the error.
 fn string_map(value: &Value, what: &str) -> anyhow::Result<BTreeMap<String, String>> {
     let mapping = value.as_mapping().with_context(|| format!("{what} is not a mapping"))?;
@@ -347,6 +420,37 @@ Resources:
         assert_eq!(env["ARN"], "arn:aws:iam::111122223333:role/churn");
         assert_eq!(env["ROLE"], "x-ci-role");
         assert_eq!(env["DEPLOY"], "42");
+    }
+
+    #[test]
+    fn parameter_values_are_checked_as_cloudformation_checks_them() {
+        let template = r#"
+Parameters:
+  Bucket: { Type: String, AllowedPattern: "^sagemaker-project-p-[a-z0-9]{12}$" }
+  Stage: { Type: String, AllowedValues: [staging, production], Default: staging }
+  Name: { Type: String, MinLength: 3, MaxLength: 8, Default: churn }
+  Count: { Type: Number, MinValue: 1, MaxValue: 4, Default: 1 }
+  Described: { Type: String, AllowedPattern: "[a-z]+", ConstraintDescription: lower-case letters only, Default: ok }
+Resources: {}
+"#;
+        let bucket = ("Bucket", "sagemaker-project-p-abcdef123456");
+        let refused = |extra: (&str, &str)| {
+            Stack::new(template, "r", "1", &[bucket, extra]).err().map(|err| err.to_string()).unwrap_or_default()
+        };
+        assert!(Stack::new(template, "r", "1", &[bucket]).is_ok());
+        assert_eq!(
+            refused(("Bucket", "sm-gl-eu-west-1-111111111111-123456789012-staging")),
+            "Parameter 'Bucket' must match pattern ^sagemaker-project-p-[a-z0-9]{12}$"
+        );
+        assert_eq!(refused(("Stage", "dev")), "Parameter 'Stage' must be one of AllowedValues");
+        assert_eq!(refused(("Name", "ab")), "Parameter 'Name' must contain at least 3 characters");
+        assert_eq!(refused(("Name", "abcdefghi")), "Parameter 'Name' must contain at most 8 characters");
+        assert_eq!(refused(("Count", "5")), "Parameter 'Count' must be a number not greater than 4");
+        assert_eq!(refused(("Count", "two")), "Parameter 'Count' must be a number");
+        assert_eq!(
+            refused(("Described", "UPPER")),
+            "Parameter Described failed to satisfy constraint: lower-case letters only"
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ import sys
 
 from moto.server import ThreadedMotoServer
 
+import moto_cloudformation  # noqa: F401  (parameters validated as CloudFormation does)
 import moto_events  # noqa: F401  (events carry their account, as EventBridge's do)
 import moto_s3  # noqa: F401  (S3 answers as the API reference words them)
 import moto_servicecatalog  # noqa: F401  (adds the Service Catalog operations moto lacks)
