@@ -122,10 +122,8 @@ async fn account() -> Account {
     ] {
         iam.create_role().role_name(name).assume_role_policy_document(trust(service)).send().await.unwrap();
     }
-    let sagemaker = trust("sagemaker.amazonaws.com");
-    let products_role =
-        iam.create_role().role_name("AmazonSageMakerServiceCatalogProductsUseRole").path("/service-role/");
-    products_role.assume_role_policy_document(sagemaker).send().await.unwrap();
+    // Shared with the publish tests, which share this moto account: made once, whoever is first.
+    testkit::moto::enable_sagemaker_projects(&iam).await.unwrap();
     iam.create_open_id_connect_provider()
         .url(format!("https://{GITLAB}"))
         .client_id_list(format!("https://{GITLAB}"))

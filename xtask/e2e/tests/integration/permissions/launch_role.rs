@@ -22,7 +22,8 @@ use super::*;
 enum Moot {
     /// The handler calls it only for these properties, which the resource does not set.
     Without(&'static [&'static str]),
-    /// Only the delete handler calls it, and the resource has `DeletionPolicy: Retain`.
+    /// Only the delete handler calls it (its schema lists it for no other handler), and the
+    /// resource has `DeletionPolicy: Retain`.
     Retained,
     /// A one-line reason, shown when the waiver is listed.
     Because(&'static str),
@@ -55,19 +56,11 @@ const WAIVERS: &[(&str, &str, Moot)] = &[
     ("AWS::S3::Bucket", "s3:*BucketAbac", Moot::Without(&["AbacStatus"])),
     ("AWS::S3::Bucket", "s3:*BucketAcl", Moot::Without(&["AccessControl"])),
     ("AWS::S3::Bucket", "s3:PutObjectAcl", Moot::Without(&["AccessControl"])),
-    ("AWS::S3::Bucket", "s3:DeleteBucket*", Moot::Retained),
-    ("AWS::S3::Bucket", "s3:DeleteObject", Moot::Retained),
-    ("AWS::S3::Bucket", "s3:ListBucket", Moot::Retained),
-    ("AWS::S3::Bucket", "s3:UntagResource", Moot::Because("tags are set once, by the template; no update removes one")),
+    ("AWS::S3::Bucket", "s3:DeleteBucket", Moot::Retained),
     (
         "AWS::S3::Bucket",
-        "s3:TagResource",
-        Moot::Because("the bucket's tags go through PutBucketTagging, which is granted"),
-    ),
-    (
-        "AWS::S3::Bucket",
-        "s3:ListTagsForResource",
-        Moot::Because("the bucket's tags are read through GetBucketTagging, which is granted"),
+        "s3:DeleteBucketEncryption",
+        Moot::Because("the bucket has BucketEncryption in every version of the template: no update removes it"),
     ),
     // AWS::SageMaker::ModelPackageGroup: no resource policy on the group; the group is kept.
     // GetModelPackageGroupPolicy stays: the create handler reads the policy whatever is set.
@@ -136,7 +129,7 @@ const WAIVERS: &[(&str, &str, Moot)] = &[
 struct Proof {
     bootstrap: Stack,
     project: Stack,
-    schemas: BTreeMap<String, BTreeSet<String>>,
+    schemas: BTreeMap<String, BTreeMap<String, BTreeSet<&'static str>>>,
 }
 
 /// The ARN IAM sees for a resource of this type, from its resolved properties.
@@ -172,6 +165,11 @@ fn request_for(principal: &str, kind: &str, properties: &Json, action: &str) -> 
     match (kind, action) {
         ("AWS::Lambda::Function", "iam:PassRole") => Request::new(principal, action, &text(properties, &["Role"]))
             .with("iam:PassedToService", &["lambda.amazonaws.com"]),
+        // The bucket's create handler deletes objects of the bucket it makes.
+        ("AWS::S3::Bucket", "s3:DeleteObject") => {
+            Request::new(principal, action, &format!("{}/*", own_arn(kind, properties)))
+                .with("aws:SecureTransport", &["true"])
+        }
         ("AWS::Lambda::Function", "s3:GetObject" | "s3:GetObjectVersion") => {
             let object = format!(
                 "arn:aws:s3:::{}/{}",
@@ -223,6 +221,12 @@ impl Proof {
             }
             Moot::Without(_) => {}
             Moot::Retained => {
+                // Delete-only by the schema itself: a grant another handler needs is never waived.
+                let handlers = &self.schemas[kind][action];
+                assert!(
+                    handlers.iter().all(|handler| *handler == "delete"),
+                    "{kind} {action} is waived as delete-only, but its schema lists it for {handlers:?}: grant it"
+                );
                 let policy = self.project.resource_field(resource, "DeletionPolicy");
                 assert_eq!(
                     policy.as_deref(),
@@ -256,7 +260,7 @@ fn assert_launch_role_may_make(proof: Proof) {
             vec!["lambda:InvokeFunction".into()]
         } else {
             let listed = proof.schemas.get(&kind).unwrap_or_else(|| panic!("cfn-lint has no schema for {kind}"));
-            listed.iter().filter(|a| proof.waiver(&resource, &kind, &properties, a).is_none()).cloned().collect()
+            listed.keys().filter(|a| proof.waiver(&resource, &kind, &properties, a).is_none()).cloned().collect()
         };
         for action in actions {
             let request = if kind.starts_with("Custom::") {
@@ -291,7 +295,7 @@ fn every_waiver_is_used() {
         assert!(kinds.contains(*kind), "waiver for {kind}, which the template no longer has");
         let listed = &proof.schemas[*kind];
         assert!(
-            listed.iter().any(|a| iam::glob(&pattern.to_ascii_lowercase(), &a.to_ascii_lowercase())),
+            listed.keys().any(|a| iam::glob(&pattern.to_ascii_lowercase(), &a.to_ascii_lowercase())),
             "waiver {pattern} of {kind} matches no permission its schema lists"
         );
     }

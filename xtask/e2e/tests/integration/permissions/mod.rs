@@ -54,8 +54,9 @@ pub(crate) fn in_account(account: &str, service: &str, rest: &str) -> String {
 }
 
 /// The handler permissions of every resource type, from the pinned cfn-lint's registry schemas
-/// of this region.
-pub(crate) fn schemas() -> BTreeMap<String, BTreeSet<String>> {
+/// of this region: type, then action, then the handlers (create, read, update, delete) that
+/// list it.
+pub(crate) fn schemas() -> BTreeMap<String, BTreeMap<String, BTreeSet<&'static str>>> {
     let lib = common::tools_dir().join("test-venv/lib");
     let python = std::fs::read_dir(&lib).unwrap().find_map(|e| {
         let path = e.ok()?.path();
@@ -64,22 +65,18 @@ pub(crate) fn schemas() -> BTreeMap<String, BTreeSet<String>> {
     let root: PathBuf = python.expect("the test venv has a python folder").join("site-packages/cfnlint/data/schemas");
     let read = |path: PathBuf| -> Json { serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap() };
     let index = read(root.join(format!("providers/{REGION}.json")));
-    index
-        .as_object()
-        .unwrap()
-        .iter()
-        .filter(|(kind, _)| kind.starts_with("AWS::"))
-        .map(|(kind, file)| {
-            let schema = read(root.join(format!("resources/{}.json", file.as_str().unwrap())));
-            let permissions = ["create", "read", "update", "delete"]
-                .iter()
-                .filter_map(|handler| schema["handlers"][handler]["permissions"].as_array())
-                .flatten()
-                .map(|p| p.as_str().unwrap().to_owned())
-                .collect();
-            (kind.clone(), permissions)
-        })
-        .collect()
+    let mut schemas = BTreeMap::new();
+    for (kind, file) in index.as_object().unwrap().iter().filter(|(kind, _)| kind.starts_with("AWS::")) {
+        let schema = read(root.join(format!("resources/{}.json", file.as_str().unwrap())));
+        let mut actions: BTreeMap<String, BTreeSet<&'static str>> = BTreeMap::new();
+        for handler in ["create", "read", "update", "delete"] {
+            for action in schema["handlers"][handler]["permissions"].as_array().into_iter().flatten() {
+                actions.entry(action.as_str().unwrap().to_owned()).or_default().insert(handler);
+            }
+        }
+        schemas.insert(kind.clone(), actions);
+    }
+    schemas
 }
 
 const OIDC_PROVIDER: &str = "arn:aws:iam::123456789012:oidc-provider/gitlab.com";
