@@ -109,3 +109,11 @@ pub fn run_ok(command: &mut Command) -> String {
     );
     String::from_utf8(output.stdout).unwrap()
 }
+
+/// SageMaker's products role in the moto account the publish and doctor tests share: publish
+/// refuses an account without it, and a doctor test takes it away for a moment. Publish tests
+/// hold the read side for their whole run, that moment holds the write side.
+pub fn products_role() -> &'static tokio::sync::RwLock<()> {
+    static ROLE: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+    &ROLE
+}

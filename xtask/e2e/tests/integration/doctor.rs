@@ -235,6 +235,8 @@ async fn each_missing_piece_fails_its_own_row_with_the_fix() {
     let checkin = account.iam.create_role().role_name("doctor-checkin");
     checkin.assume_role_policy_document(trust("lambda.amazonaws.com")).send().await.unwrap();
 
+    // No publish test may run while the role is away (common::products_role).
+    let role_away = crate::common::products_role().write().await;
     account.iam.delete_role().role_name("AmazonSageMakerServiceCatalogProductsUseRole").send().await.unwrap();
     expect_failures(&[], &[("SageMaker products role", "enable SageMaker project templates")]);
     let products_role = account.iam.create_role().role_name("AmazonSageMakerServiceCatalogProductsUseRole");
@@ -244,6 +246,7 @@ async fn each_missing_piece_fails_its_own_row_with_the_fix() {
         .send()
         .await
         .unwrap();
+    drop(role_away);
 
     let other = account.catalog.create_portfolio().display_name("other").provider_name("test").send().await.unwrap();
     let other = other.portfolio_detail().unwrap().id().unwrap().to_owned();

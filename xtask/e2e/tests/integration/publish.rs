@@ -49,6 +49,7 @@ struct Stand {
     product: String,
     dist: PathBuf,
     _dir: tempfile::TempDir,
+    _products_role: tokio::sync::RwLockReadGuard<'static, ()>,
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -61,7 +62,8 @@ async fn stand() -> Stand {
     let dir = tempfile::tempdir().unwrap();
     let dist = dir.path().join("dist");
     write_dist(&dist, |zip| format!("{zip} v1").into_bytes());
-    Stand { bucket, product: format!("MLOps with GitLab {n}"), dist, _dir: dir }
+    let products_role = common::products_role().read().await;
+    Stand { bucket, product: format!("MLOps with GitLab {n}"), dist, _dir: dir, _products_role: products_role }
 }
 
 fn s3() -> aws_sdk_s3::Client {
