@@ -55,6 +55,8 @@ struct Stand {
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 async fn stand() -> Stand {
+    // Before the role is made: the doctor test must not see it come back while it is away.
+    let products_role = common::products_role().read().await;
     let n = format!("{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed));
     let bucket = format!("templates-{n}");
     testkit::moto::create_artifact_bucket(&s3(), &bucket).await.unwrap();
@@ -62,7 +64,6 @@ async fn stand() -> Stand {
     let dir = tempfile::tempdir().unwrap();
     let dist = dir.path().join("dist");
     write_dist(&dist, |zip| format!("{zip} v1").into_bytes());
-    let products_role = common::products_role().read().await;
     Stand { bucket, product: format!("MLOps with GitLab {n}"), dist, _dir: dir, _products_role: products_role }
 }
 
