@@ -19,6 +19,9 @@ pub fn run(sh: &Shell, args: &flags::Bench) -> anyhow::Result<()> {
     if all || args.which == Some(BenchName::Package) {
         package_rerun(sh, runs)?;
     }
+    if args.which == Some(BenchName::Package) {
+        return Ok(());
+    }
     let built = build_programs(sh)?;
     if all || args.which == Some(BenchName::Checkin) {
         checkin_create(sh, &built, runs)?;
@@ -33,7 +36,7 @@ pub fn run(sh: &Shell, args: &flags::Bench) -> anyhow::Result<()> {
 }
 
 /// The benchmark programs (examples) and the binaries they drive, built with the whole
-/// workspace's features as the test build resolves them, so that they share its dependencies: a
+/// workspace's features, as the test build resolves them, so that they share its dependencies: a
 /// `cargo run --package` of one of them would resolve that package's features alone and compile
 /// much of the tree a second time. Their paths come from cargo's report of what it built
 /// (`--message-format=json`).
@@ -42,7 +45,7 @@ struct Built(std::collections::BTreeMap<String, PathBuf>);
 impl Built {
     /// The executable of the example or binary `name`.
     fn program(&self, name: &str) -> anyhow::Result<&Path> {
-        self.0.get(name).map(PathBuf::as_path).with_context(|| format!("the test build made no program {name}"))
+        self.0.get(name).map(PathBuf::as_path).with_context(|| format!("the workspace build made no program {name}"))
     }
 }
 
@@ -76,7 +79,7 @@ fn publish_rerun(sh: &Shell, built: &Built, runs: usize) -> anyhow::Result<()> {
 
 /// Both Lambdas built for this machine in release mode (cold start is timed natively, not under
 /// emulation), against the Python baseline; the example prints the figures. A smoke run takes
-/// the test build's binaries instead of compiling a release build for this machine.
+/// the workspace's debug binaries instead of compiling a release build for this machine.
 fn cold_start(sh: &Shell, built: &Built, runs: usize, smoke: bool) -> anyhow::Result<()> {
     let venv_bin = tools::ensure_python_tools(sh, tools::Requirements::Test)?;
     let bootstraps: Vec<PathBuf> = if smoke {

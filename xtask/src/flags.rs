@@ -228,7 +228,7 @@ pub struct Bench {
     /// Timed runs per measurement (the median is reported)
     #[arg(long, default_value_t = 7)]
     pub runs: usize,
-    /// One run of each, with coldstart on the test build's Lambdas: proves the benchmarks still
+    /// One run of each, with coldstart on the debug build's Lambdas: proves the benchmarks still
     /// run (`cargo xtask test` does this), measures nothing
     #[arg(long)]
     pub smoke: bool,

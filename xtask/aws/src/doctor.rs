@@ -17,7 +17,7 @@ use xtask::flags;
 pub fn run(args: &flags::Doctor) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let rows = runtime.block_on(examine(args))?;
-    report::print_table(&rows);
+    report::print_table(None, &rows);
     let failed = report::failed(&rows);
     anyhow::ensure!(failed == 0, "{failed} of {} checks failed: fix them from the top", rows.len());
     Ok(())

@@ -6,9 +6,12 @@ pub struct Row {
     pub result: Result<String, String>,
 }
 
-/// The rows, their checks aligned; `failed` counts the failures.
-pub fn print_table(rows: &[Row]) {
-    let width = rows.iter().map(|row| row.check.len()).max().unwrap_or(0);
+/// The rows, their checks aligned, under a `heading` line naming the checks' column when given.
+pub fn print_table(heading: Option<&str>, rows: &[Row]) {
+    let width = rows.iter().map(|row| row.check.len()).chain(heading.map(str::len)).max().unwrap_or(0);
+    if let Some(heading) = heading {
+        println!("\n{heading:width$}  result");
+    }
     for row in rows {
         let (verdict, text) = match &row.result {
             Ok(found) => ("pass", found),
@@ -18,6 +21,7 @@ pub fn print_table(rows: &[Row]) {
     }
 }
 
+/// How many rows failed.
 pub fn failed(rows: &[Row]) -> usize {
     rows.iter().filter(|row| row.result.is_err()).count()
 }

@@ -56,12 +56,7 @@ pub fn run(args: &flags::E2e) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let mut report = Report::default();
     runtime.block_on(flow(args, &runner, &mut report));
-    println!(
-        "\n{:width$}  result",
-        "step",
-        width = report.rows.iter().map(|row| row.check.len()).max().unwrap_or(4).max(4)
-    );
-    report::print_table(&report.rows);
+    report::print_table(Some("step"), &report.rows);
     let failed = report::failed(&report.rows);
     if failed > 0 {
         bail!("{failed} step(s) of the end-to-end run failed");

@@ -46,11 +46,11 @@ pub(super) async fn add_version(
         .info("LoadTemplateFromURL", &version.template_url)
         .r#type(ProvisioningArtifactType::CloudFormationTemplate)
         .build();
-    let added = |product_id: String, version_id: String, created: bool| Added {
+    let made_now = |product_id: String, version_id: String| Added {
         product_id,
         version_id,
         version_name: version.name.clone(),
-        created,
+        created: true,
     };
     match (product, existing) {
         (Some(product_id), Some(found)) => {
@@ -74,11 +74,11 @@ pub(super) async fn add_version(
                 .provisioning_artifact_detail()
                 .and_then(|d| d.id())
                 .context("CreateProvisioningArtifact returned no ID")?;
-            Ok(added(product_id, id.to_owned(), true))
+            Ok(made_now(product_id, id.to_owned()))
         }
         (None, _) => {
             let (product_id, version_id) = create_product(aws, args, properties, &version.template_sha).await?;
-            Ok(added(product_id, version_id, true))
+            Ok(made_now(product_id, version_id))
         }
     }
 }
