@@ -21,8 +21,10 @@
 //! allows them). Condition operators: the `String*`, `Arn*`, `Bool`, `Null` and `Numeric*`
 //! families, with `IfExists` and the `ForAnyValue:`/`ForAllValues:` set qualifiers. A key absent
 //! from the request's context fails a condition, except for `...IfExists`, negated operators,
-//! `Null: true` and `ForAllValues:`, as IAM documents. Policy variables are not expanded: no
-//! policy here uses them.
+//! `Null: true` and `ForAllValues:`, as IAM documents. Policy variables (`${aws:PrincipalAccount}`
+//! in AWS's managed policies) are replaced in `Resource` and condition values by the request's
+//! value of that key (IAM user guide, "IAM policy elements: Variables and tags"); a variable
+//! whose key the request lacks makes that value match nothing.
 
 use std::collections::BTreeMap;
 
@@ -41,10 +43,19 @@ pub struct Request {
 }
 
 impl Request {
+    /// The request with the global keys IAM sets on every request from a principal:
+    /// `aws:PrincipalArn`, `aws:PrincipalAccount`, and `aws:ResourceAccount` when the resource's
+    /// ARN names its account.
     pub fn new(principal: &str, action: &str, resource: &str) -> Request {
         let mut context = BTreeMap::new();
         if !principal.starts_with("service:") {
             context.insert("aws:principalarn".to_owned(), vec![principal.to_owned()]);
+            if let Some(account) = account_of(principal) {
+                context.insert("aws:principalaccount".to_owned(), vec![account.to_owned()]);
+            }
+        }
+        if let Some(account) = account_of(resource) {
+            context.insert("aws:resourceaccount".to_owned(), vec![account.to_owned()]);
         }
         Request { principal: principal.into(), action: action.into(), resource: resource.into(), context }
     }
@@ -162,8 +173,8 @@ fn matches(statement: &Value, request: &Request, resource_policy: bool) -> bool 
         _ => panic!("a statement has Action or NotAction: {statement}"),
     };
     let resources = match (field("Resource"), field("NotResource")) {
-        (Some(r), None) => strings(r).iter().any(|p| glob(p, &request.resource)),
-        (None, Some(r)) => !strings(r).iter().any(|p| glob(p, &request.resource)),
+        (Some(r), None) => strings(r).iter().any(|p| expanded_glob(p, &request.resource, &request.context)),
+        (None, Some(r)) => !strings(r).iter().any(|p| expanded_glob(p, &request.resource, &request.context)),
         // A role's trust policy names no resource: the role itself is it.
         (None, None) => true,
         _ => panic!("a statement has Resource or NotResource: {statement}"),
@@ -219,7 +230,8 @@ fn conditions_hold(conditions: Option<&Value>, context: &BTreeMap<String, Vec<St
     operators.iter().all(|(operator, keys)| {
         keys.as_object().expect("a condition operator maps keys to values").iter().all(|(key, wanted)| {
             let given = context.get(&key.to_ascii_lowercase()).map(Vec::as_slice);
-            condition_holds(operator, given, &strings_of(wanted))
+            let wanted: Vec<String> = strings_of(wanted).iter().filter_map(|w| expand(w, context)).collect();
+            condition_holds(operator, given, &wanted)
         })
     })
 }
@@ -289,6 +301,31 @@ fn compare(operator: &str, wanted: &str, value: &str) -> bool {
         }
         other => panic!("condition operator {other} is not one this evaluator knows: add it, as IAM defines it"),
     }
+}
+
+/// `text` with each `${key}` replaced by the request's value of `key`, and the escapes `${*}`,
+/// `${?}`, `${$}` by the character; `None` when the request lacks a key it names.
+fn expand(text: &str, context: &BTreeMap<String, Vec<String>>) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end =
+            rest[start..].find('}').map(|e| start + e).unwrap_or_else(|| panic!("an unclosed variable in {text}"));
+        match &rest[start + 2..end] {
+            escaped @ ("*" | "?" | "$") => out.push_str(escaped),
+            key => out.push_str(context.get(&key.to_ascii_lowercase())?.first()?),
+        }
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+/// `glob` of a `Resource` pattern after its variables are replaced. An escaped `*` stays a
+/// wildcard here: no policy of this project writes one.
+fn expanded_glob(pattern: &str, text: &str, context: &BTreeMap<String, Vec<String>>) -> bool {
+    expand(pattern, context).is_some_and(|pattern| glob(&pattern, text))
 }
 
 /// IAM's wildcard match: `*` any run of characters, `?` any one.
@@ -447,6 +484,24 @@ mod tests {
             &["project_path:ml/*:ref_type:branch:ref:main"]
         ));
         assert!(holds("NumericLessThan", Some(&["3"]), &["5"]));
+    }
+
+    /// AmazonSageMakerCanvasFullAccess grants `iam:PassRole` only where
+    /// `aws:ResourceAccount` is `${aws:PrincipalAccount}`.
+    #[test]
+    fn policy_variables_take_the_requests_values() {
+        let policy = json!({ "Statement": [{
+            "Effect": "Allow", "Action": "kms:DescribeKey", "Resource": "arn:aws:kms:*:${aws:PrincipalAccount}:key/*",
+            "Condition": { "StringEquals": { "aws:ResourceAccount": "${aws:PrincipalAccount}" } }
+        }]});
+        let describe = |key: &str| decide(policy.clone(), Request::new(ROLE, "kms:DescribeKey", key));
+        assert_eq!(describe("arn:aws:kms:eu-west-1:123456789012:key/k"), Decision::Allowed);
+        assert_eq!(describe("arn:aws:kms:eu-west-1:222222222222:key/k"), Decision::ImplicitlyDenied);
+        let by_service =
+            Request::new("service:lambda.amazonaws.com", "kms:DescribeKey", "arn:aws:kms:r:123456789012:key/k");
+        assert_eq!(decide(policy, by_service), Decision::ImplicitlyDenied, "a key the request lacks matches nothing");
+        let context = BTreeMap::from([("aws:username".to_owned(), vec!["ann".to_owned()])]);
+        assert_eq!(expand("home/${aws:username}/${*}${?}${$}", &context).as_deref(), Some("home/ann/*?$"));
     }
 
     #[test]

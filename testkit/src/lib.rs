@@ -4,6 +4,7 @@ pub mod cfn;
 pub mod gitlab;
 pub mod iam;
 pub mod logs;
+pub mod managed_policies;
 pub mod moto;
 pub mod response_sink;
 pub mod runtime_api;

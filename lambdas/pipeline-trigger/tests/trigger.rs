@@ -13,7 +13,7 @@ use testkit::moto::{ACCOUNT_ID, REGION, moto};
 use testkit::runtime_api::{Outcome, RuntimeApi};
 
 const TOKEN: &str = "glpat-Trigger-Token-0123456789";
-const GROUP: &str = "churn-p-abc123";
+const GROUP: &str = "churn-p-abc123def456";
 
 fn state_change(group: &str, status: &str, version: u64) -> Value {
     let arn = format!("arn:aws:sagemaker:{REGION}:{ACCOUNT_ID}:model-package/{group}/{version}");
@@ -49,7 +49,7 @@ async fn stand() -> Stand {
     let secrets = aws_sdk_secretsmanager::Client::new(&moto().sdk_config());
     secrets.create_secret().name(&secret).secret_string(TOKEN).send().await.unwrap();
     let gitlab = GitLabDouble::start(TOKEN).await;
-    let deploy_id = gitlab.seed_project(gitlab.user_namespace_id(), "churn-deploy-p-abc123", "deploy");
+    let deploy_id = gitlab.seed_project(gitlab.user_namespace_id(), "churn-deploy-p-abc123def456", "deploy");
     gitlab.seed_branch(deploy_id, "main");
     // What the checkin does to the deploy project: gitlab.com lets nobody pass variables otherwise.
     gitlab.set_pipeline_variables_role(deploy_id, "maintainer");
@@ -77,7 +77,7 @@ impl Stand {
     async fn invoke(&self, event: Value) -> Result<Value, String> {
         let mut context = Context::default();
         context.invoked_function_arn =
-            format!("arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:sagemaker-p-abc123-gitlab-trigger");
+            format!("arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:mlops-gitlab-p-abc123def456-trigger");
         context.deadline =
             (SystemTime::now() + Duration::from_secs(30)).duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
         handle(&self.deps(), LambdaEvent::new(event, context)).await.map_err(|err| err.to_string())
@@ -228,8 +228,8 @@ async fn deploy_project_found_by_exact_path_when_no_id() {
     let mut stand = stand().await;
     stand.env.retain(|(k, _)| *k != "DEPLOY_PROJECT_ID");
     // A project whose name contains the same words must not be picked.
-    stand.gitlab.seed_project(stand.gitlab.user_namespace_id(), "churn-deploy-p-abc123-old", "decoy");
-    stand.env.push(("DEPLOY_PROJECT_PATH", "platform-bot/churn-deploy-p-abc123".into()));
+    stand.gitlab.seed_project(stand.gitlab.user_namespace_id(), "churn-deploy-p-abc123def456-old", "decoy");
+    stand.env.push(("DEPLOY_PROJECT_PATH", "platform-bot/churn-deploy-p-abc123def456".into()));
     stand.invoke(state_change(GROUP, "Approved", 5)).await.unwrap();
     assert_eq!(stand.pipelines().len(), 1);
 

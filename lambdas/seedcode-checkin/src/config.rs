@@ -150,6 +150,7 @@ impl Config {
             ci_credentials,
             target_accounts,
         };
+        check_project_id(&config.project_id)?;
         for name in [&config.build_repository, &config.deploy_repository] {
             check_repository_name(name)?;
         }
@@ -187,6 +188,20 @@ fn sha256_setting<F: Fn(&str) -> Option<String>>(
 }
 
 /// GitLab project paths: letters, digits, `_`, `-` and `.`, starting with a letter, digit or `_`.
+/// SageMaker's project IDs are `p-` and twelve lower-case letters or digits (the template's
+/// pattern too). The project's grants match `*-<id>-*`, which only an ID of that form keeps to
+/// this project: `abc123def456` would match `p-abc123def456`'s resources as well.
+fn check_project_id(id: &str) -> Result<(), ConfigError> {
+    let twelve = id.strip_prefix("p-").filter(|rest| rest.len() == 12);
+    if twelve.is_some_and(|rest| rest.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())) {
+        return Ok(());
+    }
+    Err(ConfigError::Invalid(format!(
+        "SAGEMAKER_PROJECT_ID {:?} is not a SageMaker project ID (p- and twelve lower-case letters or digits): the project's permissions are scoped by it",
+        encode_path_segment(id)
+    )))
+}
+
 fn check_repository_name(name: &str) -> Result<(), ConfigError> {
     let valid_start = name.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_');
     let valid_chars = name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
@@ -213,7 +228,7 @@ mod tests {
             ("BUILD_REPOSITORY_NAME", "churn-build"),
             ("DEPLOY_REPOSITORY_NAME", "churn-deploy"),
             ("SAGEMAKER_PROJECT_NAME", "churn"),
-            ("SAGEMAKER_PROJECT_ID", "p-abc123"),
+            ("SAGEMAKER_PROJECT_ID", "p-abc123def456"),
             ("SEEDCODE_BUCKET", "templates"),
             ("MODEL_BUILD_SEEDCODE_KEY", "a/build.zip"),
             ("MODEL_DEPLOY_SEEDCODE_KEY", "a/deploy.zip"),
@@ -233,8 +248,8 @@ mod tests {
     fn reads_every_variable_it_lists() {
         let config = parse(&env()).unwrap();
         assert_eq!(config.group_id, None);
-        assert_eq!(config.project_path(&config.build_repository), "churn-build-p-abc123");
-        assert_eq!(config.model_package_group(), "churn-p-abc123");
+        assert_eq!(config.project_path(&config.build_repository), "churn-build-p-abc123def456");
+        assert_eq!(config.model_package_group(), "churn-p-abc123def456");
         assert_eq!(
             config.ci_credentials,
             CiCredentials::WebIdentity { role_arn: "arn:aws:iam::123456789012:role/gitlab-ci".into() }
@@ -306,5 +321,17 @@ mod tests {
         let mut env = self::env();
         env.insert("DEPLOY_REPOSITORY_NAME", "my deploy/repo");
         assert!(parse(&env).unwrap_err().contains("cannot be a GitLab project path"));
+    }
+
+    /// The project's grants match `*-<id>-*`: an ID without `p-`, or of another length, could
+    /// make them cover another project's resources.
+    #[test]
+    fn only_a_project_id_in_sagemakers_form_is_accepted() {
+        for crafted in ["abc123def456", "p-abc123def45", "p-ABC123DEF456", "p-abc123def456-x", "p-abc*23def456"] {
+            let mut env = env();
+            env.insert("SAGEMAKER_PROJECT_ID", crafted);
+            let refused = parse(&env).unwrap_err();
+            assert!(refused.contains("SAGEMAKER_PROJECT_ID") && refused.contains("p-"), "{crafted}: {refused}");
+        }
     }
 }

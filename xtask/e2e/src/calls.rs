@@ -375,7 +375,19 @@ pub(crate) async fn recorded_calls_allowed(project_stack: &Stack) -> anyhow::Res
     let listed = iam.list_roles().send().await.context("listing moto's roles")?;
     let roles = listed.roles().iter().map(|r| (r.role_name().to_owned(), r.arn().to_owned())).collect();
     let account = Account { region: REGION, account: ACCOUNT_ID, secrets, roles };
-    let calls = calls(&recording, &account)?;
+    let mut calls = calls(&recording, &account)?;
+    // Lambda names the function whose code calls in the credentials' context; the Lambda roles
+    // read the token only with their project's function named there.
+    for call in &mut calls {
+        let function = match call.caller {
+            Caller::Checkin => "CheckinFunction",
+            Caller::Trigger => "TriggerFunction",
+            _ => continue,
+        };
+        let name = project_stack.property(function, &["FunctionName"])?;
+        let name = name.as_str().with_context(|| format!("{function} has no FunctionName"))?;
+        call.context.push(("lambda:SourceFunctionArn", account.arn("lambda", &format!("function:{name}"))));
+    }
 
     let token = account.secrets.get(TOKEN_SECRET).context("moto holds no token secret")?;
     let parameters = [

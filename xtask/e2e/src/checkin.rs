@@ -29,7 +29,7 @@ fn create_event(sink: &ResponseSink, request_id: &str, (resource_type, logical_i
         "ResourceType": resource_type,
         "LogicalResourceId": logical_id,
         "StackId": format!("arn:aws:cloudformation:{REGION}:{ACCOUNT_ID}:stack/SC-{ACCOUNT_ID}-pp-e2e/0000"),
-        "ServiceToken": format!("arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:sagemaker-{PROJECT_ID}-gitlab-checkin"),
+        "ServiceToken": format!("arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:mlops-gitlab-{PROJECT_ID}-checkin"),
         "ResourceProperties": { "ServiceToken": "checkin" }
     })
 }

@@ -88,7 +88,8 @@ pub async fn stand() -> Stand {
     secrets.create_secret().name(&keys_secret).secret_string(keys.to_string()).send().await.unwrap();
 
     let gitlab = GitLabDouble::start(TOKEN).await;
-    let project_id = format!("p-{unique}");
+    // SageMaker's form, p- and twelve lower-case letters or digits, unique per stand.
+    let project_id = format!("p-{:06}{n:06}", std::process::id() % 1_000_000);
     let env = HashMap::from(
         [
             ("GITLAB_SERVER_URL", gitlab.url()),

@@ -143,6 +143,19 @@ fn a_stages_roles_touch_neither_the_other_stage_nor_the_development_account() {
         let request = Request::new(&deploy_role, action, &resource);
         assert_eq!(iam::evaluate(&policies, &request), Decision::ImplicitlyDenied, "{action} on {resource}");
     }
+    // The stage tag scopes models and endpoint configs: re-tagging production's as staging's
+    // (one account may serve both) would hand them over.
+    let tag = |owner: Option<&str>| {
+        let request = Request::new(&deploy_role, "sagemaker:AddTags", &in_account(STAGING, "sagemaker", "model/m-1"))
+            .with("aws:RequestTag/sagemaker:deployment-stage", &["staging"]);
+        let request = match owner {
+            Some(stage) => request.with("aws:ResourceTag/sagemaker:deployment-stage", &[stage]),
+            None => request,
+        };
+        iam::evaluate(&policies, &request)
+    };
+    assert_eq!(tag(None), Decision::Allowed, "tagging a model as CloudFormation creates it");
+    assert_eq!(tag(Some("production")), Decision::ImplicitlyDenied, "re-tagging production's model");
     let write_dev_bucket = Request::new(
         &deploy_role,
         "s3:PutObject",

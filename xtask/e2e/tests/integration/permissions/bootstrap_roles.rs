@@ -12,15 +12,11 @@ fn only_the_publisher_role_writes_the_artifact_bucket() {
     let bucket_policy = json(bootstrap.property("ArtifactBucketPolicy", &["PolicyDocument"]).unwrap());
     let object = format!("arn:aws:s3:::{ARTIFACT_BUCKET}/artifacts/lambda-seedcode-checkin-gitlab.zip");
     // AmazonSageMakerFullAccess lets a Studio role write any bucket named *sagemaker*.
-    let studio_policy = serde_json::json!({"Version": "2012-10-17", "Statement": [{
-        "Effect": "Allow", "Action": ["s3:PutObject", "s3:DeleteObject", "s3:GetObject"],
-        "Resource": ["arn:aws:s3:::*SageMaker*", "arn:aws:s3:::*Sagemaker*", "arn:aws:s3:::*sagemaker*"]}]});
-    let studio = role_arn("service-role/AmazonSageMaker-ExecutionRole-20261127");
-    let as_studio = Policies { identity: vec![&studio_policy], resource: Some(&bucket_policy), boundary: None };
+    let studio = StudioUser::new();
     for action in ["s3:PutObject", "s3:DeleteObject"] {
-        let request = Request::new(&studio, action, &object).with("aws:SecureTransport", &["true"]);
+        assert!(studio.may(action, &object), "the premise: {action} on *sagemaker* buckets");
         assert_eq!(
-            iam::evaluate(&as_studio, &request),
+            studio.decide(Request::new(STUDIO_ROLE, action, &object), Some(&bucket_policy)),
             Decision::ExplicitlyDenied("OnlyThePublisherWrites".into()),
             "a Studio role could {action} the checkin's code"
         );
@@ -66,14 +62,13 @@ fn the_publisher_role_is_assumed_only_from_the_default_branch_and_release_tags_o
 
 #[test]
 fn studio_reads_s3_templates_only_where_enabled_and_only_the_templates() {
-    let studio = role_arn("service-role/AmazonSageMaker-ExecutionRole-20261127");
+    let studio = STUDIO_ROLE;
     let template =
         format!("arn:aws:s3:::{ARTIFACT_BUCKET}/sagemaker-gitlab-project/studio-templates/mlops-with-gitlab.yml");
     let code = format!(
         "arn:aws:s3:::{ARTIFACT_BUCKET}/sagemaker-gitlab-project/artifacts/0f/lambda-seedcode-checkin-gitlab.zip"
     );
-    let read =
-        |action: &str, object: &str| Request::new(&studio, action, object).with("aws:SecureTransport", &["true"]);
+    let read = |action: &str, object: &str| Request::new(studio, action, object).with("aws:SecureTransport", &["true"]);
     let cloudformation = Request::new(
         "service:cloudformation.amazonaws.com",
         "sts:AssumeRole",
@@ -81,7 +76,7 @@ fn studio_reads_s3_templates_only_where_enabled_and_only_the_templates() {
     )
     .with("aws:SourceAccount", &[ACCOUNT]);
     for (setting, expected) in [("Enabled", Decision::Allowed), ("Disabled", Decision::ImplicitlyDenied)] {
-        let bootstrap = bootstrap_with(&[("S3Templates", setting), ("StudioExecutionRoleArn", &studio)]);
+        let bootstrap = bootstrap_with(&[("S3Templates", setting), ("StudioExecutionRoleArn", studio)]);
         let bucket_policy = json(bootstrap.property("ArtifactBucketPolicy", &["PolicyDocument"]).unwrap());
         // No identity policy: what the bucket policy alone grants Studio.
         let policies = Policies { identity: vec![], resource: Some(&bucket_policy), boundary: None };
@@ -94,7 +89,7 @@ fn studio_reads_s3_templates_only_where_enabled_and_only_the_templates() {
             "the Lambda code"
         );
         assert!(matches!(iam::evaluate(&policies, &read("s3:PutObject", &template)), Decision::ExplicitlyDenied(_)));
-        let list = Request::new(&studio, "s3:ListBucket", &format!("arn:aws:s3:::{ARTIFACT_BUCKET}"))
+        let list = Request::new(studio, "s3:ListBucket", &format!("arn:aws:s3:::{ARTIFACT_BUCKET}"))
             .with("s3:prefix", &["sagemaker-gitlab-project/studio-templates/"])
             .with("aws:SecureTransport", &["true"]);
         assert_eq!(iam::evaluate(&policies, &list), expected, "S3Templates={setting}: listing the templates");

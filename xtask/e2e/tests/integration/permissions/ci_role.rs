@@ -98,3 +98,30 @@ fn a_projects_ci_role_reaches_its_own_resources_and_no_other_projects() {
     let untagged = Request::new(&role, "sagemaker:CreateModel", &model);
     assert_eq!(iam::evaluate(&policies, &untagged), Decision::ImplicitlyDenied, "a model without the project's tag");
 }
+
+/// Tag grants scope by the project tag, so the tag itself must not change hands: re-tagging
+/// another project's model with this project's ID would hand it over (the request carries this
+/// project's tag, which `CreateTaggedModels` alone checks).
+#[test]
+fn a_projects_ci_role_cannot_adopt_another_projects_resources_by_retagging_them() {
+    let project = project();
+    let bootstrap = bootstrap();
+    let (identity, boundary) = ci_role_policies(&project, &bootstrap);
+    let policies = Policies { identity: identity.iter().collect(), resource: None, boundary: Some(&boundary) };
+    let role = role_arn(&ci_role_name(PROJECT_ID));
+    let tag = |resource: &str, owner: Option<&str>| {
+        let request = Request::new(&role, "sagemaker:AddTags", &arn("sagemaker", resource))
+            .with("aws:RequestTag/sagemaker:project-id", &[PROJECT_ID])
+            .with("aws:TagKeys", &["sagemaker:project-id"]);
+        let request = match owner {
+            Some(owner) => request.with("aws:ResourceTag/sagemaker:project-id", &[owner]),
+            None => request,
+        };
+        iam::evaluate(&policies, &request)
+    };
+    for resource in ["model/model-a1b2c3", "endpoint-config/config-a1b2c3", "data-quality-job-definition/dq-a1b2c3"] {
+        assert_eq!(tag(resource, None), Decision::Allowed, "tagging {resource} as CloudFormation creates it");
+        assert_eq!(tag(resource, Some(PROJECT_ID)), Decision::Allowed, "re-tagging its own {resource}");
+        assert_eq!(tag(resource, Some("p-zzzzzzzzzzzz")), Decision::ImplicitlyDenied, "taking over {resource}");
+    }
+}

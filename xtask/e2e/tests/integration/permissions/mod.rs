@@ -5,7 +5,8 @@
 //! - `launch_role`: everything Service Catalog's launch role must make for `cfn/project.yml`;
 //! - `ci_role`: who may assume a project's CI role, and what it reaches;
 //! - `endpoint_stack`: the seed's endpoint stack, deployed by the CI role within its boundary;
-//! - `bootstrap_roles`: the publisher role, the artifact bucket and Studio's S3 template route.
+//! - `bootstrap_roles`: the publisher role, the artifact bucket and Studio's S3 template route;
+//! - `studio_user`: a data scientist's role holding AWS's managed SageMaker policies.
 //!
 //! The fixtures they share are here: the sample account, project and stacks, and the registry
 //! schemas' handler permissions.
@@ -14,6 +15,7 @@ mod bootstrap_roles;
 mod ci_role;
 mod endpoint_stack;
 mod launch_role;
+mod studio_user;
 
 pub(crate) use self::endpoint_stack::{Deployer, assert_deploys_endpoint_stacks, model_package};
 
@@ -22,7 +24,8 @@ use std::path::PathBuf;
 
 use serde_json::Value as Json;
 use testkit::cfn::Stack;
-use testkit::iam::Request;
+use testkit::iam::{self, Decision, Policies, Request};
+use testkit::managed_policies::{self, ManagedPolicy};
 
 use crate::common;
 
@@ -125,13 +128,13 @@ pub(crate) fn project_with(extra: &[(&str, &str, &str)]) -> Stack {
     ];
     let settings: Vec<_> = settings.into_iter().chain(extra.iter().copied()).collect();
     let rendered = xtask::template::render(&source, &settings).unwrap();
-    let queue = format!("sagemaker-{PROJECT_ID}-gitlab-trigger-dlq");
+    let queue = format!("mlops-gitlab-{PROJECT_ID}-trigger-dlq");
     let refs = [
         ("SageMakerProjectName", PROJECT_NAME),
         ("SageMakerProjectId", PROJECT_ID),
         ("ArtifactBucket", &format!("sagemaker-project-{PROJECT_ID}")),
-        ("CheckinLogGroup", &format!("/aws/lambda/sagemaker-{PROJECT_ID}-gitlab-checkin")),
-        ("TriggerLogGroup", &format!("/aws/lambda/sagemaker-{PROJECT_ID}-gitlab-trigger")),
+        ("CheckinLogGroup", &format!("/aws/lambda/mlops-gitlab-{PROJECT_ID}-checkin")),
+        ("TriggerLogGroup", &format!("/aws/lambda/mlops-gitlab-{PROJECT_ID}-trigger")),
         ("TriggerDeadLetterQueue", &format!("https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{queue}")),
     ]
     .map(|(k, v)| (k, v.to_owned()));
@@ -139,8 +142,8 @@ pub(crate) fn project_with(extra: &[(&str, &str, &str)]) -> Stack {
     let mut stack = Stack::new(&rendered, REGION, ACCOUNT, &refs).unwrap();
     let attributes = [
         ("ArtifactBucket", "Arn", format!("arn:aws:s3:::sagemaker-project-{PROJECT_ID}")),
-        ("CheckinFunction", "Arn", arn("lambda", &format!("function:sagemaker-{PROJECT_ID}-gitlab-checkin"))),
-        ("TriggerFunction", "Arn", arn("lambda", &format!("function:sagemaker-{PROJECT_ID}-gitlab-trigger"))),
+        ("CheckinFunction", "Arn", arn("lambda", &format!("function:mlops-gitlab-{PROJECT_ID}-checkin"))),
+        ("TriggerFunction", "Arn", arn("lambda", &format!("function:mlops-gitlab-{PROJECT_ID}-trigger"))),
         ("TriggerDeadLetterQueue", "Arn", arn("sqs", &queue)),
         ("TriggerDeadLetterQueue", "QueueName", queue.clone()),
         ("ModelApprovedRule", "Arn", arn("events", &format!("rule/sagemaker-{PROJECT_ID}-model-approved"))),
@@ -178,10 +181,12 @@ pub(crate) fn project_with_target_accounts() -> Stack {
     ])
 }
 
-/// A trust policy written as JSON text, as both templates write those with GitLab's claims.
+/// A role's trust policy: written as YAML, or as JSON text where it carries GitLab's claims.
 pub(crate) fn trust_policy(stack: &Stack, resource: &str) -> Json {
-    let text = stack.property(resource, &["AssumeRolePolicyDocument"]).unwrap();
-    serde_json::from_str(text.as_str().unwrap()).unwrap()
+    match json(stack.property(resource, &["AssumeRolePolicyDocument"]).unwrap()) {
+        Json::String(text) => serde_json::from_str(&text).unwrap(),
+        document => document,
+    }
 }
 
 /// A GitLab CI job of `project_path` on `ref_type`/`reference` asking to assume `role`, with the
@@ -204,4 +209,35 @@ pub(crate) fn gitlab_job(
 /// The project's CI role as IAM decides for it: its inline policies, and bootstrap's boundary.
 pub(crate) fn ci_role_policies(project: &Stack, bootstrap: &Stack) -> (Vec<Json>, Json) {
     (project.inline_policies("CiRole").unwrap(), bootstrap.json_property("CiBoundary", &["PolicyDocument"]).unwrap())
+}
+
+/// A data scientist's role, as Studio's domain set-up names it.
+pub(crate) const STUDIO_ROLE: &str =
+    "arn:aws:iam::123456789012:role/service-role/AmazonSageMaker-ExecutionRole-20261208T101010";
+/// A Studio user's role holding AWS's managed SageMaker policies, as IAM decides for it.
+pub(crate) struct StudioUser {
+    policies: Vec<ManagedPolicy>,
+}
+
+impl StudioUser {
+    pub(crate) fn new() -> StudioUser {
+        StudioUser { policies: managed_policies::studio_execution_role() }
+    }
+
+    pub(crate) fn decide(&self, request: Request, resource_policy: Option<&Json>) -> Decision {
+        let identity = self.policies.iter().map(|p| &p.document).collect();
+        let request = request.with("aws:SecureTransport", &["true"]);
+        iam::evaluate(&Policies { identity, resource: resource_policy, boundary: None }, &request)
+    }
+
+    pub(crate) fn may(&self, action: &str, resource: &str) -> bool {
+        self.decide(Request::new(STUDIO_ROLE, action, resource), None) == Decision::Allowed
+    }
+
+    /// Which of its policies name an action of `service`: the witness of a test's premise.
+    pub(crate) fn holders(&self, service: &str) -> Vec<String> {
+        let prefix = format!("\"{service}:");
+        let names = self.policies.iter().filter(|p| p.document.to_string().contains(&prefix));
+        names.map(|p| format!("{} {}", p.name, p.version)).collect()
+    }
 }
