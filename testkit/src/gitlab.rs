@@ -37,8 +37,8 @@ use axum::response::IntoResponse;
 use serde_json::Value;
 
 pub use self::state::{
-    CommitState, FileState, PipelineState, PipelineVariablesDefault, ProjectState, Request, Role, TokenSpec,
-    VariableState,
+    BranchProtection, CommitState, FileState, PipelineState, PipelineVariablesDefault, ProjectState, Request, Role,
+    TokenSpec, VariableState,
 };
 use self::state::{FaultKind, Inner, Shared, Token, User};
 
@@ -79,7 +79,7 @@ impl GitLabDouble {
             projects: Vec::new(),
             pipeline_variables_default: PipelineVariablesDefault::NoOneAllowed,
             commit_message_rule: None,
-            protect_default_branch: true,
+            default_branch_protection: Some(BranchProtection::MAINTAINERS),
             next_id: 2000,
             requests: Vec::new(),
             faults: VecDeque::new(),
@@ -224,9 +224,17 @@ impl GitLabDouble {
         self.lock().commit_message_rule = Some(text.to_owned());
     }
 
-    /// Whether the first push to a project protects its default branch.
-    pub fn set_default_branch_protection(&self, protect: bool) {
-        self.lock().protect_default_branch = protect;
+    /// How the first push to a project protects its default branch; `None`: not at all.
+    pub fn set_default_branch_protection(&self, protection: Option<BranchProtection>) {
+        self.lock().default_branch_protection = protection;
+    }
+
+    /// Sets `branch` of project `full_path` protected as `protection`, as a Maintainer may in
+    /// the project's settings.
+    pub fn set_branch_protection(&self, full_path: &str, branch: &str, protection: BranchProtection) {
+        let mut inner = self.lock();
+        let project = inner.projects.iter_mut().find(|p| p.full_path() == full_path).expect("a project of the double");
+        project.protected_branches.insert(branch.to_owned(), protection);
     }
 
     /// The next `times` requests (after authentication) get `status`, with `Retry-After`

@@ -157,6 +157,48 @@ pub struct Project {
     pub ci_pipeline_variables_minimum_override_role: Option<String>,
 }
 
+/// `Gitlab::Access::MAINTAINER`.
+pub const MAINTAINER_ACCESS: u64 = 40;
+
+/// A protected branch as GitLab lists it (`ProtectedBranch` entity).
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProtectedBranch {
+    pub push_access_levels: Vec<AccessLevel>,
+    pub merge_access_levels: Vec<AccessLevel>,
+    #[serde(default)]
+    pub allow_force_push: bool,
+}
+
+/// One entry of a protected branch's push or merge list: a role (`access_level`), or on
+/// Premium a user, group or deploy key.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AccessLevel {
+    pub access_level: Option<u64>,
+    #[serde(default)]
+    pub access_level_description: Option<String>,
+}
+
+impl ProtectedBranch {
+    /// The entries that let a role below Maintainer push or merge (`No access`, 0, lets
+    /// nobody), and whether force pushes are allowed: what makes the rule weaker than
+    /// Maintainers only. Entries naming a user, group or deploy key are an administrator's
+    /// deliberate choice and are not counted.
+    pub fn weaker_than_maintainers(&self) -> Vec<String> {
+        let mut weaker: Vec<String> = [("push", &self.push_access_levels), ("merge", &self.merge_access_levels)]
+            .into_iter()
+            .flat_map(|(what, levels)| {
+                levels.iter().filter(|l| l.access_level.is_some_and(|a| a > 0 && a < MAINTAINER_ACCESS)).map(move |l| {
+                    format!("{what}: {}", l.access_level_description.as_deref().unwrap_or("below Maintainer"))
+                })
+            })
+            .collect();
+        if self.allow_force_push {
+            weaker.push("force push allowed".to_owned());
+        }
+        weaker
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct NewProject<'a> {
     pub name: &'a str,
@@ -436,16 +478,39 @@ impl GitLab {
         }
     }
 
-    /// Protects `branch` (Maintainers push and merge), or leaves it as it is when it is protected
-    /// already (GitLab answers 409).
-    pub async fn protect_branch(&self, project_id: u64, branch: &str) -> Result<(), GitLabError> {
+    /// Protects `branch`: Maintainers push and merge, nobody force-pushes. A branch protected
+    /// already (GitLab answers 409) keeps its rule: `Ok(false)`.
+    pub async fn protect_branch(&self, project_id: u64, branch: &str) -> Result<bool, GitLabError> {
         let operation = format!("protecting branch {branch} of project {project_id}");
-        let body = serde_json::json!({ "name": branch, "push_access_level": 40, "merge_access_level": 40 });
+        let body = serde_json::json!({
+            "name": branch,
+            "push_access_level": MAINTAINER_ACCESS,
+            "merge_access_level": MAINTAINER_ACCESS,
+            "allow_force_push": false,
+        });
         let path = format!("/projects/{project_id}/protected_branches");
         match self.call::<serde_json::Value>(Method::POST, &path, Some(&body), &operation, Repeat::Safe).await {
-            Err(GitLabError::Api { status: 409, .. }) => Ok(()),
-            other => other.map(drop),
+            Err(GitLabError::Api { status: 409, .. }) => Ok(false),
+            other => other.map(|_| true),
         }
+    }
+
+    /// The rule protecting `branch`, or `None` when the project has none for it.
+    pub async fn protected_branch(
+        &self,
+        project_id: u64,
+        branch: &str,
+    ) -> Result<Option<ProtectedBranch>, GitLabError> {
+        let path = format!("/projects/{project_id}/protected_branches/{}", encode_path_segment(branch));
+        let operation = format!("reading the protection of branch {branch} of project {project_id}");
+        optional(self.get(&path, &operation).await)
+    }
+
+    /// Removes the rule protecting `branch`; one already gone is no failure.
+    pub async fn unprotect_branch(&self, project_id: u64, branch: &str) -> Result<(), GitLabError> {
+        let path = format!("/projects/{project_id}/protected_branches/{}", encode_path_segment(branch));
+        let operation = format!("unprotecting branch {branch} of project {project_id}");
+        optional(self.call::<()>(Method::DELETE, &path, None::<&()>, &operation, Repeat::Safe).await).map(drop)
     }
 
     /// The commit at the tip of `branch`, or `None` when the branch does not exist.
@@ -562,7 +627,9 @@ impl GitLab {
                     let bytes = read_bounded(response, MAX_ANSWER_BYTES)
                         .await
                         .map_err(|err| self.unexpected(operation, err))?;
-                    return serde_json::from_slice(&bytes).map_err(|err| self.unexpected(operation, err));
+                    // A 204 (a DELETE's) has no body: it reads as JSON null.
+                    let json: &[u8] = if bytes.is_empty() { b"null" } else { &bytes };
+                    return serde_json::from_slice(json).map_err(|err| self.unexpected(operation, err));
                 }
                 Ok(response) if response.status().is_redirection() => {
                     let location = response.headers().get(LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("nowhere");
@@ -797,6 +864,22 @@ pub fn encode_path_segment(segment: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_protection_is_weaker_than_maintainers_when_a_lower_role_writes_or_force_pushes() {
+        let rule = |push: u64, merge: u64, force: bool| -> ProtectedBranch {
+            serde_json::from_value(serde_json::json!({
+                "push_access_levels": [{ "access_level": push, "access_level_description": format!("level {push}") }],
+                "merge_access_levels": [{ "access_level": merge }, { "access_level": null, "user_id": 7 }],
+                "allow_force_push": force,
+            }))
+            .unwrap()
+        };
+        assert!(rule(40, 40, false).weaker_than_maintainers().is_empty());
+        assert!(rule(0, 40, false).weaker_than_maintainers().is_empty(), "No access lets nobody push");
+        assert_eq!(rule(30, 40, false).weaker_than_maintainers(), ["push: level 30"]);
+        assert_eq!(rule(40, 30, true).weaker_than_maintainers(), ["merge: below Maintainer", "force push allowed"]);
+    }
 
     fn record(scopes: &[&str], expires_at: Option<&str>) -> TokenRecord {
         TokenRecord {

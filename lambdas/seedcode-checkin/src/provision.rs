@@ -54,6 +54,10 @@ pub enum ProvisionError {
         "GitLab project {path} already exists and was not made for this SageMaker project: rename or delete it, or choose other repository names"
     )]
     NotOurs { path: String },
+    #[error(
+        "branch main of GitLab project {path} is protected by a rule this token cannot read or replace ({why}); the project's CI role trusts main, so only Maintainers may push or merge it: protect main for Maintainers only, without force push (in the group's protected branches if the rule is the group's), then update the stack"
+    )]
+    MainProtection { path: String, why: String },
 }
 
 #[derive(Debug)]
@@ -92,6 +96,9 @@ pub async fn provision(
     tokio::try_join!(variables, settings)?;
     let keys: Vec<&str> = repo.variables.iter().map(|v| v.key.as_str()).collect();
     tracing::info!(role = repo.role, project = project.path_with_namespace, ?keys, "CI/CD variables set");
+    // Before the first commit: the first push would apply the group's default protection,
+    // which may let Developers write main.
+    protect_main(gitlab, &project).await?;
 
     // A new project has no branch yet; an adopted one may have been seeded by an earlier try.
     let head = if adopted { gitlab.branch_head(project.id, BRANCH).await? } else { None };
@@ -102,7 +109,6 @@ pub async fn provision(
             head = head.id,
             "branch {BRANCH} exists: seed code not committed again"
         );
-        protect_main(gitlab, &project).await?;
         return Ok(Provisioned { project, adopted, committed: false });
     }
     let actions = commit_actions(&repo.files);
@@ -119,14 +125,33 @@ pub async fn provision(
         files = actions.len(),
         "seed code committed"
     );
-    protect_main(gitlab, &project).await?;
     Ok(Provisioned { project, adopted, committed: true })
 }
 
-/// Protects `main` where the group or instance does not: only Maintainers then push to it, and
-/// protected CI/CD variables (the access-key fallback's keys) reach only its pipelines.
-async fn protect_main(gitlab: &GitLab, project: &Project) -> Result<(), GitLabError> {
-    gitlab.protect_branch(project.id, BRANCH).await
+/// Protects `main` for Maintainers only (push, merge, no force push): the CI role trusts `main`,
+/// and protected CI/CD variables (the access-key fallback's keys) reach only its pipelines. A
+/// rule there already (an adopted project, a group's default, one weakened since) is read, and
+/// replaced when it lets anyone below Maintainer write: unprotected for the moment between the
+/// two calls, which GitLab's API offers no way around on every tier.
+async fn protect_main(gitlab: &GitLab, project: &Project) -> Result<(), ProvisionError> {
+    if gitlab.protect_branch(project.id, BRANCH).await? {
+        return Ok(());
+    }
+    let path = &project.path_with_namespace;
+    let refuse = |why: String| ProvisionError::MainProtection { path: path.clone(), why };
+    let Some(rule) = gitlab.protected_branch(project.id, BRANCH).await? else {
+        return Err(refuse("GitLab says main is protected, yet lists no rule for it in the project".into()));
+    };
+    let weaker = rule.weaker_than_maintainers();
+    if weaker.is_empty() {
+        return Ok(());
+    }
+    tracing::warn!(project = path, ?weaker, "main lets more than Maintainers write it: protecting it again");
+    gitlab.unprotect_branch(project.id, BRANCH).await.map_err(|err| refuse(format!("{}; {err}", weaker.join(", "))))?;
+    match gitlab.protect_branch(project.id, BRANCH).await? {
+        true => Ok(()),
+        false => Err(refuse(format!("{}; a rule came back after it was removed", weaker.join(", ")))),
+    }
 }
 
 /// Lets Maintainers pass pipeline variables when the project says nobody (gitlab.com's default

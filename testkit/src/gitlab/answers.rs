@@ -162,6 +162,11 @@ pub fn protected_branch_exists(name: &str) -> ApiError {
     message(StatusCode::CONFLICT, json!(format!("Protected branch '{name}' already exists")))
 }
 
+/// `lib/gitlab/checks/branch_check.rb` through the commits API: a push below the branch's level.
+pub fn push_to_protected_branch() -> ApiError {
+    message(StatusCode::FORBIDDEN, json!("You are not allowed to push into this branch"))
+}
+
 pub fn not_on_a_branch() -> ApiError {
     message(StatusCode::BAD_REQUEST, json!("You can only create or edit files when you are on a branch"))
 }

@@ -18,7 +18,8 @@ mod repository;
 
 use self::projects::{create_project, create_variable, get_project, update_project, update_variable};
 use self::repository::{
-    create_commit, create_pipeline, get_branch, list_pipelines, pipeline_variables, protect_branch,
+    create_commit, create_pipeline, get_branch, get_protected_branch, list_pipelines, pipeline_variables,
+    protect_branch, unprotect_branch,
 };
 use super::answers::{self, ApiError};
 use super::state::{Caller, FaultKind, Inner, Request, Shared, today};
@@ -36,6 +37,7 @@ pub(super) fn router(inner: Shared) -> Router {
         .route("/api/v4/projects/{id}/repository/commits", post(create_commit))
         .route("/api/v4/projects/{id}/repository/branches/{branch}", get(get_branch))
         .route("/api/v4/projects/{id}/protected_branches", post(protect_branch))
+        .route("/api/v4/projects/{id}/protected_branches/{name}", get(get_protected_branch).delete(unprotect_branch))
         .route("/api/v4/projects/{id}/pipeline", post(create_pipeline))
         .route("/api/v4/projects/{id}/pipelines", get(list_pipelines))
         .route("/api/v4/projects/{id}/pipelines/{pipeline}/variables", get(pipeline_variables))

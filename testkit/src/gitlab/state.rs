@@ -102,6 +102,28 @@ pub struct VariableState {
     pub raw: bool,
 }
 
+/// One protected branch (`ProtectedBranch` with one role-based push and merge access level
+/// each): the lowest role that may push, and merge, and whether force pushes are allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BranchProtection {
+    pub push: Role,
+    pub merge: Role,
+    pub allow_force_push: bool,
+}
+
+impl BranchProtection {
+    /// `POST /protected_branches`'s defaults (lib/api/protected_branches.rb): Maintainers push
+    /// and merge, no force push. Also GitLab's default branch protection, "Fully protected".
+    pub const MAINTAINERS: BranchProtection =
+        BranchProtection { push: Role::Maintainer, merge: Role::Maintainer, allow_force_push: false };
+    /// A group's or the instance's "Partially protected": Developers push and merge.
+    pub const DEVELOPERS_PUSH: BranchProtection =
+        BranchProtection { push: Role::Developer, merge: Role::Developer, allow_force_push: false };
+    /// "Protected against pushes": Developers merge.
+    pub const DEVELOPERS_MERGE: BranchProtection =
+        BranchProtection { push: Role::Maintainer, merge: Role::Developer, allow_force_push: false };
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileState {
     pub content: Vec<u8>,
@@ -146,8 +168,9 @@ pub struct ProjectState {
     pub commits: Vec<CommitState>,
     /// The files at the tip of each branch.
     pub branches: BTreeMap<String, BTreeMap<String, FileState>>,
-    /// Branches only Maintainers push to; protected variables reach only their pipelines.
-    pub protected_branches: std::collections::BTreeSet<String>,
+    /// Protected branches and who may push to and merge into each; protected variables reach
+    /// only their pipelines.
+    pub protected_branches: BTreeMap<String, BranchProtection>,
     pub pipelines: Vec<PipelineState>,
 }
 
@@ -215,9 +238,10 @@ pub(crate) struct Inner {
     pub(crate) pipeline_variables_default: PipelineVariablesDefault,
     /// A push rule: commit messages must contain this text.
     pub(crate) commit_message_rule: Option<String>,
-    /// Whether the first push protects the default branch (GitLab's default "fully protected";
-    /// a group or instance may say "not protected").
-    pub(crate) protect_default_branch: bool,
+    /// How the first push protects the default branch when nothing protects it yet
+    /// (app/services/projects/protect_default_branch_service.rb): GitLab's default is "Fully
+    /// protected"; a group or the instance may say weaker, or "Not protected" (`None`).
+    pub(crate) default_branch_protection: Option<BranchProtection>,
     pub(crate) next_id: u64,
     pub(crate) requests: Vec<Request>,
     pub(crate) faults: VecDeque<FaultKind>,

@@ -45,8 +45,13 @@ pub(super) async fn create_commit(
         return Err(answers::push_rule_commit_message(&rule));
     }
     let commit_id = format!("{:040x}", inner.next_id());
-    let protect_default_branch = inner.protect_default_branch;
+    let default_protection = inner.default_branch_protection;
+    let role = inner.role(caller, &inner.projects[i]);
     let project = &mut inner.projects[i];
+    // lib/gitlab/checks/branch_check.rb: a protected branch takes pushes of its push level and up.
+    if project.protected_branches.get(&branch).is_some_and(|rule| role < Some(rule.push)) {
+        return Err(answers::push_to_protected_branch());
+    }
     if !project.branches.contains_key(&branch) && !project.branches.is_empty() {
         return Err(answers::not_on_a_branch());
     }
@@ -63,8 +68,11 @@ pub(super) async fn create_commit(
             other => return Err(answers::bad_request(format!("action {other:?} is not supported"))),
         }
     }
-    if project.branches.is_empty() && branch == project.default_branch && protect_default_branch {
-        project.protected_branches.insert(branch.clone());
+    // The first push to the default branch protects it, unless a rule exists already.
+    if let Some(protection) =
+        default_protection.filter(|_| project.branches.is_empty() && branch == project.default_branch)
+    {
+        project.protected_branches.entry(branch.clone()).or_insert(protection);
     }
     project.branches.insert(branch.clone(), files);
     project.commits.push(CommitState { id: commit_id.clone(), message: message.clone(), branch, at: Instant::now() });
@@ -88,7 +96,8 @@ pub(super) async fn get_branch(
 }
 
 /// `POST /projects/:id/protected_branches` (lib/api/protected_branches.rb): a Maintainer's; 409
-/// when the branch is protected already.
+/// when the branch is protected already. `push_access_level` and `merge_access_level` default
+/// to Maintainer, `allow_force_push` to false.
 pub(super) async fn protect_branch(
     State(inner): State<Shared>,
     Extension(caller): Extension<Caller>,
@@ -97,13 +106,62 @@ pub(super) async fn protect_branch(
 ) -> Answer {
     let body = body_json(&bytes)?;
     let name = required_str(&body, "name")?.to_owned();
+    let level = |key: &str| match body.get(key).and_then(Value::as_u64) {
+        None => Ok(Role::Maintainer),
+        Some(30) => Ok(Role::Developer),
+        Some(40) => Ok(Role::Maintainer),
+        Some(other) => Err(answers::bad_request(format!("{key} does not have a valid value: {other}"))),
+    };
+    let protection = BranchProtection {
+        push: level("push_access_level")?,
+        merge: level("merge_access_level")?,
+        allow_force_push: body.get("allow_force_push").and_then(Value::as_bool).unwrap_or(false),
+    };
     let mut inner = lock(&inner);
     let i = inner.writable_project(caller, &id, Role::Maintainer)?;
     let project = &mut inner.projects[i];
-    if !project.protected_branches.insert(name.clone()) {
+    if project.protected_branches.contains_key(&name) {
         return Err(answers::protected_branch_exists(&name));
     }
-    created(json!({ "name": name, "push_access_levels": [{ "access_level": 40 }] }))
+    project.protected_branches.insert(name.clone(), protection);
+    created(protected_branch_json(&name, &protection))
+}
+
+/// `GET /projects/:id/protected_branches/:name`: the rule, or 404.
+pub(super) async fn get_protected_branch(
+    State(inner): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path((id, name)): Path<(String, String)>,
+) -> Answer {
+    let inner = lock(&inner);
+    let (i, _) = inner.visible_project(caller, &id)?;
+    let rule = inner.projects[i].protected_branches.get(&name).ok_or_else(|| answers::not_found(""))?;
+    Ok(Json(protected_branch_json(&name, rule)).into_response())
+}
+
+/// `DELETE /projects/:id/protected_branches/:name`: a Maintainer's (the rule's default
+/// `unprotect_access_level`); 204, or 404 for a branch not protected.
+pub(super) async fn unprotect_branch(
+    State(inner): State<Shared>,
+    Extension(caller): Extension<Caller>,
+    Path((id, name)): Path<(String, String)>,
+) -> Answer {
+    let mut inner = lock(&inner);
+    let i = inner.writable_project(caller, &id, Role::Maintainer)?;
+    match inner.projects[i].protected_branches.remove(&name) {
+        Some(_) => Ok(axum::http::StatusCode::NO_CONTENT.into_response()),
+        None => Err(answers::not_found("")),
+    }
+}
+
+/// The `ProtectedBranch` entity (lib/api/entities/protected_branch.rb).
+fn protected_branch_json(name: &str, rule: &BranchProtection) -> Value {
+    let level = |role: Role| {
+        let description = if role == Role::Developer { "Developers + Maintainers" } else { "Maintainers" };
+        json!([{ "access_level": role as u8, "access_level_description": description }])
+    };
+    json!({ "name": name, "push_access_levels": level(rule.push), "merge_access_levels": level(rule.merge),
+            "allow_force_push": rule.allow_force_push })
 }
 
 pub(super) fn pipeline_json(base_url: &str, project: &ProjectState, p: &PipelineState) -> Value {
