@@ -78,6 +78,7 @@ impl GitLabDouble {
             groups: BTreeMap::new(),
             projects: Vec::new(),
             pipeline_variables_default: PipelineVariablesDefault::NoOneAllowed,
+            premium: false,
             commit_message_rule: None,
             default_branch_protection: Some(BranchProtection::MAINTAINERS),
             next_id: 2000,
@@ -224,6 +225,18 @@ impl GitLabDouble {
         self.lock().commit_message_rule = Some(text.to_owned());
     }
 
+    /// Whether projects created from now on have Premium's merged results and merge train
+    /// settings.
+    pub fn set_premium(&self, premium: bool) {
+        self.lock().premium = premium;
+    }
+
+    /// Changes project `full_path` as a Maintainer may in its settings.
+    pub fn edit_project(&self, full_path: &str, edit: impl FnOnce(&mut ProjectState)) {
+        let mut inner = self.lock();
+        edit(inner.projects.iter_mut().find(|p| p.full_path() == full_path).expect("a project of the double"));
+    }
+
     /// How the first push to a project protects its default branch; `None`: not at all.
     pub fn set_default_branch_protection(&self, protection: Option<BranchProtection>) {
         self.lock().default_branch_protection = protection;
@@ -232,9 +245,9 @@ impl GitLabDouble {
     /// Sets `branch` of project `full_path` protected as `protection`, as a Maintainer may in
     /// the project's settings.
     pub fn set_branch_protection(&self, full_path: &str, branch: &str, protection: BranchProtection) {
-        let mut inner = self.lock();
-        let project = inner.projects.iter_mut().find(|p| p.full_path() == full_path).expect("a project of the double");
-        project.protected_branches.insert(branch.to_owned(), protection);
+        self.edit_project(full_path, |project| {
+            project.protected_branches.insert(branch.to_owned(), protection);
+        });
     }
 
     /// The next `times` requests (after authentication) get `status`, with `Retry-After`
@@ -278,27 +291,12 @@ impl GitLabDouble {
     /// is its Owner.
     pub fn seed_project(&self, namespace_id: u64, path: &str, description: &str) -> u64 {
         let mut inner = self.lock();
-        let namespace_path = inner.namespace_path(namespace_id).expect("a known namespace");
-        let id = inner.next_id();
-        let pipeline_variables_role = inner.new_project_pipeline_variables_role();
-        inner.projects.push(ProjectState {
-            id,
-            name: path.to_owned(),
-            path: path.to_owned(),
-            namespace_id,
-            namespace_path,
+        let project = ProjectState {
             description: description.to_owned(),
-            visibility: "private".into(),
-            default_branch: "main".into(),
-            archived: false,
-            pipeline_variables_role,
-            members: BTreeMap::from([(USER_ID, Role::Owner)]),
-            variables: BTreeMap::new(),
-            commits: Vec::new(),
-            branches: BTreeMap::new(),
-            protected_branches: Default::default(),
-            pipelines: Vec::new(),
-        });
+            ..inner.new_project(namespace_id, path, path, (USER_ID, Role::Owner))
+        };
+        let id = project.id;
+        inner.projects.push(project);
         id
     }
 

@@ -155,6 +155,14 @@ pub struct Project {
     /// Who may pass variables to a pipeline; absent before GitLab 17.1, which has no such setting.
     #[serde(default)]
     pub ci_pipeline_variables_minimum_override_role: Option<String>,
+    /// Whether a fork's merge request pipelines may run in this project.
+    #[serde(default)]
+    pub ci_allow_fork_pipelines_to_run_in_parent_project: Option<bool>,
+    /// Merged results pipelines and merge trains (Premium; absent on other tiers).
+    #[serde(default)]
+    pub merge_pipelines_enabled: Option<bool>,
+    #[serde(default)]
+    pub merge_trains_enabled: Option<bool>,
 }
 
 /// `Gitlab::Access::MAINTAINER`.
@@ -441,7 +449,17 @@ impl GitLab {
     pub async fn set_pipeline_variables_role(&self, project_id: u64, role: &str) -> Result<Project, GitLabError> {
         let operation = format!("setting the minimum role for pipeline variables of project {project_id} to {role}");
         let body = serde_json::json!({ "ci_pipeline_variables_minimum_override_role": role });
-        self.call(Method::PUT, &format!("/projects/{project_id}"), Some(&body), &operation, Repeat::Safe).await
+        self.edit_project(project_id, &body, &operation).await
+    }
+
+    /// `PUT /projects/:id` with `attributes`; GitLab answers with the project as it now is.
+    pub async fn edit_project(
+        &self,
+        project_id: u64,
+        attributes: &serde_json::Value,
+        operation: &str,
+    ) -> Result<Project, GitLabError> {
+        self.call(Method::PUT, &format!("/projects/{project_id}"), Some(attributes), operation, Repeat::Safe).await
     }
 
     /// Creates the variable in the `*` environment scope, or updates that one when it exists: a

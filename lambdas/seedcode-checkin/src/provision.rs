@@ -58,6 +58,10 @@ pub enum ProvisionError {
         "branch main of GitLab project {path} is protected by a rule this token cannot read or replace ({why}); the project's CI role trusts main, so only Maintainers may push or merge it: protect main for Maintainers only, without force push (in the group's protected branches if the rule is the group's), then update the stack"
     )]
     MainProtection { path: String, why: String },
+    #[error(
+        "GitLab kept {kept} on for project {path}: those pipelines can run a Developer's change with ref main, which the project's CI role trusts. Turn them off in Settings > CI/CD and Settings > Merge requests, then update the stack"
+    )]
+    PipelinesBorrowMain { path: String, kept: String },
 }
 
 #[derive(Debug)]
@@ -93,7 +97,7 @@ pub async fn provision(
             false => Ok(()),
         }
     };
-    tokio::try_join!(variables, settings)?;
+    tokio::try_join!(variables, settings, turn_off_pipelines_that_borrow_main(gitlab, &project))?;
     let keys: Vec<&str> = repo.variables.iter().map(|v| v.key.as_str()).collect();
     tracing::info!(role = repo.role, project = project.path_with_namespace, ?keys, "CI/CD variables set");
     // Before the first commit: the first push would apply the group's default protection,
@@ -152,6 +156,44 @@ async fn protect_main(gitlab: &GitLab, project: &Project) -> Result<(), Provisio
         true => Ok(()),
         false => Err(refuse(format!("{}; a rule came back after it was removed", weaker.join(", ")))),
     }
+}
+
+/// Turns off the pipelines that can carry `ref` `main` for a Developer's change, and so the CI
+/// role's trust: a fork's merge request pipelines run in this project (before GitLab 18.2.2 with
+/// this project's path in the ID token), and merged results pipelines and merge trains (Premium)
+/// of a merge request from `main` into any branch. A setting the project does not list (another
+/// tier or an older GitLab) guards nothing there.
+async fn turn_off_pipelines_that_borrow_main(gitlab: &GitLab, project: &Project) -> Result<(), ProvisionError> {
+    let settings = [
+        ("ci_allow_fork_pipelines_to_run_in_parent_project", project.ci_allow_fork_pipelines_to_run_in_parent_project),
+        ("merge_pipelines_enabled", project.merge_pipelines_enabled),
+        ("merge_trains_enabled", project.merge_trains_enabled),
+    ];
+    let on: serde_json::Map<String, serde_json::Value> = settings
+        .iter()
+        .filter(|(_, value)| *value == Some(true))
+        .map(|(key, _)| ((*key).to_owned(), false.into()))
+        .collect();
+    if on.is_empty() {
+        return Ok(());
+    }
+    let operation =
+        format!("turning off {} of project {}", on.keys().cloned().collect::<Vec<_>>().join(", "), project.id);
+    let edited = gitlab.edit_project(project.id, &serde_json::Value::Object(on), &operation).await?;
+    let still_on = [
+        ("ci_allow_fork_pipelines_to_run_in_parent_project", edited.ci_allow_fork_pipelines_to_run_in_parent_project),
+        ("merge_pipelines_enabled", edited.merge_pipelines_enabled),
+        ("merge_trains_enabled", edited.merge_trains_enabled),
+    ];
+    let kept: Vec<&str> = still_on.iter().filter(|(_, value)| *value == Some(true)).map(|(key, _)| *key).collect();
+    if !kept.is_empty() {
+        return Err(ProvisionError::PipelinesBorrowMain {
+            path: project.path_with_namespace.clone(),
+            kept: kept.join(", "),
+        });
+    }
+    tracing::info!(project = project.path_with_namespace, "fork and merged results pipelines turned off");
+    Ok(())
 }
 
 /// Lets Maintainers pass pipeline variables when the project says nobody (gitlab.com's default

@@ -195,6 +195,40 @@ async fn main_takes_pushes_and_merges_of_maintainers_only_whatever_the_group_say
     assert_eq!(deploy.protected_branches.get("main"), Some(&BranchProtection::MAINTAINERS));
 }
 
+/// A fork's merge request pipeline may run in the parent project (before GitLab 18.2.2 with the
+/// parent's path in its ID token: GitLab issue 548165), and a merged results pipeline of a merge
+/// request from `main` carries `ref` `main` whatever it merges into (`Ci::Pipeline#source_ref`):
+/// either hands a Developer the CI role. Both projects turn them off, again on every Update; a
+/// tier without merged results has nothing to turn off.
+#[tokio::test]
+async fn fork_and_merged_results_pipelines_are_off_on_both_projects() {
+    for premium in [false, true] {
+        let stand = stand().await;
+        stand.gitlab.set_premium(premium);
+        let body = stand.invoke("Create", None).await;
+        assert_eq!(body["Status"], "SUCCESS", "{body}");
+        for project in stand.gitlab.projects() {
+            assert!(!project.fork_pipelines_in_parent, "{}", project.full_path());
+            let off = premium.then_some(false);
+            assert_eq!((project.merged_results_pipelines, project.merge_trains), (off, off), "{}", project.full_path());
+        }
+    }
+
+    let stand = stand().await;
+    stand.gitlab.set_premium(true);
+    let first = stand.invoke("Create", None).await;
+    stand.gitlab.edit_project(&stand.deploy_path(), |project| {
+        project.fork_pipelines_in_parent = true;
+        project.merged_results_pipelines = Some(true);
+        project.merge_trains = Some(true);
+    });
+    let updated = stand.invoke("Update", first["PhysicalResourceId"].as_str()).await;
+    assert_eq!(updated["Status"], "SUCCESS", "{updated}");
+    let deploy = stand.gitlab.project(&stand.deploy_path()).unwrap();
+    assert!(!deploy.fork_pipelines_in_parent);
+    assert_eq!((deploy.merged_results_pipelines, deploy.merge_trains), (Some(false), Some(false)));
+}
+
 #[tokio::test]
 async fn retried_create_and_update_converge_without_duplicates() {
     let stand = stand().await;
@@ -299,7 +333,9 @@ async fn pipeline_variables_are_left_as_a_self_managed_gitlab_has_them() {
         assert_eq!(body["Status"], "SUCCESS", "{body}");
         let deploy = stand.gitlab.project(&stand.deploy_path()).unwrap();
         assert_eq!(deploy.pipeline_variables_role.as_deref(), expected);
-        assert!(stand.gitlab.requests().iter().all(|r| r.method != "PUT"), "{default:?}: nothing to change");
+        let changes = stand.gitlab.requests().into_iter().filter(|r| r.method == "PUT");
+        let role_changes = changes.filter(|r| r.body.get("ci_pipeline_variables_minimum_override_role").is_some());
+        assert_eq!(role_changes.count(), 0, "{default:?}: nothing to change");
     }
 }
 

@@ -161,6 +161,14 @@ pub struct ProjectState {
     pub archived: bool,
     /// `ci_pipeline_variables_minimum_override_role`; `None` on a GitLab that has no such setting.
     pub pipeline_variables_role: Option<String>,
+    /// `ci_allow_fork_pipelines_to_run_in_parent_project` (default true,
+    /// db/structure.sql's `project_ci_cd_settings`): a fork's merge request pipeline may run in
+    /// this project, with this project's path in its ID token before GitLab 18.2.2.
+    pub fork_pipelines_in_parent: bool,
+    /// `merge_pipelines_enabled` and `merge_trains_enabled` (Premium: merged results and merge
+    /// trains, off until a Maintainer turns them on); `None` where the tier has no such setting.
+    pub merged_results_pipelines: Option<bool>,
+    pub merge_trains: Option<bool>,
     /// Members by user ID (the creator, for a start).
     pub members: BTreeMap<u64, Role>,
     /// Variables by key and environment scope, with the time each was last written.
@@ -236,6 +244,9 @@ pub(crate) struct Inner {
     pub(crate) groups: BTreeMap<u64, String>,
     pub(crate) projects: Vec<ProjectState>,
     pub(crate) pipeline_variables_default: PipelineVariablesDefault,
+    /// Whether the instance (or the group's subscription) is Premium: projects then have the
+    /// merged results and merge train settings.
+    pub(crate) premium: bool,
     /// A push rule: commit messages must contain this text.
     pub(crate) commit_message_rule: Option<String>,
     /// How the first push protects the default branch when nothing protects it yet
@@ -262,6 +273,39 @@ impl Inner {
 
     pub(crate) fn project_mut(&mut self, id: u64) -> &mut ProjectState {
         self.projects.iter_mut().find(|p| p.id == id).expect("a known project")
+    }
+
+    /// A project as `Projects::CreateService` makes it in `namespace_id`, with this instance's
+    /// defaults for its settings: private, on `main`, with no repository yet.
+    pub(crate) fn new_project(
+        &mut self,
+        namespace_id: u64,
+        name: &str,
+        path: &str,
+        owner: (u64, Role),
+    ) -> ProjectState {
+        let premium = self.premium.then_some(false);
+        ProjectState {
+            id: self.next_id(),
+            name: name.to_owned(),
+            path: path.to_owned(),
+            namespace_id,
+            namespace_path: self.namespace_path(namespace_id).expect("a known namespace"),
+            description: String::new(),
+            visibility: "private".into(),
+            default_branch: "main".into(),
+            archived: false,
+            pipeline_variables_role: self.new_project_pipeline_variables_role(),
+            fork_pipelines_in_parent: true,
+            merged_results_pipelines: premium,
+            merge_trains: premium,
+            members: BTreeMap::from([owner]),
+            variables: BTreeMap::new(),
+            commits: Vec::new(),
+            branches: BTreeMap::new(),
+            protected_branches: BTreeMap::new(),
+            pipelines: Vec::new(),
+        }
     }
 
     pub(crate) fn new_project_pipeline_variables_role(&self) -> Option<String> {
@@ -329,6 +373,11 @@ impl Inner {
         });
         if let Some(role) = &p.pipeline_variables_role {
             project["ci_pipeline_variables_minimum_override_role"] = json!(role);
+        }
+        project["ci_allow_fork_pipelines_to_run_in_parent_project"] = json!(p.fork_pipelines_in_parent);
+        if let (Some(merged), Some(trains)) = (p.merged_results_pipelines, p.merge_trains) {
+            project["merge_pipelines_enabled"] = json!(merged);
+            project["merge_trains_enabled"] = json!(trains);
         }
         project
     }

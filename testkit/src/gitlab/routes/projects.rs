@@ -1,5 +1,6 @@
 //! Projects and their CI/CD variables: create (with GitLab's namespace, limit and duplicate
-//! checks), read, update (the pipeline-variables role), and variables per environment scope.
+//! checks), read, update (the pipeline-variables role, fork and merged results pipelines), and
+//! variables per environment scope.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -42,7 +43,6 @@ pub(super) async fn create_project(
     {
         return Err(answers::project_limit_reached(limit));
     }
-    let namespace_path = inner.namespace_path(namespace_id).expect("checked above");
     let siblings: Vec<&ProjectState> = inner.projects.iter().filter(|p| p.namespace_id == namespace_id).collect();
     let mut taken = Vec::new();
     if siblings.iter().any(|p| p.name == name) {
@@ -54,24 +54,11 @@ pub(super) async fn create_project(
     if !taken.is_empty() {
         return Err(answers::project_taken(&taken));
     }
-    let id = inner.next_id();
     let project = ProjectState {
-        id,
-        name,
-        path,
-        namespace_id,
-        namespace_path,
         description: optional_str(&body, "description").unwrap_or_default().to_owned(),
         visibility: optional_str(&body, "visibility").unwrap_or("private").to_owned(),
         default_branch: optional_str(&body, "default_branch").unwrap_or("main").to_owned(),
-        archived: false,
-        pipeline_variables_role: inner.new_project_pipeline_variables_role(),
-        members: BTreeMap::from([(user_id, creator_role)]),
-        variables: BTreeMap::new(),
-        commits: Vec::new(),
-        branches: BTreeMap::new(),
-        protected_branches: Default::default(),
-        pipelines: Vec::new(),
+        ..inner.new_project(namespace_id, &name, &path, (user_id, creator_role))
     };
     let answer = inner.project_json(&project);
     inner.projects.push(project);
@@ -88,9 +75,12 @@ pub(super) async fn get_project(
     Ok(Json(inner.project_json(&inner.projects[i])).into_response())
 }
 
-/// `PUT /projects/:id` for the one attribute the Lambdas change, with the checks of
+/// `PUT /projects/:id` for the attributes the Lambdas change, with the checks of
 /// `app/services/projects/update_service.rb` and `app/policies/project_policy.rb`: Maintainer
-/// and up may change it, only an Owner may set `owner` or change it away from `owner`.
+/// and up may change them, only an Owner may set the pipeline-variables role to `owner` or change
+/// it away from `owner`. An attribute this GitLab (or tier) has no setting for is dropped, as
+/// Grape drops undeclared parameters; with none left, `at_least_one_of` refuses the request.
+/// Nothing changes unless every attribute passes.
 pub(super) async fn update_project(
     State(inner): State<Shared>,
     Extension(caller): Extension<Caller>,
@@ -101,24 +91,43 @@ pub(super) async fn update_project(
     let mut inner = lock(&inner);
     let i = inner.writable_project(caller, &id, Role::Maintainer)?;
     let is_owner = inner.role(caller, &inner.projects[i]) == Some(Role::Owner);
-    let project = &mut inner.projects[i];
-    let Some(current) = project.pipeline_variables_role.clone() else {
+    let mut project = inner.projects[i].clone();
+    let mut known = 0;
+    let wanted = optional_str(&body, "ci_pipeline_variables_minimum_override_role");
+    if let (Some(current), Some(wanted)) = (project.pipeline_variables_role.as_deref(), wanted) {
+        if !["no_one_allowed", "developer", "maintainer", "owner"].contains(&wanted) {
+            return Err(answers::bad_request(
+                "ci_pipeline_variables_minimum_override_role does not have a valid value",
+            ));
+        }
+        if wanted == "owner" && !is_owner {
+            return Err(answers::override_role_owner_not_allowed());
+        }
+        if wanted != current && current == "owner" && !is_owner {
+            return Err(answers::override_role_change_not_allowed());
+        }
+        project.pipeline_variables_role = Some(wanted.to_owned());
+        known += 1;
+    }
+    let flag = |key: &str| body.get(key).and_then(Value::as_bool);
+    if let Some(allow) = flag("ci_allow_fork_pipelines_to_run_in_parent_project") {
+        project.fork_pipelines_in_parent = allow;
+        known += 1;
+    }
+    for (key, setting) in [
+        ("merge_pipelines_enabled", &mut project.merged_results_pipelines),
+        ("merge_trains_enabled", &mut project.merge_trains),
+    ] {
+        if let (Some(setting), Some(value)) = (setting.as_mut(), flag(key)) {
+            *setting = value;
+            known += 1;
+        }
+    }
+    if known == 0 {
         return Err(answers::no_known_project_attribute());
-    };
-    let Some(wanted) = optional_str(&body, "ci_pipeline_variables_minimum_override_role") else {
-        return Err(answers::no_known_project_attribute());
-    };
-    if !["no_one_allowed", "developer", "maintainer", "owner"].contains(&wanted) {
-        return Err(answers::bad_request("ci_pipeline_variables_minimum_override_role does not have a valid value"));
     }
-    if wanted == "owner" && !is_owner {
-        return Err(answers::override_role_owner_not_allowed());
-    }
-    if wanted != current && current == "owner" && !is_owner {
-        return Err(answers::override_role_change_not_allowed());
-    }
-    project.pipeline_variables_role = Some(wanted.to_owned());
-    let answer = inner.project_json(&inner.projects[i]);
+    let answer = inner.project_json(&project);
+    inner.projects[i] = project;
     Ok(Json(answer).into_response())
 }
 
