@@ -12,6 +12,9 @@
 //!    identity policy's;
 //! 5. else the request is implicitly denied.
 //!
+//! A KMS key is the exception within one account: its key policy must allow, by naming the
+//! principal or by delegating to the account (then with an identity policy's allow).
+//!
 //! The resource's account is the one its ARN names, or, for S3 (whose ARNs name none), the
 //! request's `s3:ResourceAccount`; when neither says, the principal's own account.
 //!
@@ -22,9 +25,9 @@
 //! families, with `IfExists` and the `ForAnyValue:`/`ForAllValues:` set qualifiers. A key absent
 //! from the request's context fails a condition, except for `...IfExists`, negated operators,
 //! `Null: true` and `ForAllValues:`, as IAM documents. Policy variables (`${aws:PrincipalAccount}`
-//! in AWS's managed policies) are replaced in `Resource` and condition values by the request's
-//! value of that key (IAM user guide, "IAM policy elements: Variables and tags"); a variable
-//! whose key the request lacks makes that value match nothing.
+//! in AWS's managed policies) are replaced in condition values and in the resource part of a
+//! `Resource` ARN by the request's value of that key (IAM user guide, "IAM policy elements:
+//! Variables and tags"); a variable whose key the request lacks makes that value match nothing.
 
 use std::collections::BTreeMap;
 
@@ -95,7 +98,9 @@ pub fn evaluate(policies: &Policies<'_>, request: &Request) -> Decision {
             if effect(statement) == "Deny" && matches(statement, request, policy_is_resource(policies, policy)) {
                 let sid =
                     statement.get("Sid").and_then(Value::as_str).map_or_else(|| format!("#{index}"), str::to_owned);
-                return Decision::ExplicitlyDenied(sid);
+                let decision = Decision::ExplicitlyDenied(sid);
+                second_opinion::check(policies, request, &decision);
+                return decision;
             }
         }
     }
@@ -117,12 +122,18 @@ pub fn evaluate(policies: &Policies<'_>, request: &Request) -> Decision {
         (Some(principal), Some(resource)) => principal != resource,
         _ => false,
     };
-    let allowed = if cross_account {
-        by_identity && by_resource.is_some()
+    // KMS: "no principal has permission to a KMS key unless the key policy allows it" (KMS
+    // developer guide, "Key policies"), in its own account too.
+    let key_policy_decides =
+        request.action.to_ascii_lowercase().starts_with("kms:") && request.resource.contains(":key/");
+    let allowed = if cross_account || key_policy_decides {
+        by_resource == Some(Grantee::Named) || by_identity && by_resource.is_some()
     } else {
         by_identity || by_resource == Some(Grantee::Named)
     };
-    if allowed { Decision::Allowed } else { Decision::ImplicitlyDenied }
+    let decision = if allowed { Decision::Allowed } else { Decision::ImplicitlyDenied };
+    second_opinion::check(policies, request, &decision);
+    decision
 }
 
 /// The account of an ARN (`arn:aws:iam::123456789012:role/x`), if it names one.
@@ -322,10 +333,14 @@ fn expand(text: &str, context: &BTreeMap<String, Vec<String>>) -> Option<String>
     Some(out)
 }
 
-/// `glob` of a `Resource` pattern after its variables are replaced. An escaped `*` stays a
-/// wildcard here: no policy of this project writes one.
+/// `glob` of a `Resource` pattern after its variables are replaced: only in the resource part
+/// of the ARN, after the fifth colon, where IAM allows them (IAM user guide, "Where you can use
+/// policy variables"); elsewhere a variable stays text, which matches no ARN. An escaped `*`
+/// stays a wildcard here: no policy of this project writes one.
 fn expanded_glob(pattern: &str, text: &str, context: &BTreeMap<String, Vec<String>>) -> bool {
-    expand(pattern, context).is_some_and(|pattern| glob(&pattern, text))
+    let split = pattern.match_indices(':').nth(4).map_or(0, |(at, _)| at + 1);
+    let (head, tail) = pattern.split_at(split);
+    expand(tail, context).is_some_and(|tail| glob(&format!("{head}{tail}"), text))
 }
 
 /// IAM's wildcard match: `*` any run of characters, `?` any one.
@@ -351,5 +366,8 @@ pub fn glob(pattern: &str, text: &str) -> bool {
     p[pi..].iter().all(|c| *c == '*')
 }
 
+mod second_opinion;
+
+pub use self::second_opinion::{action_resource_types, authorized_beyond_the_reference};
 #[cfg(test)]
 mod tests;

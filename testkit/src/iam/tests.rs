@@ -21,7 +21,7 @@ fn wildcards() {
 fn allow_deny_and_their_negations() {
     let policy = json!({ "Statement": [
         { "Effect": "Allow", "Action": ["s3:Get*", "sqs:SendMessage"], "Resource": "arn:aws:s3:::b/*" },
-        { "Effect": "Allow", "NotAction": "iam:*", "Resource": "arn:aws:sqs:*" },
+        { "Effect": "Allow", "NotAction": "sqs:DeleteQueue", "Resource": "arn:aws:sqs:*" },
         { "Sid": "NoSecrets", "Effect": "Deny", "Action": "s3:GetObject", "NotResource": "arn:aws:s3:::b/public/*" },
     ]});
     let ask = |action: &str, resource: &str| decide(policy.clone(), Request::new(ROLE, action, resource));
@@ -29,8 +29,8 @@ fn allow_deny_and_their_negations() {
     assert_eq!(ask("s3:GetObject", "arn:aws:s3:::b/public/x"), Decision::Allowed);
     assert_eq!(ask("s3:GetObject", "arn:aws:s3:::b/k"), Decision::ExplicitlyDenied("NoSecrets".into()));
     assert_eq!(ask("s3:PutObject", "arn:aws:s3:::b/k"), Decision::ImplicitlyDenied);
-    assert_eq!(ask("sqs:DeleteQueue", "arn:aws:sqs:us-east-1:123456789012:q"), Decision::Allowed);
-    assert_eq!(ask("iam:PassRole", "arn:aws:sqs:us-east-1:123456789012:q"), Decision::ImplicitlyDenied);
+    assert_eq!(ask("sqs:PurgeQueue", "arn:aws:sqs:us-east-1:123456789012:q"), Decision::Allowed);
+    assert_eq!(ask("sqs:DeleteQueue", "arn:aws:sqs:us-east-1:123456789012:q"), Decision::ImplicitlyDenied);
 }
 
 /// IAM user guide, "Cross-account policy evaluation logic": across accounts the identity
@@ -130,17 +130,22 @@ fn if_exists_null_and_set_qualifiers() {
 #[test]
 fn policy_variables_take_the_requests_values() {
     let policy = json!({ "Statement": [{
-        "Effect": "Allow", "Action": "kms:DescribeKey", "Resource": "arn:aws:kms:*:${aws:PrincipalAccount}:key/*",
+        "Effect": "Allow", "Action": "iam:PassRole", "Resource": "arn:aws:iam::*:role/${aws:PrincipalAccount}-*",
         "Condition": { "StringEquals": { "aws:ResourceAccount": "${aws:PrincipalAccount}" } }
     }]});
-    let describe = |key: &str| decide(policy.clone(), Request::new(ROLE, "kms:DescribeKey", key));
-    assert_eq!(describe("arn:aws:kms:eu-west-1:123456789012:key/k"), Decision::Allowed);
-    assert_eq!(describe("arn:aws:kms:eu-west-1:222222222222:key/k"), Decision::ImplicitlyDenied);
-    let by_service =
-        Request::new("service:lambda.amazonaws.com", "kms:DescribeKey", "arn:aws:kms:r:123456789012:key/k");
-    assert_eq!(decide(policy, by_service), Decision::ImplicitlyDenied, "a key the request lacks matches nothing");
+    let pass = |role: &str| decide(policy.clone(), Request::new(ROLE, "iam:PassRole", role));
+    assert_eq!(pass("arn:aws:iam::123456789012:role/123456789012-model"), Decision::Allowed);
+    assert_eq!(pass("arn:aws:iam::123456789012:role/222222222222-model"), Decision::ImplicitlyDenied);
+    assert_eq!(pass("arn:aws:iam::222222222222:role/123456789012-model"), Decision::ImplicitlyDenied);
+    // Only the resource part of an ARN takes variables.
+    let in_account = json!({ "Statement": [{
+        "Effect": "Allow", "Action": "iam:PassRole", "Resource": "arn:aws:iam::${aws:PrincipalAccount}:role/*"
+    }]});
+    let request = Request::new(ROLE, "iam:PassRole", "arn:aws:iam::123456789012:role/model");
+    assert_eq!(decide(in_account, request), Decision::ImplicitlyDenied);
     let context = BTreeMap::from([("aws:username".to_owned(), vec!["ann".to_owned()])]);
     assert_eq!(expand("home/${aws:username}/${*}${?}${$}", &context).as_deref(), Some("home/ann/*?$"));
+    assert_eq!(expand("home/${aws:userid}", &context), None, "a key the request lacks");
 }
 
 #[test]
@@ -158,10 +163,29 @@ fn resource_policies_name_their_principals_and_boundaries_cap_identities() {
 
     let admin = json!({ "Statement": [{ "Effect": "Allow", "Action": "*", "Resource": "*" }] });
     let boundary = json!({ "Statement": [{ "Effect": "Allow", "Action": "s3:*", "Resource": "*" }] });
-    let capped = |action: &str| {
-        let request = Request::new(ROLE, action, "arn:aws:s3:::x");
+    let capped = |action: &str, resource: &str| {
+        let request = Request::new(ROLE, action, resource);
         evaluate(&Policies { identity: vec![&admin], resource: None, boundary: Some(&boundary) }, &request)
     };
-    assert_eq!(capped("s3:PutObject"), Decision::Allowed);
-    assert_eq!(capped("iam:CreateRole"), Decision::ImplicitlyDenied, "the boundary caps an admin policy");
+    assert_eq!(capped("s3:PutObject", "arn:aws:s3:::x/k"), Decision::Allowed);
+    let role = "arn:aws:iam::123456789012:role/new";
+    assert_eq!(capped("iam:CreateRole", role), Decision::ImplicitlyDenied, "the boundary caps an admin policy");
+}
+
+/// Found by the second opinion: a KMS key's policy decides, even within its account.
+#[test]
+fn a_kms_key_takes_its_key_policy() {
+    let key = "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let identity = json!({ "Statement": [{ "Effect": "Allow", "Action": "kms:Decrypt", "Resource": "*" }] });
+    let delegating = json!({ "Statement": [{
+        "Effect": "Allow", "Principal": { "AWS": "arn:aws:iam::123456789012:root" }, "Action": "kms:*", "Resource": "*"
+    }]});
+    let none = json!({ "Statement": [] });
+    let ask = |identity: &Value, key_policy: Option<&Value>| {
+        let policies = Policies { identity: vec![identity], resource: key_policy, boundary: None };
+        evaluate(&policies, &Request::new(ROLE, "kms:Decrypt", key))
+    };
+    assert_eq!(ask(&identity, None), Decision::ImplicitlyDenied, "an identity policy alone");
+    assert_eq!(ask(&identity, Some(&delegating)), Decision::Allowed);
+    assert_eq!(ask(&none, Some(&delegating)), Decision::ImplicitlyDenied, "the key policy delegates to IAM");
 }

@@ -115,7 +115,10 @@ pub fn denied<'p>(calls: &[Call], policies_of: impl Fn(Caller, &str) -> (String,
             continue;
         }
         let (role, policies) = policies_of(call.caller, &call.resource);
-        let mut request = Request::new(&role, &call.action, &call.resource).with("aws:SecureTransport", &["true"]);
+        // The Service Authorization Reference gives these no resource type: IAM authorizes them on `*`.
+        let wildcard_only = iam::action_resource_types(&call.action).is_some_and(|types| types.is_empty());
+        let resource = if wildcard_only { "*" } else { call.resource.as_str() };
+        let mut request = Request::new(&role, &call.action, resource).with("aws:SecureTransport", &["true"]);
         for (key, value) in &call.context {
             request = request.with(key, &[value]);
         }

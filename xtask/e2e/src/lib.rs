@@ -50,6 +50,8 @@ pub fn run(args: &flags::E2e) -> anyhow::Result<()> {
     sh.change_dir(project::root());
     tools::ensure_python_tools(sh, tools::Requirements::Test)?;
     tools::ensure_python_tools(sh, tools::Requirements::Seedcode)?;
+    // The IAM proof of the recorded calls asks iam-simulate too.
+    tools::ensure_npm_tools(sh)?;
     // moto runs from the test venv just installed.
     testkit::use_tools_dir(project::tools_dir());
     let runner = Runner::for_arch(sh, args.arch)?;

@@ -127,13 +127,28 @@ fn strings(value: &Value) -> Vec<String> {
 /// - Application Auto Scaling's Describe calls and CloudWatch's GetMetricData are reads without
 ///   resource-level permissions (Service Authorization Reference);
 /// - so are ECR's GetAuthorizationToken and CloudWatch's PutMetricData, whose namespace
-///   condition narrows the model role's grant; the target account's boundary lists all six.
+///   condition narrows the model role's grant; the target account's boundary lists all six;
+/// - and CloudFormation's ValidateTemplate, CloudWatch Logs' DescribeLogGroups, Service Catalog's
+///   AssociateProductWithPortfolio and ListConstraintsForPortfolio (`permissions/actions.rs`
+///   checks every grant against the reference).
 const RESOURCE_WILDCARDS: &[(&str, &str, &[&str], bool)] = &[
     (BOOTSTRAP_TEMPLATE, "ServiceCatalogTemplateCopy", &["s3:GetObject"], true),
     (BOOTSTRAP_TEMPLATE, "CreateTaggedProduct", &["servicecatalog:CreateProduct"], true),
     (BOOTSTRAP_TEMPLATE, "SearchProducts", &["servicecatalog:SearchProductsAsAdmin"], false),
     (BOOTSTRAP_TEMPLATE, "ListBucketsForTheSageMakerSdk", &["s3:ListAllMyBuckets"], false),
     (BOOTSTRAP_TEMPLATE, "ReadAutoscaling", AUTOSCALING_READS, false),
+    (
+        BOOTSTRAP_TEMPLATE,
+        "ValidateAndListLogGroups",
+        &["cloudformation:ValidateTemplate", "logs:DescribeLogGroups"],
+        false,
+    ),
+    (
+        BOOTSTRAP_TEMPLATE,
+        "ServiceCatalogPortfolio",
+        &["servicecatalog:AssociateProductWithPortfolio", "servicecatalog:ListConstraintsForPortfolio"],
+        false,
+    ),
     (PROJECT_TEMPLATE, "ListBucketsForTheSageMakerSdk", &["s3:ListAllMyBuckets"], false),
     (PROJECT_TEMPLATE, "ReadAutoscaling", AUTOSCALING_READS, false),
     (TARGET_ACCOUNT_TEMPLATE, "ReadAutoscaling", AUTOSCALING_READS, false),

@@ -57,7 +57,8 @@ fn a_projects_ci_role_reaches_its_own_resources_and_no_other_projects() {
     let own = [
         ("sagemaker:StartPipelineExecution", sagemaker(&format!("pipeline/churn-{PROJECT_ID}"))),
         ("sagemaker:DescribePipelineExecution", sagemaker(&format!("pipeline/churn-{PROJECT_ID}/execution/x1"))),
-        ("sagemaker:ListModelPackages", sagemaker(&format!("model-package-group/churn-{PROJECT_ID}"))),
+        // The Service Authorization Reference's resource type for listing is the package.
+        ("sagemaker:ListModelPackages", sagemaker(&format!("model-package/churn-{PROJECT_ID}/*"))),
         ("sagemaker:DescribeModelPackage", sagemaker(&format!("model-package/churn-{PROJECT_ID}/3"))),
         ("sagemaker:InvokeEndpoint", sagemaker(&format!("endpoint/churn-{PROJECT_ID}-staging"))),
         (

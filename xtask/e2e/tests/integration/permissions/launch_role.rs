@@ -162,6 +162,10 @@ fn own_arn(kind: &str, properties: &Json) -> String {
 /// The request for `action` on a resource: its own ARN, except for actions on another resource
 /// (the role passed, the code object read), with the context IAM gives them.
 fn request_for(principal: &str, kind: &str, properties: &Json, action: &str) -> Request {
+    // The Service Authorization Reference gives these no resource type: IAM authorizes them on `*`.
+    if iam::action_resource_types(action).is_some_and(|types| types.is_empty()) {
+        return Request::new(principal, action, "*").with("aws:SecureTransport", &["true"]);
+    }
     match (kind, action) {
         ("AWS::Lambda::Function", "iam:PassRole") => Request::new(principal, action, &text(properties, &["Role"]))
             .with("iam:PassedToService", &["lambda.amazonaws.com"]),

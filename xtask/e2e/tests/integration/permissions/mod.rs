@@ -2,6 +2,7 @@
 //! wildcards, `Not*` elements and conditions as IAM evaluates them, not a string search) on the
 //! templates resolved for a sample project (`testkit::cfn`):
 //!
+//! - `actions`: every action granted exists, on resources of the types IAM checks it against;
 //! - `launch_role`: everything Service Catalog's launch role must make for `cfn/project.yml`;
 //! - `ci_role`: who may assume a project's CI role, and what it reaches;
 //! - `endpoint_stack`: the seed's endpoint stack, deployed by the CI role within its boundary;
@@ -11,6 +12,7 @@
 //! The fixtures they share are here: the sample account, project and stacks, and the registry
 //! schemas' handler permissions.
 
+mod actions;
 mod bootstrap_roles;
 mod ci_role;
 mod endpoint_stack;
@@ -191,7 +193,8 @@ pub(crate) fn trust_policy(stack: &Stack, resource: &str) -> Json {
 
 /// A GitLab CI job of `project_path` on `ref_type`/`reference` asking to assume `role`, with the
 /// claims GitLab puts into its id_token (GitLab docs, "OpenID Connect (OIDC) Authentication
-/// Using ID Tokens": sub is project_path:{group}/{project}:ref_type:{type}:ref:{branch_name}).
+/// Using ID Tokens": sub is project_path:{group}/{project}:ref_type:{type}:ref:{branch_name}),
+/// under the condition keys IAM names after the provider that issued the token.
 pub(crate) fn gitlab_job(
     role: &str,
     provider: &str,
@@ -201,9 +204,10 @@ pub(crate) fn gitlab_job(
     reference: &str,
 ) -> Request {
     let sub = format!("project_path:{project_path}:ref_type:{ref_type}:ref:{reference}");
+    let issuer = provider.split_once(":oidc-provider/").expect("an OIDC provider's ARN").1;
     Request::new(&format!("federated:{provider}"), "sts:AssumeRoleWithWebIdentity", role)
-        .with("gitlab.com:aud", &[aud])
-        .with("gitlab.com:sub", &[&sub])
+        .with(&format!("{issuer}:aud"), &[aud])
+        .with(&format!("{issuer}:sub"), &[&sub])
 }
 
 /// The project's CI role as IAM decides for it: its inline policies, and bootstrap's boundary.
