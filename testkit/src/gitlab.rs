@@ -38,7 +38,7 @@ use serde_json::Value;
 
 pub use self::state::{
     BranchProtection, CommitState, FileState, PipelineState, PipelineVariablesDefault, ProjectState, Request, Role,
-    TokenSpec, VariableState,
+    SubClaimComponents, TokenSpec, VariableState,
 };
 use self::state::{FaultKind, Inner, Shared, Token, User};
 
@@ -79,6 +79,7 @@ impl GitLabDouble {
             projects: Vec::new(),
             pipeline_variables_default: PipelineVariablesDefault::NoOneAllowed,
             premium: false,
+            sub_claim_components: SubClaimComponents::WithProjectIdAndProtection,
             commit_message_rule: None,
             default_branch_protection: Some(BranchProtection::MAINTAINERS),
             next_id: 2000,
@@ -134,33 +135,46 @@ impl GitLabDouble {
     /// The ID token GitLab CI hands a job of `project_path` on branch `branch` for an
     /// `id_tokens` entry with audience `aud` (and the job's `environment`, if it names one), with
     /// the claims GitLab documents ("OpenID Connect (OIDC) Authentication Using ID Tokens"): `iss`
-    /// the server URL, `sub` = `project_path:{path}:ref_type:branch:ref:{branch}` (the default
-    /// `ci_id_token_sub_claim_components`), `aud`, and the project, ref and environment claims.
+    /// the server URL, `sub` made of the project's `ci_id_token_sub_claim_components`
+    /// (`id_token_sub`; the default for a project the double does not hold), `aud`, and the
+    /// project, ref and environment claims, `ref_protected` as the branch's protection says.
     /// Unsigned (`alg: none`): the stand-ins that take it (moto's STS) verify no signature, and
     /// the tests decide trust from its claims with the IAM evaluator.
     pub fn id_token(&self, project_path: &str, branch: &str, aud: &str, environment: Option<&str>) -> String {
         use base64::Engine as _;
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let namespace = project_path.rsplit_once('/').map_or("", |(namespace, _)| namespace);
+        let project = self.project(project_path);
+        let protected = project.as_ref().is_none_or(|p| p.protected_branches.contains_key(branch));
         let mut claims = serde_json::json!({
             "iss": self.url,
-            "sub": format!("project_path:{project_path}:ref_type:branch:ref:{branch}"),
             "aud": aud,
             "namespace_path": namespace,
             "project_path": project_path,
             "ref": branch,
             "ref_type": "branch",
-            "ref_protected": "true",
+            "ref_protected": protected.to_string(),
             "iat": now,
             "nbf": now - 5,
             "exp": now + 300,
         });
+        if let Some(project) = &project {
+            claims["project_id"] = project.id.to_string().into();
+        }
         if let Some(environment) = environment {
             claims["environment"] = environment.into();
             claims["environment_protected"] = "false".into();
         }
+        let default = ["project_path", "ref_type", "ref"].map(String::from).to_vec();
+        let components = project.as_ref().map_or(&default, |p| &p.sub_claim_components);
+        claims["sub"] = id_token_sub(components, &claims).into();
         let encode = |value: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string());
         format!("{}.{}.", encode(&serde_json::json!({ "alg": "none", "typ": "JWT" })), encode(&claims))
+    }
+
+    /// Which sub claim components projects accept: as the GitLab version the test plays.
+    pub fn set_sub_claim_components(&self, accepted: SubClaimComponents) {
+        self.lock().sub_claim_components = accepted;
     }
 
     /// Adds a token of a new user; returns the user's personal namespace ID.
@@ -337,4 +351,11 @@ impl GitLabDouble {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().expect("no test panicked while holding the double's state")
     }
+}
+
+/// An ID token's `sub` as lib/gitlab/ci/jwt_v2.rb composes it: each of the project's
+/// `components`, in order, that the job's `claims` give a value, as `name:value`, joined by `:`.
+pub fn id_token_sub(components: &[String], claims: &Value) -> String {
+    let present = components.iter().filter_map(|name| Some((name, claims.get(name)?.as_str()?)));
+    present.flat_map(|(name, value)| [name.as_str(), value]).collect::<Vec<_>>().join(":")
 }

@@ -163,6 +163,9 @@ pub struct Project {
     pub merge_pipelines_enabled: Option<bool>,
     #[serde(default)]
     pub merge_trains_enabled: Option<bool>,
+    /// What the `sub` of the project's CI ID tokens is made of; absent before GitLab 17.3.
+    #[serde(default)]
+    pub ci_id_token_sub_claim_components: Option<Vec<String>>,
 }
 
 /// `Gitlab::Access::MAINTAINER`.

@@ -163,6 +163,17 @@ impl Config {
         format!("{base_name}-{}", self.project_id)
     }
 
+    /// The text in a project's description that shows it was made for this SageMaker project, so
+    /// that a retried Create adopts it and nothing else is ever taken over.
+    pub fn marker(&self) -> String {
+        format!("(sagemaker-project-id: {})", self.project_id)
+    }
+
+    /// The description of the model `kind` (`build` or `deploy`) project, with the marker.
+    pub fn description(&self, kind: &str) -> String {
+        format!("Model {kind} code of SageMaker project {} {}", self.project_name, self.marker())
+    }
+
     /// The SageMaker model package group the build registers into and the deploy reads.
     pub fn model_package_group(&self) -> String {
         format!("{}-{}", self.project_name, self.project_id)

@@ -1,7 +1,8 @@
-//! The seedcode checkin custom resources. `Custom::GitLabProjectPaths` answers where the model
-//! build and model deploy GitLab projects will live, so that the project template can make the
-//! CI role trusting exactly those two before any pipeline runs; `Custom::SeedCodeCheckin` then
-//! brings both projects to their seeded state on Create (and Update). On Delete both keep the
+//! The seedcode checkin custom resources. `Custom::GitLabProjectPaths` makes the model build and
+//! model deploy GitLab projects, empty, and answers the `sub` of their `main` pipelines' ID
+//! tokens, so that the project template can make the CI role trusting exactly those two before
+//! any pipeline runs; `Custom::SeedCodeCheckin` then brings both projects to their seeded state
+//! on Create (and Update). On Delete both keep the
 //! projects. Whatever happens, CloudFormation gets exactly one answer before the deadline.
 
 pub mod config;
@@ -26,7 +27,7 @@ use serde_json::Value;
 use crate::config::{CiCredentials, Config};
 use crate::custom_resource::{Done, Request};
 use crate::error::{CheckinError, SeedCodeError};
-use crate::provision::{Provisioned, Repository, namespace_path, provision};
+use crate::provision::{Provisioned, Repository, create_or_adopt, main_pipeline_subject, namespace_path, provision};
 
 /// The custom resource type that reports the two projects' paths (`cfn/project.yml`).
 pub const PROJECT_PATHS_RESOURCE: &str = "Custom::GitLabProjectPaths";
@@ -132,18 +133,35 @@ async fn connect(deps: &Deps, config: &Config, deadline: Instant) -> Result<(Git
     Ok((gitlab, warning))
 }
 
-/// Where the two projects will be (or are): the namespace's full path and each project's path.
-/// The CI role's trust policy names exactly these, so it exists before the seed commit starts
-/// the first pipeline.
+/// The two projects, made empty (or adopted) before the CI role: their paths, and the `sub` of
+/// their `main` pipelines' ID tokens, which the role's trust policy names, so that it exists
+/// before the seed commit starts the first pipeline.
 async fn project_paths(deps: &Deps, deadline: Instant) -> Result<Done, CheckinError> {
     let config = deps.config.as_ref().map_err(Clone::clone)?;
     let (gitlab, _) = connect(deps, config, deadline).await?;
+    // A group that does not exist is named here, before anything is made.
     let namespace = namespace_path(&gitlab, config.group_id).await?;
-    let mut data = BTreeMap::new();
-    for (prefix, repository) in [("Build", &config.build_repository), ("Deploy", &config.deploy_repository)] {
-        data.insert(format!("{prefix}ProjectPath"), format!("{namespace}/{}", config.project_path(repository)));
-    }
-    Ok(Done { reason: format!("GitLab projects go into namespace {namespace}"), data })
+    let marker = config.marker();
+    let ready = |kind: &'static str, repository: &str| {
+        let (gitlab, marker) = (&gitlab, &marker);
+        let (path, description) = (config.project_path(repository), config.description(kind));
+        async move {
+            let (project, _) = create_or_adopt(gitlab, config.group_id, marker, &path, &description).await?;
+            let subject = main_pipeline_subject(gitlab, &project).await?;
+            Ok::<_, CheckinError>((project, subject))
+        }
+    };
+    let ((build, build_subject), (deploy, deploy_subject)) =
+        tokio::try_join!(ready("build", &config.build_repository), ready("deploy", &config.deploy_repository))?;
+    let data = BTreeMap::from([
+        ("BuildProjectPath".to_owned(), build.path_with_namespace),
+        ("BuildSubject".to_owned(), build_subject.clone()),
+        ("DeployProjectPath".to_owned(), deploy.path_with_namespace),
+        ("DeploySubject".to_owned(), deploy_subject.clone()),
+    ]);
+    let reason =
+        format!("GitLab projects in {namespace}; their main pipelines' subs: {build_subject}, {deploy_subject}");
+    Ok(Done { reason, data })
 }
 
 async fn converge(deps: &Deps, function_arn: &str, deadline: Instant) -> Result<Done, CheckinError> {
@@ -163,7 +181,7 @@ async fn converge(deps: &Deps, function_arn: &str, deadline: Instant) -> Result<
     let deploy_files =
         seedcode::read_zip(&deploy_zip, &format!("s3://{}/{}", config.seedcode_bucket, config.deploy_seedcode_key))?;
 
-    let marker = format!("(sagemaker-project-id: {})", config.project_id);
+    let marker = config.marker();
     let common = project_variables(config, &arn, ci_variables);
     let with = |key: &str, value: &str| {
         let mut variables = common.clone();
@@ -173,7 +191,7 @@ async fn converge(deps: &Deps, function_arn: &str, deadline: Instant) -> Result<
     let build = Repository {
         role: "model build",
         path: config.project_path(&config.build_repository),
-        description: format!("Model build code of SageMaker project {} {marker}", config.project_name),
+        description: config.description("build"),
         variables: with("SAGEMAKER_PIPELINE_ROLE_ARN", &config.pipeline_role_arn),
         // Its pipelines start from pushes, which pass no variables.
         pipeline_variables: false,
@@ -183,7 +201,7 @@ async fn converge(deps: &Deps, function_arn: &str, deadline: Instant) -> Result<
     let deploy = Repository {
         role: "model deploy",
         path: config.project_path(&config.deploy_repository),
-        description: format!("Model deploy code of SageMaker project {} {marker}", config.project_name),
+        description: config.description("deploy"),
         variables: deploy_variables(config, with("MODEL_EXECUTION_ROLE_ARN", &config.model_execution_role_arn)),
         // The trigger passes the approved package's ARN as a pipeline variable.
         pipeline_variables: true,

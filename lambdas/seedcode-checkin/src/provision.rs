@@ -62,6 +62,10 @@ pub enum ProvisionError {
         "GitLab kept {kept} on for project {path}: those pipelines can run a Developer's change with ref main, which the project's CI role trusts. Turn them off in Settings > CI/CD and Settings > Merge requests, then update the stack"
     )]
     PipelinesBorrowMain { path: String, kept: String },
+    #[error(
+        "the CI ID tokens of GitLab project {path} carry a sub made of {components}, which a main pipeline's token cannot be told from in advance: set Settings > CI/CD > ID token sub claim components back to project_path, ref_type, ref (or remove the others), then update the stack"
+    )]
+    SubClaim { path: String, components: String },
 }
 
 #[derive(Debug)]
@@ -79,7 +83,7 @@ pub async fn provision(
     marker: &str,
     repo: &Repository,
 ) -> Result<Provisioned, ProvisionError> {
-    let (project, adopted) = create_or_adopt(gitlab, group_id, marker, repo).await?;
+    let (project, adopted) = create_or_adopt(gitlab, group_id, marker, &repo.path, &repo.description).await?;
     tracing::info!(role = repo.role, project = project.path_with_namespace, adopted, "project ready");
     if project.archived {
         return Err(ProvisionError::Archived { path: project.path_with_namespace });
@@ -196,6 +200,50 @@ async fn turn_off_pipelines_that_borrow_main(gitlab: &GitLab, project: &Project)
     Ok(())
 }
 
+/// What the CI role trusts the project's `main` pipelines by: their ID tokens' `sub` is made of
+/// these where GitLab accepts them (the `project_id` a project recreated at the same path does
+/// not have, and the `ref_protected` a merge request's pipeline lacks), else of what the project
+/// says (GitLab's default `project_path ref_type ref` on one that accepts no other). The path
+/// stays first: a stage account's deploy role knows the group's path, not the projects' IDs.
+pub const SUB_CLAIM_COMPONENTS: [&str; 5] = ["project_path", "project_id", "ref_type", "ref", "ref_protected"];
+
+/// Sets the project's sub claim components to `SUB_CLAIM_COMPONENTS` where GitLab accepts them,
+/// and returns the `sub` of its `main` pipelines' ID tokens as lib/gitlab/ci/jwt_v2.rb composes
+/// it from the components in force.
+pub async fn main_pipeline_subject(gitlab: &GitLab, project: &Project) -> Result<String, ProvisionError> {
+    let body = serde_json::json!({ "ci_id_token_sub_claim_components": SUB_CLAIM_COMPONENTS });
+    let operation = format!("setting the ID token sub claim of project {}", project.id);
+    let components = match gitlab.edit_project(project.id, &body, &operation).await {
+        Ok(edited) => edited.ci_id_token_sub_claim_components,
+        // A GitLab that knows fewer components refuses them (or, before 17.3, the attribute).
+        Err(refused) if refused.status() == Some(400) => {
+            tracing::warn!(project = project.path_with_namespace, %refused, "GitLab keeps the sub claim by path");
+            project.ci_id_token_sub_claim_components.clone()
+        }
+        Err(err) => return Err(err.into()),
+    };
+    let components = components.unwrap_or_else(|| ["project_path", "ref_type", "ref"].map(String::from).to_vec());
+    let id = project.id.to_string();
+    let mut parts = Vec::new();
+    for component in &components {
+        let value = match component.as_str() {
+            "project_path" => project.path_with_namespace.as_str(),
+            "project_id" => id.as_str(),
+            "ref_type" => "branch",
+            "ref" => BRANCH,
+            "ref_protected" => "true",
+            _ => {
+                return Err(ProvisionError::SubClaim {
+                    path: project.path_with_namespace.clone(),
+                    components: components.join(", "),
+                });
+            }
+        };
+        parts.extend([component.as_str(), value]);
+    }
+    Ok(parts.join(":"))
+}
+
 /// Lets Maintainers pass pipeline variables when the project says nobody (gitlab.com's default
 /// for new namespaces since 17.7) or only Owners may. A GitLab before 17.1 shows no such setting
 /// and has no such restriction: nothing to do.
@@ -229,17 +277,20 @@ pub async fn namespace_path(gitlab: &GitLab, group_id: Option<u64>) -> Result<St
     }
 }
 
-async fn create_or_adopt(
+/// Creates the project `path` in the group (or the token user's namespace), or adopts the one
+/// there when its description carries `marker`; says whether it adopted.
+pub async fn create_or_adopt(
     gitlab: &GitLab,
     group_id: Option<u64>,
     marker: &str,
-    repo: &Repository,
+    path: &str,
+    description: &str,
 ) -> Result<(Project, bool), ProvisionError> {
     let new = NewProject {
-        name: &repo.path,
-        path: &repo.path,
+        name: path,
+        path,
         namespace_id: group_id,
-        description: &repo.description,
+        description,
         visibility: "private",
         default_branch: BRANCH,
         initialize_with_readme: false,
@@ -250,7 +301,7 @@ async fn create_or_adopt(
         Err(err) => return Err(err.into()),
     };
     let namespace = namespace_path(gitlab, group_id).await?;
-    let full_path = format!("{namespace}/{}", repo.path);
+    let full_path = format!("{namespace}/{path}");
     let Some(existing) = gitlab.project(&full_path).await? else {
         return Err(ProvisionError::TakenButUnreadable { taken: Box::new(err), path: full_path });
     };

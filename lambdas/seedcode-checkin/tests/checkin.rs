@@ -8,7 +8,7 @@ use std::time::Duration;
 use seedcode_checkin::Deps;
 use serde_json::Value;
 use support::*;
-use testkit::gitlab::{BranchProtection, GitLabDouble};
+use testkit::gitlab::{BranchProtection, GitLabDouble, SubClaimComponents};
 use testkit::moto::{ACCOUNT_ID, REGION, moto};
 
 #[tokio::test]
@@ -140,31 +140,53 @@ async fn group_namespace_and_masked_access_keys() {
 
 /// The CI role trusts the paths this answers before any project exists: they must be the paths
 /// Create then gives the projects, in the personal namespace and in a group.
+/// `Custom::GitLabProjectPaths` makes the two projects, empty, and answers the sub their `main`
+/// pipelines' ID tokens carry, which the CI role then trusts: with the project ID and
+/// `ref_protected` where GitLab accepts them, else GitLab's default by path. The seed commit
+/// comes later, into the same projects.
 #[tokio::test]
-async fn project_paths_are_known_before_the_projects_and_are_theirs() {
-    let mut stand = stand().await;
-    let personal = stand.invoke_project_paths("Create").await;
-    assert_eq!(personal["Status"], "SUCCESS", "{personal}");
-    assert_eq!(personal["PhysicalResourceId"], format!("gitlab-project-paths-{}", stand.project_id));
-    assert!(stand.gitlab.projects().is_empty(), "answering the paths makes nothing");
-    let group = stand.gitlab.add_group("ml/churn-team");
-    stand.env.insert("GITLAB_GROUP_ID".into(), group.to_string());
-    let in_group = stand.invoke_project_paths("Update").await;
-    assert_eq!(in_group["Status"], "SUCCESS", "{in_group}");
-
+async fn project_paths_make_the_empty_projects_and_answer_their_main_pipelines_sub() {
+    let stand = stand().await;
+    let paths = stand.invoke_project_paths("Create").await;
+    assert_eq!(paths["Status"], "SUCCESS", "{paths}");
+    assert_eq!(paths["PhysicalResourceId"], format!("gitlab-project-paths-{}", stand.project_id));
     let created = stand.invoke("Create", None).await;
     assert_eq!(created["Status"], "SUCCESS", "{created}");
-    for prefix in ["Build", "Deploy"] {
-        let key = format!("{prefix}ProjectPath");
-        assert_eq!(in_group["Data"][&key], created["Data"][&key], "{key}");
-        assert!(in_group["Data"][&key].as_str().unwrap().starts_with("ml/churn-team/"));
+    for (prefix, path) in [("Build", stand.build_path()), ("Deploy", stand.deploy_path())] {
+        assert_eq!(paths["Data"][format!("{prefix}ProjectPath")], path);
+        assert_eq!(created["Data"][format!("{prefix}ProjectPath")], path);
+        let project = stand.gitlab.project(&path).unwrap();
+        assert_eq!(project.sub_claim_components, seedcode_checkin::provision::SUB_CLAIM_COMPONENTS);
+        let subject =
+            format!("project_path:{path}:project_id:{}:ref_type:branch:ref:main:ref_protected:true", project.id);
+        assert_eq!(paths["Data"][format!("{prefix}Subject")], subject);
+        assert_eq!(sub_of(&stand.gitlab.id_token(&path, "main", "https://gitlab.com", None)), subject);
     }
-    assert_eq!(personal["Data"]["BuildProjectPath"], stand.build_path());
-    assert_eq!(personal["Data"]["DeployProjectPath"], stand.deploy_path());
 
-    stand.env.insert("GITLAB_GROUP_ID".into(), "999999".into());
-    let unknown = stand.invoke_project_paths("Create").await;
+    // A GitLab that accepts only its default components: the sub by path, components untouched.
+    let mut older = support::stand().await;
+    older.gitlab.set_sub_claim_components(SubClaimComponents::PathAndRef);
+    let group = older.gitlab.add_group("ml/churn-team");
+    older.env.insert("GITLAB_GROUP_ID".into(), group.to_string());
+    let paths = older.invoke_project_paths("Create").await;
+    assert_eq!(paths["Status"], "SUCCESS", "{paths}");
+    let path = paths["Data"]["BuildProjectPath"].as_str().unwrap();
+    assert!(path.starts_with("ml/churn-team/"), "{path}");
+    assert!(older.gitlab.project(path).unwrap().branches.is_empty(), "nothing is committed before the CI role exists");
+    assert_eq!(paths["Data"]["BuildSubject"], format!("project_path:{path}:ref_type:branch:ref:main"));
+
+    older.env.insert("GITLAB_GROUP_ID".into(), "999999".into());
+    let unknown = older.invoke_project_paths("Create").await;
     assert_failed(&unknown, &["999999"]);
+}
+
+/// The `sub` of an ID token the GitLab double issued.
+fn sub_of(token: &str) -> String {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    claims["sub"].as_str().unwrap().to_owned()
 }
 
 /// The CI role trusts `main`, so only Maintainers may write it. GitLab's default branch

@@ -162,6 +162,11 @@ pub fn protected_branch_exists(name: &str) -> ApiError {
     message(StatusCode::CONFLICT, json!(format!("Protected branch '{name}' already exists")))
 }
 
+/// `render_validation_error!` of `PUT /projects/:id` for `validate_sub_claim_components`.
+pub fn invalid_sub_claim_components(refusals: &[String]) -> ApiError {
+    message(StatusCode::BAD_REQUEST, json!({ "ci_cd_settings.id_token_sub_claim_components": refusals }))
+}
+
 /// `lib/gitlab/checks/branch_check.rb` through the commits API: a push below the branch's level.
 pub fn push_to_protected_branch() -> ApiError {
     message(StatusCode::FORBIDDEN, json!("You are not allowed to push into this branch"))

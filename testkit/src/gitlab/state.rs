@@ -61,6 +61,48 @@ pub enum PipelineVariablesDefault {
     Unsupported,
 }
 
+/// Which `ci_id_token_sub_claim_components` a GitLab accepts (`ProjectCiCdSetting::
+/// ALLOWED_SUB_CLAIM_COMPONENTS` and `validate_sub_claim_components`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubClaimComponents {
+    /// `project_path ref_type ref`, `project_path` first: app/models/project_ci_cd_setting.rb at
+    /// gitlabhq 06937a48 and in 18.2.
+    PathAndRef,
+    /// Also `project_id`, `ref_protected`, `environment_protected` and `deployment_tier`, with
+    /// `project_path` or `project_id` first: current GitLab, as `../shared/reviews/gitlab.md`
+    /// reads project_ci_cd_setting.rb at d66adcb6 (a release near 18.7; not verified here).
+    WithProjectIdAndProtection,
+}
+
+impl SubClaimComponents {
+    /// GitLab's validation errors for `components`, none when it accepts them.
+    pub(crate) fn refusals(self, components: &[String]) -> Vec<String> {
+        let (allowed, first): (&[&str], &[&str]) = match self {
+            SubClaimComponents::PathAndRef => (&["project_path", "ref_type", "ref"], &["project_path"]),
+            SubClaimComponents::WithProjectIdAndProtection => (
+                &[
+                    "project_path",
+                    "project_id",
+                    "ref_type",
+                    "ref",
+                    "ref_protected",
+                    "environment_protected",
+                    "deployment_tier",
+                ],
+                &["project_path", "project_id"],
+            ),
+        };
+        let mut refusals = Vec::new();
+        if !components.first().is_some_and(|c| first.contains(&c.as_str())) {
+            refusals.push(format!("{} must be the first element of the sub claim", first.join(" or ")));
+        }
+        for component in components.iter().filter(|c| !allowed.contains(&c.as_str())) {
+            refusals.push(format!("{component} is not an allowed sub claim component"));
+        }
+        refusals
+    }
+}
+
 /// An access token and the user it acts as.
 #[derive(Debug, Clone)]
 pub struct TokenSpec {
@@ -165,6 +207,9 @@ pub struct ProjectState {
     /// db/structure.sql's `project_ci_cd_settings`): a fork's merge request pipeline may run in
     /// this project, with this project's path in its ID token before GitLab 18.2.2.
     pub fork_pipelines_in_parent: bool,
+    /// `ci_id_token_sub_claim_components`: the claims a job's ID token `sub` is made of, in
+    /// this order (lib/gitlab/ci/jwt_v2.rb); default `project_path ref_type ref`.
+    pub sub_claim_components: Vec<String>,
     /// `merge_pipelines_enabled` and `merge_trains_enabled` (Premium: merged results and merge
     /// trains, off until a Maintainer turns them on); `None` where the tier has no such setting.
     pub merged_results_pipelines: Option<bool>,
@@ -247,6 +292,7 @@ pub(crate) struct Inner {
     /// Whether the instance (or the group's subscription) is Premium: projects then have the
     /// merged results and merge train settings.
     pub(crate) premium: bool,
+    pub(crate) sub_claim_components: SubClaimComponents,
     /// A push rule: commit messages must contain this text.
     pub(crate) commit_message_rule: Option<String>,
     /// How the first push protects the default branch when nothing protects it yet
@@ -297,6 +343,7 @@ impl Inner {
             archived: false,
             pipeline_variables_role: self.new_project_pipeline_variables_role(),
             fork_pipelines_in_parent: true,
+            sub_claim_components: ["project_path", "ref_type", "ref"].map(String::from).to_vec(),
             merged_results_pipelines: premium,
             merge_trains: premium,
             members: BTreeMap::from([owner]),
@@ -375,6 +422,7 @@ impl Inner {
             project["ci_pipeline_variables_minimum_override_role"] = json!(role);
         }
         project["ci_allow_fork_pipelines_to_run_in_parent_project"] = json!(p.fork_pipelines_in_parent);
+        project["ci_id_token_sub_claim_components"] = json!(p.sub_claim_components);
         if let (Some(merged), Some(trains)) = (p.merged_results_pipelines, p.merge_trains) {
             project["merge_pipelines_enabled"] = json!(merged);
             project["merge_trains_enabled"] = json!(trains);

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use serde_json::{Value, json};
 use testkit::cfn::Stack;
+use testkit::gitlab::GitLabDouble;
 use testkit::moto::{ACCOUNT_ID, REGION};
 use testkit::response_sink::ResponseSink;
 use testkit::runtime_api::{Outcome, RuntimeApi};
@@ -57,23 +58,32 @@ pub(crate) fn timeout_of(stack: &Stack, function: &str) -> Duration {
     Duration::from_secs(seconds)
 }
 
-/// CloudFormation's first request: where the projects go, which the CI role's trust then names.
-pub(crate) async fn project_paths(api: &RuntimeApi, stack: &mut Stack) -> anyhow::Result<((), String)> {
+/// CloudFormation's first request: the projects, made empty, and the sub of their main
+/// pipelines' ID tokens, which the CI role's trust then names.
+pub(crate) async fn project_paths(
+    api: &RuntimeApi,
+    stack: &mut Stack,
+    gitlab: &GitLabDouble,
+) -> anyhow::Result<((), String)> {
     let answer = answer_to(api, "e2e-paths-1", PROJECT_PATHS, timeout_of(stack, "CheckinFunction")).await?;
     ensure!(answer["Status"] == "SUCCESS", "the checkin answered {answer}");
-    let mut paths = Vec::new();
-    for key in ["BuildProjectPath", "DeployProjectPath"] {
-        let path = answer["Data"][key].as_str().with_context(|| format!("Data has no {key}: {answer}"))?;
-        stack.set_attribute(PROJECT_PATHS.1, key, path);
-        paths.push(path.to_owned());
+    for key in ["BuildProjectPath", "DeployProjectPath", "BuildSubject", "DeploySubject"] {
+        let value = answer["Data"][key].as_str().with_context(|| format!("Data has no {key}: {answer}"))?;
+        stack.set_attribute(PROJECT_PATHS.1, key, value);
     }
     let trust = stack.property("CiRole", &["AssumeRolePolicyDocument"])?;
     let trust = trust.as_str().context("the CI role's trust policy is not JSON text")?;
-    for path in &paths {
-        let sub = format!("\"project_path:{path}:ref_type:branch:ref:main\"");
-        ensure!(trust.contains(&sub), "the CI role does not trust {sub}: {trust}");
+    let mut subjects = Vec::new();
+    for (path, subject) in [("BuildProjectPath", "BuildSubject"), ("DeployProjectPath", "DeploySubject")] {
+        let (path, subject) = (&answer["Data"][path], answer["Data"][subject].as_str().unwrap_or_default());
+        ensure!(trust.contains(&format!("\"{subject}\"")), "the CI role does not trust {subject}: {trust}");
+        ensure!(
+            gitlab.project(path.as_str().unwrap_or_default()).is_some_and(|p| p.branches.is_empty()),
+            "{path} is not an empty project before the seed commit"
+        );
+        subjects.push(subject.to_owned());
     }
-    Ok(((), format!("the CI role trusts main of {}", paths.join(" and "))))
+    Ok(((), format!("the CI role trusts the subs {}", subjects.join(" and "))))
 }
 
 pub(crate) async fn create(api: &RuntimeApi, stack: &Stack) -> anyhow::Result<(Value, String)> {

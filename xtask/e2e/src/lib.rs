@@ -147,7 +147,7 @@ async fn flow(args: &flags::E2e, runner: &Runner, report: &mut Report) {
             return;
         }
     };
-    if report.record("checkin project paths", checkin::project_paths(&api, &mut stack).await).is_none() {
+    if report.record("checkin project paths", checkin::project_paths(&api, &mut stack, &world.gitlab).await).is_none() {
         return;
     }
     report.start("checkin Create: projects, variables, seed commits");

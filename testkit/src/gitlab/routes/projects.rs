@@ -1,6 +1,6 @@
 //! Projects and their CI/CD variables: create (with GitLab's namespace, limit and duplicate
-//! checks), read, update (the pipeline-variables role, fork and merged results pipelines), and
-//! variables per environment scope.
+//! checks), read, update (the pipeline-variables role, fork and merged results pipelines, the ID
+//! token's sub claim), and variables per environment scope.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -122,6 +122,15 @@ pub(super) async fn update_project(
             *setting = value;
             known += 1;
         }
+    }
+    if let Some(components) = body.get("ci_id_token_sub_claim_components").and_then(Value::as_array) {
+        let components: Vec<String> = components.iter().filter_map(Value::as_str).map(str::to_owned).collect();
+        let refusals = inner.sub_claim_components.refusals(&components);
+        if !refusals.is_empty() {
+            return Err(answers::invalid_sub_claim_components(&refusals));
+        }
+        project.sub_claim_components = components;
+        known += 1;
     }
     if known == 0 {
         return Err(answers::no_known_project_attribute());

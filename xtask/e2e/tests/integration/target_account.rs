@@ -8,9 +8,10 @@ use testkit::cfn::Stack;
 use testkit::iam::{self, Decision, Policies, Request};
 
 use crate::permissions::{
-    ACCOUNT as DEVELOPMENT, DEPLOY_PATH, Deployer, PRODUCTION_ACCOUNT as PRODUCTION, PROJECT_ID, PROJECT_NAME, REGION,
-    STAGING_ACCOUNT as STAGING, assert_deploys_endpoint_stacks, gitlab_job, in_account, json, model_package, project,
-    project_with_target_accounts, trust_policy,
+    ACCOUNT as DEVELOPMENT, DEPLOY_PATH, DEPLOY_PROJECT_ID, Deployer, PRODUCTION_ACCOUNT as PRODUCTION, PROJECT_ID,
+    PROJECT_NAME, REGION, STAGING_ACCOUNT as STAGING, assert_deploys_endpoint_stacks, components, gitlab_job,
+    in_account, json, model_package, pipeline_claims, project, project_with_target_accounts, trust_policy,
+    web_identity,
 };
 
 const STRANGER: &str = "333333333333";
@@ -73,6 +74,20 @@ fn only_main_of_the_groups_projects_with_the_stages_audience_may_assume_its_depl
             ),
         ];
         for (attack, request) in attacks {
+            assert_eq!(iam::evaluate(&policies, &request), Decision::ImplicitlyDenied, "{stage}: {attack} got in");
+        }
+        // The same with the sub the checkin sets where GitLab accepts the project ID and
+        // ref_protected: a merge request's pipeline carries ref_protected false.
+        let with_id = |path: &str, reference: &str, protected: bool| {
+            let claims = pipeline_claims(path, DEPLOY_PROJECT_ID, "branch", reference, protected);
+            web_identity(&deploy_role, &provider, &audience, &testkit::gitlab::id_token_sub(&components(), &claims))
+        };
+        assert_eq!(iam::evaluate(&policies, &with_id(DEPLOY_PATH, "main", true)), Decision::Allowed);
+        for (attack, request) in [
+            ("a merge request from main", with_id(DEPLOY_PATH, "main", false)),
+            ("a feature branch", with_id(DEPLOY_PATH, "feature", false)),
+            ("another namespace", with_id("mallory/model-deploy-p-abcdef123456", "main", true)),
+        ] {
             assert_eq!(iam::evaluate(&policies, &request), Decision::ImplicitlyDenied, "{stage}: {attack} got in");
         }
         // The model role is SageMaker's, of this account only.

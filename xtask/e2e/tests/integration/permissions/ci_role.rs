@@ -1,14 +1,77 @@
-//! Who may assume a project's CI role (only `main` of its two repositories, with GitLab's claims
-//! for that pipeline), and what the role reaches within bootstrap's boundary: its own project's
-//! resources, no other project's.
+//! Who may assume a project's CI role (only `main` pipelines of its two repositories, with
+//! GitLab's claims for each kind of pipeline), and what the role reaches within bootstrap's
+//! boundary: its own project's resources, no other project's.
 
 use testkit::iam::{self, Decision, Policies, Request};
 
 use super::*;
 
+/// Each kind of pipeline GitLab runs, with the claims it gives it, against the CI role the
+/// checkin's subs make where GitLab accepts the project ID and `ref_protected` in the sub.
 #[test]
-fn only_main_of_this_projects_two_repositories_may_assume_its_ci_role() {
+fn only_main_pipelines_of_this_projects_two_repositories_may_assume_its_ci_role() {
     let project = project();
+    let trust = trust_policy(&project, "CiRole");
+    let policies = Policies { identity: vec![], resource: Some(&trust), boundary: None };
+    let role = role_arn(&ci_role_name(PROJECT_ID));
+    let aud = "https://gitlab.com";
+    let job =
+        |claims: Json| web_identity(&role, OIDC_PROVIDER, aud, &testkit::gitlab::id_token_sub(&components(), &claims));
+    for (path, id) in [(BUILD_PATH, BUILD_PROJECT_ID), (DEPLOY_PATH, DEPLOY_PROJECT_ID)] {
+        let main = job(pipeline_claims(path, id, "branch", "main", true));
+        assert_eq!(iam::evaluate(&policies, &main), Decision::Allowed, "{path} on main");
+    }
+    let attacks = [
+        (
+            "a merge request from main (merged results, or a fork's run in this project before GitLab 18.2.2)",
+            job(pipeline_claims(BUILD_PATH, BUILD_PROJECT_ID, "branch", "main", false)),
+        ),
+        ("a feature branch", job(pipeline_claims(BUILD_PATH, BUILD_PROJECT_ID, "branch", "feature", false))),
+        ("a tag named main", job(pipeline_claims(BUILD_PATH, BUILD_PROJECT_ID, "tag", "main", true))),
+        (
+            "a project made at the build project's path after it moved",
+            job(pipeline_claims(BUILD_PATH, "9000", "branch", "main", true)),
+        ),
+        (
+            "another project of the group",
+            job(pipeline_claims("ml/churn-team/model-build-p-zzzzzzzzzzzz", "43", "branch", "main", true)),
+        ),
+        (
+            "a token for another audience",
+            web_identity(
+                &role,
+                OIDC_PROVIDER,
+                "sts.amazonaws.com",
+                &main_subject(&components(), BUILD_PATH, BUILD_PROJECT_ID),
+            ),
+        ),
+        (
+            "another identity provider",
+            web_identity(
+                &role,
+                "arn:aws:iam::123456789012:oidc-provider/gitlab.mallory.example",
+                aud,
+                &main_subject(&components(), BUILD_PATH, BUILD_PROJECT_ID),
+            ),
+        ),
+    ];
+    for (attack, request) in attacks {
+        assert_eq!(iam::evaluate(&policies, &request), Decision::ImplicitlyDenied, "{attack} assumed the CI role");
+    }
+}
+
+/// Where GitLab accepts only its default components, the role trusts the path: the same
+/// branches, tags and other projects are refused; what the path cannot tell apart (a merge
+/// request's pipeline, a project at a moved project's path) the project settings close
+/// (docs/gitlab.md#what-the-checkin-sets-on-both-projects).
+#[test]
+fn on_a_gitlab_with_the_default_sub_only_main_of_the_two_paths_may_assume_the_ci_role() {
+    let mut project = project();
+    for (key, path, id) in
+        [("BuildSubject", BUILD_PATH, BUILD_PROJECT_ID), ("DeploySubject", DEPLOY_PATH, DEPLOY_PROJECT_ID)]
+    {
+        project.set_attribute("GitLabProjectPaths", key, &main_subject(&default_components(), path, id));
+    }
     let trust = trust_policy(&project, "CiRole");
     let policies = Policies { identity: vec![], resource: Some(&trust), boundary: None };
     let role = role_arn(&ci_role_name(PROJECT_ID));
@@ -20,25 +83,10 @@ fn only_main_of_this_projects_two_repositories_may_assume_its_ci_role() {
     }
     let attacks = [
         ("a feature branch of the build project", job(BUILD_PATH, "branch", "feature")),
-        ("a branch named like a tag", job(BUILD_PATH, "tag", "main")),
+        ("a tag named main", job(BUILD_PATH, "tag", "main")),
         ("another project of the same group", job("ml/churn-team/model-build-p-zzzzzzzzzzzz", "branch", "main")),
         ("a project whose path starts like this one's", job(&format!("{BUILD_PATH}-fork"), "branch", "main")),
         ("the same project name in another namespace", job("mallory/model-build-p-abcdef123456", "branch", "main")),
-        (
-            "a token for another audience",
-            gitlab_job(&role, OIDC_PROVIDER, "sts.amazonaws.com", BUILD_PATH, "branch", "main"),
-        ),
-        (
-            "another identity provider",
-            gitlab_job(
-                &role,
-                "arn:aws:iam::123456789012:oidc-provider/gitlab.mallory.example",
-                aud,
-                BUILD_PATH,
-                "branch",
-                "main",
-            ),
-        ),
     ];
     for (attack, request) in attacks {
         assert_eq!(iam::evaluate(&policies, &request), Decision::ImplicitlyDenied, "{attack} assumed the CI role");

@@ -41,6 +41,9 @@ pub(crate) const PROJECT_ID: &str = "p-abcdef123456";
 const ARTIFACT_BUCKET: &str = "sagemaker-gitlab-project-123456789012-eu-west-1";
 pub(crate) const BUILD_PATH: &str = "ml/churn-team/model-build-p-abcdef123456";
 pub(crate) const DEPLOY_PATH: &str = "ml/churn-team/model-deploy-p-abcdef123456";
+/// The two GitLab projects' numeric IDs.
+pub(crate) const BUILD_PROJECT_ID: &str = "41";
+pub(crate) const DEPLOY_PROJECT_ID: &str = "42";
 
 fn ci_role_name(project_id: &str) -> String {
     format!("sagemaker-{project_id}-gitlab-ci")
@@ -151,10 +154,12 @@ pub(crate) fn project_with(extra: &[(&str, &str, &str)]) -> Stack {
         ("ModelApprovedRule", "Arn", arn("events", &format!("rule/sagemaker-{PROJECT_ID}-model-approved"))),
         ("SeedCodeCheckin", "BuildProjectCloneUrl", "https://gitlab.com/ml/build.git".into()),
         ("SeedCodeCheckin", "DeployProjectCloneUrl", "https://gitlab.com/ml/deploy.git".into()),
-        ("SeedCodeCheckin", "DeployProjectId", "42".into()),
+        ("SeedCodeCheckin", "DeployProjectId", DEPLOY_PROJECT_ID.into()),
         ("SeedCodeCheckin", "DeployProjectPath", "ml/deploy".into()),
         ("GitLabProjectPaths", "BuildProjectPath", BUILD_PATH.into()),
         ("GitLabProjectPaths", "DeployProjectPath", DEPLOY_PATH.into()),
+        ("GitLabProjectPaths", "BuildSubject", main_subject(&components(), BUILD_PATH, BUILD_PROJECT_ID)),
+        ("GitLabProjectPaths", "DeploySubject", main_subject(&components(), DEPLOY_PATH, DEPLOY_PROJECT_ID)),
     ];
     for (resource, attribute, value) in attributes {
         stack.set_attribute(resource, attribute, &value);
@@ -191,10 +196,50 @@ pub(crate) fn trust_policy(stack: &Stack, resource: &str) -> Json {
     }
 }
 
+/// The sub claim components the checkin sets where GitLab accepts them.
+pub(crate) fn components() -> Vec<String> {
+    seedcode_checkin::provision::SUB_CLAIM_COMPONENTS.map(String::from).to_vec()
+}
+
+/// GitLab's default sub claim components, all an older GitLab accepts.
+pub(crate) fn default_components() -> Vec<String> {
+    ["project_path", "ref_type", "ref"].map(String::from).to_vec()
+}
+
+/// The claims of a pipeline of project `project_path` (numeric ID `project_id`) as
+/// lib/gitlab/ci/jwt.rb gives them: `ref` is the pipeline's source ref, a merge request's source
+/// branch for every merge request pipeline (`Ci::Pipeline#source_ref`), and `ref_protected`
+/// whether the job runs for a protected ref (never for a merge request's).
+pub(crate) fn pipeline_claims(
+    project_path: &str,
+    project_id: &str,
+    ref_type: &str,
+    reference: &str,
+    protected: bool,
+) -> Json {
+    serde_json::json!({
+        "project_path": project_path, "project_id": project_id, "ref_type": ref_type, "ref": reference,
+        "ref_protected": protected.to_string(),
+    })
+}
+
+/// The sub of a protected `main` pipeline's ID token under `components`.
+pub(crate) fn main_subject(components: &[String], project_path: &str, project_id: &str) -> String {
+    testkit::gitlab::id_token_sub(components, &pipeline_claims(project_path, project_id, "branch", "main", true))
+}
+
+/// A GitLab CI job asking to assume `role` with an ID token of `aud` and `sub` from `provider`,
+/// under the condition keys IAM names after the provider that issued it.
+pub(crate) fn web_identity(role: &str, provider: &str, aud: &str, sub: &str) -> Request {
+    let issuer = provider.split_once(":oidc-provider/").expect("an OIDC provider's ARN").1;
+    Request::new(&format!("federated:{provider}"), "sts:AssumeRoleWithWebIdentity", role)
+        .with(&format!("{issuer}:aud"), &[aud])
+        .with(&format!("{issuer}:sub"), &[sub])
+}
+
 /// A GitLab CI job of `project_path` on `ref_type`/`reference` asking to assume `role`, with the
-/// claims GitLab puts into its id_token (GitLab docs, "OpenID Connect (OIDC) Authentication
-/// Using ID Tokens": sub is project_path:{group}/{project}:ref_type:{type}:ref:{branch_name}),
-/// under the condition keys IAM names after the provider that issued the token.
+/// claims GitLab puts into its id_token by default (GitLab docs, "OpenID Connect (OIDC)
+/// Authentication Using ID Tokens": sub is project_path:{group}/{project}:ref_type:{type}:ref:{branch_name}).
 pub(crate) fn gitlab_job(
     role: &str,
     provider: &str,
@@ -204,10 +249,7 @@ pub(crate) fn gitlab_job(
     reference: &str,
 ) -> Request {
     let sub = format!("project_path:{project_path}:ref_type:{ref_type}:ref:{reference}");
-    let issuer = provider.split_once(":oidc-provider/").expect("an OIDC provider's ARN").1;
-    Request::new(&format!("federated:{provider}"), "sts:AssumeRoleWithWebIdentity", role)
-        .with(&format!("{issuer}:aud"), &[aud])
-        .with(&format!("{issuer}:sub"), &[&sub])
+    web_identity(role, provider, aud, &sub)
 }
 
 /// The project's CI role as IAM decides for it: its inline policies, and bootstrap's boundary.
