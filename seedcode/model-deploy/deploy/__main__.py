@@ -24,7 +24,7 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
 from deploy import endpoint_test, stack
-from deploy.model import NotDeployable, select_model_package
+from deploy.model import NotDeployable, model_data_urls, select_model_package, sha256_of
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = REPO_ROOT / "endpoint.yml"
@@ -83,6 +83,9 @@ def select(args, env, session) -> None:
         # What the endpoint's monitoring schedule compares its traffic with: the data-quality
         # baseline the build pipeline registered with the package (none for older packages).
         "DataQualityBaseline": data_quality_baseline(package),
+        # The bytes approved: Studio users may write the project bucket, so every stage checks
+        # the model files against these before it deploys.
+        "ModelData": {url: sha256_of(session.client("s3"), url) for url in model_data_urls(package)},
     }
     args.model_file.write_text(json.dumps(chosen, indent=2) + "\n")
     print(f"deploying {chosen['ModelPackageArn']} ({chosen['ChosenBecause']})", flush=True)
@@ -110,6 +113,7 @@ def deploy_stack(args, env, session) -> None:
         print(f"{NOTHING_TO_DEPLOY}: no approved model package", flush=True)
         return
     env = stage_environment(env, args.stage)
+    check_model_data(session.client("s3"), package_arn, model.get("ModelData", {}))
     config_file = REPO_ROOT / "config" / f"{args.stage}.json"
     baseline = model.get("DataQualityBaseline", {})
     parameters = {
@@ -143,6 +147,20 @@ def deploy_stack(args, env, session) -> None:
     except stack.DeployFailed as err:
         raise Failure(str(err)) from None
     print(f"endpoint {outputs['EndpointName']} serves {package_arn}", flush=True)
+
+
+def check_model_data(s3, package_arn: str, approved: dict[str, str]) -> None:
+    """Fails when a model file's bytes are not those the select step read after the approval."""
+    for url, digest in approved.items():
+        now = sha256_of(s3, url)
+        if now != digest:
+            raise Failure(
+                f"{url} of {package_arn} changed after the package was selected for deployment: SHA-256 "
+                f"{digest} then, {now} now. Nothing was deployed. Find out who wrote it (CloudTrail's S3 data "
+                "events), then approve a package again"
+            )
+    if approved:
+        print(f"model files unchanged since the approval ({len(approved)} checked)", flush=True)
 
 
 def test_endpoint(args, env, session) -> None:

@@ -1,4 +1,6 @@
-"""Which model package a deployment serves."""
+"""Which model package a deployment serves, and the bytes of its model files."""
+
+import hashlib
 
 
 class NotDeployable(Exception):
@@ -28,3 +30,19 @@ def select_model_package(sagemaker, group: str, explicit_arn: str | None) -> dic
     if not newest:
         return None
     return sagemaker.describe_model_package(ModelPackageName=newest[0]["ModelPackageArn"])
+
+
+def model_data_urls(package: dict) -> list[str]:
+    """The S3 URLs of the package's model files, one per container that has one."""
+    containers = package.get("InferenceSpecification", {}).get("Containers", [])
+    return [c["ModelDataUrl"] for c in containers if c.get("ModelDataUrl")]
+
+
+def sha256_of(s3, url: str) -> str:
+    """The SHA-256 (hex) of the S3 object at `url`, read in 1 MiB pieces."""
+    bucket, key = url.removeprefix("s3://").split("/", 1)
+    body = s3.get_object(Bucket=bucket, Key=key)["Body"]
+    digest = hashlib.sha256()
+    for piece in iter(lambda: body.read(1 << 20), b""):
+        digest.update(piece)
+    return digest.hexdigest()

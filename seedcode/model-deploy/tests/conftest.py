@@ -37,6 +37,17 @@ def aws(monkeypatch, tmp_path):
 BASELINE = "s3://sagemaker-project-p-abc123def456/penguins-p-abc123def456/runs/exec1/data-quality-baseline"
 
 
+def upload_model(session, body: bytes = b"a trained model") -> str:
+    """A model file in the project bucket, where the build's training job writes it; its URL."""
+    s3 = session.client("s3")
+    bucket = PROJECT_ENV["ARTIFACT_BUCKET"]
+    if bucket not in [b["Name"] for b in s3.list_buckets()["Buckets"]]:
+        s3.create_bucket(Bucket=bucket)
+    key = f"{GROUP}/models/job-{len(s3.list_objects_v2(Bucket=bucket).get('Contents', []))}/output/model.tar.gz"
+    s3.put_object(Bucket=bucket, Key=key, Body=body)
+    return f"s3://{bucket}/{key}"
+
+
 def register(session, status: str, group: str = GROUP, baseline: bool = True) -> str:
     """A model package version in `group` with `status`, as the build pipeline's Register step
     makes it: with its data-quality baseline unless `baseline` is False (an older package)."""
@@ -52,7 +63,7 @@ def register(session, status: str, group: str = GROUP, baseline: bool = True) ->
         **({"ModelMetrics": metrics} if baseline else {}),
         ModelApprovalStatus="PendingManualApproval",
         InferenceSpecification={
-            "Containers": [{"Image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5", "ModelDataUrl": "s3://bucket/model.tar.gz"}],
+            "Containers": [{"Image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5", "ModelDataUrl": upload_model(session)}],
             "SupportedContentTypes": ["text/csv"],
             "SupportedResponseMIMETypes": ["text/csv"],
         },

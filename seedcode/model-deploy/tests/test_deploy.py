@@ -1,6 +1,7 @@
 """The deploy commands against moto: model selection in the registry, the endpoint stack in
 CloudFormation, the endpoint test through SageMaker Runtime."""
 
+import hashlib
 import json
 
 import pytest
@@ -35,6 +36,24 @@ def test_select_takes_the_package_the_approval_event_named(aws, model_file, monk
 
     assert main(["--model-file", str(model_file), "select"]) == 0
     assert chosen(model_file) == older
+
+
+def test_a_model_file_changed_after_approval_fails_the_stage_naming_both_digests(aws, model_file, capsys):
+    """Studio users may write any *sagemaker* bucket: the approved model's file is pinned by its
+    SHA-256 when the approval's pipeline selects it, and checked before every stage deploys."""
+    arn = register(aws, "Approved")
+    assert main(["--model-file", str(model_file), "select"]) == 0
+    url = aws.client("sagemaker").describe_model_package(ModelPackageName=arn)["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+    approved = hashlib.sha256(b"a trained model").hexdigest()
+    assert json.loads(model_file.read_text())["ModelData"] == {url: approved}
+
+    bucket, key = url.removeprefix("s3://").split("/", 1)
+    aws.client("s3").put_object(Bucket=bucket, Key=key, Body=b"something else")
+    assert main(["--model-file", str(model_file), "stack", "staging", "--poll-seconds", "0"]) == 1
+    error = capsys.readouterr().err
+    assert url in error and approved in error and hashlib.sha256(b"something else").hexdigest() in error, error
+    with pytest.raises(ClientError):
+        aws.client("cloudformation").describe_stacks(StackName=STACK)
 
 
 def test_select_refuses_a_named_package_that_is_not_approved(aws, model_file, monkeypatch, capsys):

@@ -97,13 +97,21 @@ pub(crate) async fn approve_and_trigger(
 ) -> anyhow::Result<(Approved, String)> {
     let group = format!("{PROJECT_NAME}-{PROJECT_ID}");
     sagemaker("CreateModelPackageGroup", json!({ "ModelPackageGroupName": group })).await?;
+    // The model file the training job would have written into the project bucket, which the
+    // deploy jobs check against the bytes selected at approval.
+    let (bucket, key) = (format!("sagemaker-project-{PROJECT_ID}"), format!("{group}/models/e2e/output/model.tar.gz"));
+    let body = aws_sdk_s3::primitives::ByteStream::from_static(b"a trained model");
+    world.s3.put_object().bucket(&bucket).key(&key).body(body).send().await.context("uploading the model file")?;
     let created = sagemaker(
         "CreateModelPackage",
         json!({
             "ModelPackageGroupName": group,
             "ModelApprovalStatus": "PendingManualApproval",
             "InferenceSpecification": {
-                "Containers": [{ "Image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5" }],
+                "Containers": [{
+                    "Image": "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-xgboost:3.0-5",
+                    "ModelDataUrl": format!("s3://{bucket}/{key}"),
+                }],
                 "SupportedContentTypes": ["text/csv"],
                 "SupportedResponseMIMETypes": ["text/csv"]
             }
@@ -224,6 +232,10 @@ pub(crate) async fn deploy_jobs(world: &World, stack: &Stack, approved: &Approve
     let chosen: Value =
         serde_json::from_slice(&std::fs::read(checkout_dir(world, &project).join("build/model.json"))?)?;
     ensure!(chosen["ModelPackageArn"] == approved.package_arn.as_str(), "the build job chose {chosen}");
+    ensure!(
+        chosen["ModelData"].as_object().is_some_and(|files| files.len() == 1),
+        "the build job pinned no model file: {chosen}"
+    );
     run_ci_job(world, &project, "deploy-staging", &variables, Access::Key(Caller::DeployCi))?;
 
     let endpoints = sagemaker("ListEndpoints", json!({})).await?;

@@ -245,27 +245,35 @@ fn the_development_account_shares_the_approved_packages_and_model_files_with_the
             Policies { identity: identity.iter().collect(), resource: Some(&group_policy), boundary: Some(&boundary) };
         assert_eq!(iam::evaluate(&both, &request), Decision::ImplicitlyDenied, "another project's package");
 
-        // The model role loads the model and its monitor the baseline; nothing else of the bucket.
-        let (identity, boundary) = role_policies(&stack, "ModelExecutionRole");
-        let both =
-            Policies { identity: identity.iter().collect(), resource: Some(&bucket_policy), boundary: Some(&boundary) };
-        let get = |key: &str| {
-            Request::new(&role(stage, "model"), "s3:GetObject", &format!("arn:aws:s3:::{dev_bucket}/{key}"))
+        // What a role of the stage may read of the development account's bucket.
+        let reads = |resource: &str, kind: &str, key: &str| {
+            let (identity, boundary) = role_policies(&stack, resource);
+            let both = Policies {
+                identity: identity.iter().collect(),
+                resource: Some(&bucket_policy),
+                boundary: Some(&boundary),
+            };
+            let get = Request::new(&role(stage, kind), "s3:GetObject", &format!("arn:aws:s3:::{dev_bucket}/{key}"))
                 .with("s3:ResourceAccount", &[DEVELOPMENT])
-                .with("aws:SecureTransport", &["true"])
+                .with("aws:SecureTransport", &["true"]);
+            iam::evaluate(&both, &get) == Decision::Allowed
         };
-        for key in [
-            format!("churn-{PROJECT_ID}/models/job-1/output/model.tar.gz"),
-            format!("churn-{PROJECT_ID}/runs/x1/data-quality-baseline/statistics.json"),
-        ] {
-            assert_eq!(iam::evaluate(&both, &get(&key)), Decision::Allowed, "{stage} reads {key}");
-        }
-        for key in [
+        let model = format!("churn-{PROJECT_ID}/models/job-1/output/model.tar.gz");
+        let baseline = format!("churn-{PROJECT_ID}/runs/x1/data-quality-baseline/statistics.json");
+        let others = [
             format!("churn-{PROJECT_ID}/runs/x1/preprocess/train/train.csv"),
             format!("churn-{PROJECT_ID}/runs/x1/evaluation/evaluation.json"),
             "input/penguins.csv".to_owned(),
-        ] {
-            assert_eq!(iam::evaluate(&both, &get(&key)), Decision::ImplicitlyDenied, "{stage} reads {key}");
+        ];
+        // The model role loads the model and its monitor the baseline; nothing else of the bucket.
+        for key in [&model, &baseline] {
+            assert!(reads("ModelExecutionRole", "model", key), "{stage}'s model role reads {key}");
+        }
+        // The deploy role reads the model file, to check it is the bytes selected at approval.
+        assert!(reads("DeployRole", "deploy", &model), "{stage}'s deploy role reads {model}");
+        for key in &others {
+            assert!(!reads("ModelExecutionRole", "model", key), "{stage}'s model role reads {key}");
+            assert!(!reads("DeployRole", "deploy", key), "{stage}'s deploy role reads {key}");
         }
     }
 

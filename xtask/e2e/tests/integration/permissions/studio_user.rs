@@ -151,3 +151,27 @@ fn a_studio_user_cannot_provision_a_project_whose_grants_cover_another() {
         assert!(refused.contains("SageMakerProjectId"), "{crafted}: {refused}");
     }
 }
+
+/// The premise of the deploy jobs' model-file check (seedcode/model-deploy/tests/test_deploy.py
+/// plays the replacement): AWS's policies let a Studio user write the project bucket's model
+/// files, which the project's bucket policy cannot refuse without refusing the training jobs
+/// that write them (they run as roles a Studio user may pass to SageMaker).
+#[test]
+fn a_studio_user_may_write_the_model_files_which_the_deploy_jobs_therefore_check() {
+    let project = project();
+    let bucket_policy = json(project.property("ArtifactBucketPolicy", &["PolicyDocument"]).unwrap());
+    let model =
+        format!("arn:aws:s3:::sagemaker-project-{PROJECT_ID}/churn-{PROJECT_ID}/models/job-1/output/model.tar.gz");
+    let write = Request::new(STUDIO_ROLE, "s3:PutObject", &model);
+    assert_eq!(StudioUser::new().decide(write, Some(&bucket_policy)), Decision::Allowed);
+    let pass = Request::new(
+        STUDIO_ROLE,
+        "iam:PassRole",
+        &role_arn("service-role/AmazonSageMakerServiceCatalogProductsUseRole"),
+    )
+    .with("iam:PassedToService", &["sagemaker.amazonaws.com"]);
+    assert!(
+        StudioUser::new().decide(pass, None) == Decision::Allowed,
+        "the pipelines' role, to a SageMaker job of theirs"
+    );
+}
