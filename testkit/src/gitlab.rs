@@ -293,6 +293,11 @@ impl GitLabDouble {
         self.lock().requests.clone()
     }
 
+    /// Every token the double knows, and whether it is revoked.
+    pub fn tokens(&self) -> Vec<(String, bool)> {
+        self.lock().tokens.iter().map(|t| (t.value.clone(), t.revoked)).collect()
+    }
+
     pub fn projects(&self) -> Vec<ProjectState> {
         self.lock().projects.clone()
     }

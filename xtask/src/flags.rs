@@ -48,6 +48,8 @@ pub enum AwsTask {
     Versions(Versions),
     /// Check an account's set-up, read-only: one row per piece, and the fix for each that fails
     Doctor(Doctor),
+    /// Rotate the GitLab token: GitLab issues its successor, which replaces it in its secret
+    RotateToken(RotateToken),
 }
 
 #[derive(Debug, clap::Args)]
@@ -170,6 +172,24 @@ pub struct Doctor {
     /// AWS profile that can read the production account the bootstrap stack names
     #[arg(long)]
     pub production_profile: Option<String>,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RotateToken {
+    /// The GitLab instance the token belongs to, as publish renders it
+    #[arg(long, default_value = "https://gitlab.com")]
+    pub gitlab_server_url: String,
+    /// Secrets Manager secret holding the GitLab token
+    #[arg(long, default_value = "sagemaker-gitlab-project/gitlab-token")]
+    pub token_secret_name: String,
+    /// Secret with the PEM bundle of the private CA GitLab's certificate chains to (empty: none)
+    #[arg(long, default_value = "")]
+    pub gitlab_ca_bundle_secret_name: String,
+    /// Days until the new token expires (gitlab.com allows at most 365)
+    #[arg(long, default_value_t = 364, value_parser = clap::value_parser!(u16).range(1..=400))]
+    pub expires_in_days: u16,
     #[command(flatten)]
     pub aws: AwsArgs,
 }

@@ -168,6 +168,13 @@ pub struct Project {
     pub ci_id_token_sub_claim_components: Option<Vec<String>>,
 }
 
+/// The token `rotate_token` answers; its value is wiped from memory when dropped.
+#[derive(Deserialize)]
+pub struct RotatedToken {
+    pub token: secrecy::SecretString,
+    pub expires_at: Option<String>,
+}
+
 /// `Gitlab::Access::MAINTAINER`.
 pub const MAINTAINER_ACCESS: u64 = 40;
 
@@ -428,6 +435,23 @@ impl GitLab {
             tracing::warn!(warning, "the GitLab token expires soon");
         }
         Ok(warning)
+    }
+
+    /// Rotates the token this client uses (`POST /personal_access_tokens/self/rotate`, GitLab
+    /// 16.10+): GitLab revokes it, then answers a new one with its scopes, expiring on
+    /// `expires_at`. Never sent twice: a second try would carry the revoked token, and a lost
+    /// answer leaves no token at all, which the error says.
+    pub async fn rotate_token(&self, expires_at: time::Date) -> Result<RotatedToken, GitLabError> {
+        let body = serde_json::json!({ "expires_at": expires_at.to_string() });
+        let operation = "rotating the token";
+        self.call(
+            Method::POST,
+            "/personal_access_tokens/self/rotate",
+            Some(&body),
+            operation,
+            Repeat::OnlyIfNotReceived,
+        )
+        .await
     }
 
     /// The group (namespace) with this ID, without the projects GitLab embeds by default.

@@ -69,11 +69,40 @@ pub fn token_from_secret(secret: &str, value: &str) -> Result<Token, TokenError>
     Ok(Token { value: candidate.into(), secret: secret.into() })
 }
 
+/// The value to store for `new_token` in a secret whose value is now `current`: in the same
+/// form, the token alone or JSON keeping its one key (`{"token": "..."}`).
+pub fn secret_value_for(current: &str, new_token: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(current.trim()) {
+        Ok(serde_json::Value::Object(mut map)) => {
+            if let Some(value) = map.values_mut().find(|v| v.is_string()) {
+                *value = new_token.into();
+            }
+            serde_json::Value::Object(map).to_string()
+        }
+        Ok(serde_json::Value::String(_)) => serde_json::Value::from(new_token).to_string(),
+        _ => new_token.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const SECRET: &str = "gitlab-token";
+
+    #[test]
+    fn a_new_token_is_stored_in_the_form_of_the_old() {
+        assert_eq!(secret_value_for("glpat-old\n", "glpat-new"), "glpat-new");
+        assert_eq!(
+            secret_value_for(r#"{"gitlab": "glpat-old", "n": 1}"#, "glpat-new"),
+            r#"{"gitlab":"glpat-new","n":1}"#
+        );
+        assert_eq!(secret_value_for(r#""glpat-old""#, "glpat-new"), r#""glpat-new""#);
+        for stored in ["glpat-old", r#"{"token": "glpat-old"}"#] {
+            let token = token_from_secret(SECRET, &secret_value_for(stored, "glpat-new")).unwrap();
+            assert_eq!(token.expose(), "glpat-new");
+        }
+    }
 
     #[test]
     fn plain_and_json_forms() {

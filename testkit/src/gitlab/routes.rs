@@ -22,13 +22,14 @@ use self::repository::{
     protect_branch, unprotect_branch,
 };
 use super::answers::{self, ApiError};
-use super::state::{Caller, FaultKind, Inner, Request, Shared, today};
+use super::state::{Caller, FaultKind, Inner, Request, Shared, Token, today};
 
 /// GitLab's REST API v4, as far as the Lambdas call it.
 pub(super) fn router(inner: Shared) -> Router {
     Router::new()
         .route("/api/v4/user", get(current_user))
         .route("/api/v4/personal_access_tokens/self", get(token_self))
+        .route("/api/v4/personal_access_tokens/self/rotate", post(rotate_token_self))
         .route("/api/v4/groups/{id}", get(get_group))
         .route("/api/v4/projects", post(create_project))
         .route("/api/v4/projects/{id}", get(get_project).put(update_project))
@@ -174,6 +175,41 @@ async fn token_self(
         "active": !token.revoked,
         "expires_at": token.expires_at.map(|d| d.to_string()),
     }))
+}
+
+/// `POST /personal_access_tokens/self/rotate` (lib/api/personal_access_tokens.rb, GitLab 16.10+;
+/// `PersonalAccessTokens::RotateService`): the calling token is revoked first, then a new one
+/// with its scopes is made, expiring on `expires_at` (one week from today without it).
+async fn rotate_token_self(
+    State(inner): State<Shared>,
+    request_token: axum::http::HeaderMap,
+    bytes: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let body = if bytes.is_empty() { json!({}) } else { body_json(&bytes)? };
+    let expires_at = match body.get("expires_at").and_then(Value::as_str) {
+        Some(date) => time::Date::parse(date, &time::format_description::well_known::Iso8601::DATE)
+            .map_err(|_| answers::bad_request("expires_at is invalid"))?,
+        None => today() + time::Duration::days(7),
+    };
+    let mut inner = lock(&inner);
+    let value = request_token.get("private-token").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let i = inner.tokens.iter().position(|t| t.value == value).expect("authenticated by the middleware");
+    inner.tokens[i].revoked = true;
+    let id = inner.next_id();
+    let new = Token {
+        value: format!("glpat-rotated{id:015}"),
+        id,
+        user: inner.tokens[i].user,
+        scopes: inner.tokens[i].scopes.clone(),
+        expires_at: Some(expires_at),
+        revoked: false,
+    };
+    let answer = json!({
+        "id": new.id, "name": "sagemaker-projects", "revoked": false, "active": true, "scopes": new.scopes,
+        "user_id": inner.users[new.user].id, "expires_at": expires_at.to_string(), "token": new.value,
+    });
+    inner.tokens.push(new);
+    Ok(Json(answer))
 }
 
 pub(super) fn body_json(bytes: &Bytes) -> Result<Value, ApiError> {

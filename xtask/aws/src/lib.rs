@@ -12,6 +12,7 @@ mod checks;
 pub mod doctor;
 pub mod publish;
 pub mod report;
+pub mod rotate_token;
 pub mod versions;
 
 /// Runs a task of this crate.
@@ -27,6 +28,10 @@ pub fn run(task: AwsTask) -> anyhow::Result<()> {
         AwsTask::Doctor(mut args) => {
             args.gitlab_server_url = gitlab_server_url(&args.gitlab_server_url)?;
             doctor::run(&args)
+        }
+        AwsTask::RotateToken(mut args) => {
+            args.gitlab_server_url = gitlab_server_url(&args.gitlab_server_url)?;
+            rotate_token::run(&args)
         }
     }
 }

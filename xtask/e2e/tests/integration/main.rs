@@ -12,6 +12,7 @@ mod gitlab_ci;
 mod package;
 mod permissions;
 mod publish;
+mod rotate_token;
 mod seedcode;
 mod target_account;
 mod templates;
