@@ -27,7 +27,14 @@ from sagemaker.core.metadata_properties import MetadataProperties
 from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
 from sagemaker.core.model_monitor.dataset_format import DatasetFormat
 from sagemaker.core.processing import ScriptProcessor
-from sagemaker.core.shapes import OutputDataConfig, ProcessingInput, ProcessingOutput, ProcessingS3Input, ProcessingS3Output
+from sagemaker.core.shapes import (
+    OutputDataConfig,
+    ProcessingInput,
+    ProcessingOutput,
+    ProcessingS3Input,
+    ProcessingS3Output,
+    StoppingCondition,
+)
 from sagemaker.core.training.configs import Compute, InputData
 from sagemaker.core.workflow.conditions import ConditionLessThanOrEqualTo
 from sagemaker.core.workflow.execution_variables import ExecutionVariables
@@ -70,8 +77,11 @@ HYPERPARAMETERS = {
     "subsample": 0.8,
     "min_child_weight": 2,
 }
-# A busy region (no capacity, a throttled API, an internal error) should not fail a 15-minute
-# run: each job step retries those for up to an hour, with backoff.
+# A busy region should not fail a 15-minute run. Each job step retries a throttled or failing
+# SageMaker API 4 times over about 7.5 minutes (30 s, doubling), and a job SageMaker could not
+# place (no capacity, an internal error) for up to an hour (60 s, doubling). An exhausted quota
+# (RESOURCE_LIMIT) is not retried: in a new account it is 0 for most instance types, and the
+# error should name the quota at once. The data-quality baseline step takes no retry policy.
 RETRIES = [
     StepRetryPolicy(
         exception_types=[StepExceptionTypeEnum.SERVICE_FAULT, StepExceptionTypeEnum.THROTTLING],
@@ -83,13 +93,14 @@ RETRIES = [
         exception_types=[
             SageMakerJobExceptionTypeEnum.CAPACITY_ERROR,
             SageMakerJobExceptionTypeEnum.INTERNAL_ERROR,
-            SageMakerJobExceptionTypeEnum.RESOURCE_LIMIT,
         ],
         interval_seconds=60,
         backoff_rate=2.0,
         expire_after_mins=60,
     ),
 ]
+# How long training may run before SageMaker stops it; ModelTrainer's own default is one hour.
+TRAINING_MAX_RUNTIME_SECONDS = 24 * 3600
 # Preprocessing the same data with the same code gives the same splits (a fixed seed): a run
 # whose change is elsewhere reuses the last result instead of paying for the job again.
 PREPROCESS_CACHE = CacheConfig(enable_caching=True, expire_after="P30D")
@@ -148,16 +159,19 @@ def get_pipeline(project: Project, session: PipelineSession, input_data_url: str
         role=project.role_arn,
         sagemaker_session=session,
     )
-    # Named after the code and the data, not the run: a cached run's outputs stay where the
-    # run that made them put them, and the same inputs always land in the same place.
-    preprocess_prefix = f"{prefix}/preprocess/{preprocess_key(input_data_url)}"
+    # Named after the code and the data this run reads, not the run: a cached run's outputs
+    # stay where the run that made them put them, the same inputs always land in the same
+    # place, and a run given other data never writes over them.
+    preprocess_prefix = f"{prefix}/preprocess/{preprocess_code_key()}"
     step_preprocess = ProcessingStep(
         name="Preprocess",
         step_args=preprocessor.run(
             code=str(SCRIPTS / "preprocess.py"),
             inputs=[processing_input("input", input_data, "/opt/ml/processing/input")],
             outputs=[
-                processing_output(split, f"/opt/ml/processing/{split}", f"{preprocess_prefix}/{split}")
+                processing_output(
+                    split, f"/opt/ml/processing/{split}", Join(on="/", values=[preprocess_prefix, input_data, split])
+                )
                 for split in PREPROCESS_OUTPUTS
             ],
         ),
@@ -200,6 +214,7 @@ def get_pipeline(project: Project, session: PipelineSession, input_data_url: str
         role=project.role_arn,
         sagemaker_session=session,
         hyperparameters=HYPERPARAMETERS,
+        stopping_condition=StoppingCondition(max_runtime_in_seconds=TRAINING_MAX_RUNTIME_SECONDS),
     )
     step_train = TrainingStep(
         name="Train",
@@ -258,6 +273,7 @@ def get_pipeline(project: Project, session: PipelineSession, input_data_url: str
         # Lineage from an endpoint back to a commit: the package names the commit, the
         # repository, the GitLab pipeline and the SageMaker pipeline run that made it.
         metadata_properties=MetadataProperties(
+            project_id=project.id,
             commit_id=project.commit or None,
             repository=project.repository_url or None,
             generated_by=ExecutionVariables.PIPELINE_EXECUTION_ARN,
@@ -341,8 +357,6 @@ def processing_output(name: str, source: str, destination) -> ProcessingOutput:
     )
 
 
-def preprocess_key(input_data_url: str) -> str:
-    """The preprocessing code and its input, hashed: what the step's outputs depend on."""
-    digest = hashlib.sha256((SCRIPTS / "preprocess.py").read_bytes())
-    digest.update(input_data_url.encode())
-    return digest.hexdigest()[:16]
+def preprocess_code_key() -> str:
+    """The preprocessing code, hashed: with the input's URL, what the step's outputs depend on."""
+    return hashlib.sha256((SCRIPTS / "preprocess.py").read_bytes()).hexdigest()[:16]

@@ -119,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     except (ClientError, BotoCoreError) as err:
         print(f"error: creating or starting pipeline {project.pipeline_name} failed: {err}", file=sys.stderr)
         return 1
+    except ValueError as err:
+        # What the SDK cannot build (a region without one of the images, say) is a ValueError.
+        message = " ".join(str(err).split())
+        print(f"error: the SageMaker SDK cannot build pipeline {project.pipeline_name}: {message}", file=sys.stderr)
+        return 1
     print(f"pipeline {project.pipeline_name} started: {execution.arn}", flush=True)
     print(f"input data: {data_url}", flush=True)
     if args.no_wait:

@@ -95,20 +95,19 @@ def test_the_data_quality_baseline_of_the_training_features_is_registered_with_t
     assert drift["Constraints"]["S3Uri"] == {"Get": "Steps.DataQualityBaseline.BaselineUsedForDriftCheckConstraints"}
 
 
-def test_preprocessing_outputs_are_keyed_by_code_and_data_so_a_cached_run_finds_them(aws):
-    project = run_pipeline.project_from_env()
-    session = PipelineSession(boto_session=aws, default_bucket=project.bucket)
-
-    def outputs(url):
-        definition = json.loads(get_pipeline(project, session, url).definition())
-        preprocess = steps_by_name(definition)["Preprocess"]["Arguments"]
-        return {o["OutputName"]: o["S3Output"]["S3Uri"] for o in preprocess["ProcessingOutputConfig"]["Outputs"]}
-
-    first = outputs("s3://example/a/penguins.csv")
-    assert first == outputs("s3://example/a/penguins.csv")
-    assert set(first) == {"train", "validation", "test", "baseline"}
-    assert first["train"] != outputs("s3://example/b/penguins.csv")["train"]
-    assert all(uri.startswith(f"s3://{PROJECT_ENV['ARTIFACT_BUCKET']}/") for uri in first.values())
+def test_preprocessing_outputs_are_keyed_by_code_and_the_run_time_data_so_a_cached_run_finds_them(definition):
+    """A run given another InputDataUrl (Studio lets each run override it) writes its splits
+    elsewhere: were the path fixed at definition time, its splits would overwrite those a later
+    cached run of the default data reuses."""
+    preprocess = steps_by_name(definition)["Preprocess"]["Arguments"]
+    outputs = {o["OutputName"]: o["S3Output"]["S3Uri"] for o in preprocess["ProcessingOutputConfig"]["Outputs"]}
+    assert set(outputs) == {"train", "validation", "test", "baseline"}
+    code = hashlib.sha256((SCRIPTS / "preprocess.py").read_bytes()).hexdigest()[:16]
+    for split, uri in outputs.items():
+        values = uri["Std:Join"]["Values"]
+        assert {"Get": "Parameters.InputDataUrl"} in values, uri
+        assert values[0] == f"s3://{PROJECT_ENV['ARTIFACT_BUCKET']}/{PROJECT_ENV['SAGEMAKER_PROJECT_NAME']}-{PROJECT_ENV['SAGEMAKER_PROJECT_ID']}/preprocess/{code}"
+        assert values[-1] == split
 
 
 def test_step_scripts_are_uploaded_to_the_artifact_bucket(definition, aws):
@@ -159,6 +158,15 @@ def test_cli_names_every_missing_variable(aws, monkeypatch):
         run_pipeline.main(["--no-wait"])
 
 
+def test_an_sdk_refusal_is_one_line_not_a_traceback(aws, monkeypatch, capsys):
+    """The SDK raises ValueError for what it cannot build, e.g. a region without an image."""
+    monkeypatch.setenv("AWS_REGION", "xx-nowhere-1")
+    assert run_pipeline.main(["--no-wait"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: the SageMaker SDK cannot build pipeline") and "Traceback" not in err, err
+    assert len(err.strip().splitlines()) == 1, err
+
+
 def test_cli_fails_when_sagemaker_refuses(aws, monkeypatch, capsys):
     monkeypatch.setenv("ARTIFACT_BUCKET", "no-such-bucket")
     assert run_pipeline.main(["--no-wait"]) == 1
@@ -200,9 +208,17 @@ def test_job_steps_retry_a_busy_region_and_preprocessing_is_cached(definition):
     steps = steps_by_name(definition)
     for name in ("Preprocess", "Train", "Evaluate"):
         kinds = {kind for policy in steps[name]["RetryPolicies"] for kind in policy["ExceptionType"]}
-        assert {"Step.THROTTLING", "SageMaker.CAPACITY_ERROR", "SageMaker.RESOURCE_LIMIT"} <= kinds, name
+        assert {"Step.THROTTLING", "SageMaker.CAPACITY_ERROR"} <= kinds, name
+        # A new account's zero quota for the instance type is no busy region: it fails at once,
+        # naming the quota, instead of after an hour of retries.
+        assert "SageMaker.RESOURCE_LIMIT" not in kinds, name
     assert steps["Preprocess"]["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}
     assert "CacheConfig" not in steps["Train"], "a new training run is the point of a run"
+
+
+def test_training_may_run_a_day_not_the_trainers_default_hour(definition):
+    train = steps_by_name(definition)["Train"]["Arguments"]
+    assert train["StoppingCondition"]["MaxRuntimeInSeconds"] == 24 * 3600
 
 
 def test_training_emits_no_debugger_or_profiler_the_container_ignores(definition):
@@ -232,6 +248,7 @@ def test_the_package_names_the_commit_the_gitlab_pipeline_and_the_run(aws, monke
     assert arguments["MetadataProperties"]["CommitId"] == sha
     assert arguments["MetadataProperties"]["Repository"].endswith("/ml/model-build-p-abc123def456")
     assert arguments["MetadataProperties"]["GeneratedBy"] == {"Get": "Execution.PipelineExecutionArn"}
+    assert arguments["MetadataProperties"]["ProjectId"] == PROJECT_ENV["SAGEMAKER_PROJECT_ID"]
     assert arguments["CustomerMetadataProperties"] == {
         "GitCommit": sha,
         "GitLabPipelineUrl": "https://gitlab.example.com/ml/model-build-p-abc123def456/-/pipelines/7",
