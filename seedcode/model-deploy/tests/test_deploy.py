@@ -179,6 +179,8 @@ def test_each_stage_captures_its_traffic_and_is_monitored_against_the_packages_b
     assert parameters["DataCaptureS3Prefix"] == config["DataCaptureS3Prefix"] == f"data-capture/{stage}"
     assert 0 < int(parameters["DataCaptureSamplingPercentage"]) <= 100
     assert parameters["MonitoringScheduleExpression"].startswith("cron(")
+    # Staging's ten test rows are not worth a paid monitoring job every hour.
+    assert parameters["Monitoring"] == {"staging": "off", "production": "on"}[stage]
 
 
 def test_production_autoscales_and_staging_does_not(aws, model_file):

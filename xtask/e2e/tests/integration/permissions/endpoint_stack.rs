@@ -178,17 +178,16 @@ pub(crate) fn assert_deploys_endpoint_stacks(deployments: &[(&str, &Deployer)]) 
         let stack = endpoint_stack(stage, deployer);
         let resources = stack.resources().unwrap();
         let kinds: BTreeSet<&str> = resources.iter().map(|(_, kind)| kind.as_str()).collect();
-        // Every stage captures and is monitored; production also scales.
-        let mut expected = BTreeSet::from([
-            "AWS::SageMaker::Model",
-            "AWS::SageMaker::EndpointConfig",
-            "AWS::SageMaker::Endpoint",
-            "AWS::SageMaker::DataQualityJobDefinition",
-            "AWS::SageMaker::MonitoringSchedule",
-        ]);
+        // Every stage captures; production is also monitored and scales.
+        let mut expected =
+            BTreeSet::from(["AWS::SageMaker::Model", "AWS::SageMaker::EndpointConfig", "AWS::SageMaker::Endpoint"]);
         if stage == "production" {
-            expected
-                .extend(["AWS::ApplicationAutoScaling::ScalableTarget", "AWS::ApplicationAutoScaling::ScalingPolicy"]);
+            expected.extend([
+                "AWS::SageMaker::DataQualityJobDefinition",
+                "AWS::SageMaker::MonitoringSchedule",
+                "AWS::ApplicationAutoScaling::ScalableTarget",
+                "AWS::ApplicationAutoScaling::ScalingPolicy",
+            ]);
         }
         assert_eq!(kinds, expected, "{stage}'s endpoint stack");
         let capture = json(stack.property("EndpointConfig", &["DataCaptureConfig"]).unwrap());
