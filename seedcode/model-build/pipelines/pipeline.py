@@ -183,7 +183,10 @@ def get_pipeline(project: Project, session: PipelineSession, input_data_url: str
         return step_preprocess.properties.ProcessingOutputConfig.Outputs[split].S3Output.S3Uri
 
     # The statistics and constraints of what the endpoint will be sent; the deploy's monitoring
-    # schedule compares the endpoint's captured requests with them.
+    # schedule compares the endpoint's captured requests with them. Left out in a region without
+    # Model Monitor's analyzer image: the package then carries no baseline, and the deploy runs
+    # its endpoints unmonitored, saying so.
+    monitored = model_monitor_in(project.region)
     step_baseline = QualityCheckStep(
         name="DataQualityBaseline",
         quality_check_config=DataQualityCheckConfig(
@@ -201,7 +204,7 @@ def get_pipeline(project: Project, session: PipelineSession, input_data_url: str
         # A new model gets a new baseline: nothing to check against, only to compute.
         skip_check=True,
         register_new_baseline=True,
-    )
+    ) if monitored else None
 
     xgboost_image = image_uris.retrieve(
         "xgboost", region=project.region, version=XGBOOST_VERSION, instance_type="ml.m5.large"
@@ -291,13 +294,15 @@ def get_pipeline(project: Project, session: PipelineSession, input_data_url: str
             ),
             # What the deploy's data-quality monitoring schedule compares the endpoint's
             # traffic with (ModelMetrics.ModelDataQuality of the package).
-            model_data_statistics=baseline("CalculatedBaselineStatistics"),
-            model_data_constraints=baseline("CalculatedBaselineConstraints"),
+            model_data_statistics=baseline("CalculatedBaselineStatistics") if monitored else None,
+            model_data_constraints=baseline("CalculatedBaselineConstraints") if monitored else None,
         ),
         drift_check_baselines=DriftCheckBaselines(
             model_data_statistics=baseline("BaselineUsedForDriftCheckStatistics"),
             model_data_constraints=baseline("BaselineUsedForDriftCheckConstraints"),
-        ),
+        )
+        if monitored
+        else None,
     )
     without_empty_script_mode_variables(register.create_model_package_request)
     step_register = ModelStep(name="Register", step_args=register)
@@ -326,9 +331,18 @@ def get_pipeline(project: Project, session: PipelineSession, input_data_url: str
             input_data,
             max_rmse,
         ],
-        steps=[step_preprocess, step_baseline, step_train, step_evaluate, step_check],
+        steps=[step for step in (step_preprocess, step_baseline, step_train, step_evaluate, step_check) if step],
         sagemaker_session=session,
     )
+
+
+def model_monitor_in(region: str) -> bool:
+    """Whether the region has Model Monitor's analyzer image (the SDK's image_uri_config)."""
+    try:
+        image_uris.retrieve("model-monitor", region=region)
+    except ValueError:
+        return False
+    return True
 
 
 def without_empty_script_mode_variables(request: dict) -> None:

@@ -4,6 +4,7 @@ creates and starts it."""
 import hashlib
 import json
 
+import boto3
 import pytest
 from sagemaker.core.workflow.pipeline_context import PipelineSession
 
@@ -93,6 +94,21 @@ def test_the_data_quality_baseline_of_the_training_features_is_registered_with_t
     assert quality["Constraints"]["S3Uri"] == {"Get": "Steps.DataQualityBaseline.CalculatedBaselineConstraints"}
     drift = register["Arguments"]["DriftCheckBaselines"]["ModelDataQuality"]
     assert drift["Constraints"]["S3Uri"] == {"Get": "Steps.DataQualityBaseline.BaselineUsedForDriftCheckConstraints"}
+
+
+def test_a_region_without_model_monitor_builds_the_pipeline_without_the_baseline(aws, monkeypatch):
+    """Seven regions where training works have no Model Monitor analyzer image (the SDK's
+    image_uri_config/model-monitor.json lacks ap-south-2, ap-southeast-4, ca-west-1, the GovCloud
+    and ISO regions): the pipeline leaves the baseline out there, and the deploy runs unmonitored,
+    saying so."""
+    monkeypatch.setenv("AWS_REGION", "ap-south-2")
+    project = run_pipeline.project_from_env()
+    session = PipelineSession(boto_session=boto3.Session(region_name="ap-south-2"), default_bucket=project.bucket)
+    steps = steps_by_name(json.loads(get_pipeline(project, session, "s3://example/penguins.csv").definition()))
+    assert "DataQualityBaseline" not in steps and {"Preprocess", "Train", "Evaluate", "CheckRmse"} <= set(steps)
+    [register] = [step for step in steps.values() if step["Type"] == "RegisterModel"]
+    assert "ModelDataQuality" not in register["Arguments"]["ModelMetrics"]
+    assert "DriftCheckBaselines" not in register["Arguments"]
 
 
 def test_preprocessing_outputs_are_keyed_by_code_and_the_run_time_data_so_a_cached_run_finds_them(definition):
