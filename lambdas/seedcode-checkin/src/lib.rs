@@ -27,7 +27,10 @@ use serde_json::Value;
 use crate::config::{CiCredentials, Config};
 use crate::custom_resource::{Done, Request};
 use crate::error::{CheckinError, SeedCodeError};
-use crate::provision::{Provisioned, Repository, create_or_adopt, main_pipeline_subject, namespace_path, provision};
+use crate::provision::{
+    Provisioned, Repository, create_or_adopt, main_pipeline_subject, namespace_path, protect_main, provision,
+    turn_off_pipelines_that_borrow_main,
+};
 
 /// The custom resource type that reports the two projects' paths (`cfn/project.yml`).
 pub const PROJECT_PATHS_RESOURCE: &str = "Custom::GitLabProjectPaths";
@@ -147,6 +150,10 @@ async fn project_paths(deps: &Deps, deadline: Instant) -> Result<Done, CheckinEr
         let (path, description) = (config.project_path(repository), config.description(kind));
         async move {
             let (project, _) = create_or_adopt(gitlab, config.group_id, marker, &path, &description).await?;
+            // Before the CI role exists and trusts main: nobody but a Maintainer may write main,
+            // and no pipeline may run a Developer's change as main, from this moment on.
+            protect_main(gitlab, &project).await?;
+            turn_off_pipelines_that_borrow_main(gitlab, &project).await?;
             let subject = main_pipeline_subject(gitlab, &project).await?;
             Ok::<_, CheckinError>((project, subject))
         }

@@ -141,7 +141,7 @@ pub async fn provision(
 /// rule there already (an adopted project, a group's default, one weakened since) is read, and
 /// replaced when it lets anyone below Maintainer write: unprotected for the moment between the
 /// two calls, which GitLab's API offers no way around on every tier.
-async fn protect_main(gitlab: &GitLab, project: &Project) -> Result<(), ProvisionError> {
+pub async fn protect_main(gitlab: &GitLab, project: &Project) -> Result<(), ProvisionError> {
     if gitlab.protect_branch(project.id, BRANCH).await? {
         return Ok(());
     }
@@ -167,7 +167,7 @@ async fn protect_main(gitlab: &GitLab, project: &Project) -> Result<(), Provisio
 /// this project's path in the ID token), and merged results pipelines and merge trains (Premium)
 /// of a merge request from `main` into any branch. A setting the project does not list (another
 /// tier or an older GitLab) guards nothing there.
-async fn turn_off_pipelines_that_borrow_main(gitlab: &GitLab, project: &Project) -> Result<(), ProvisionError> {
+pub async fn turn_off_pipelines_that_borrow_main(gitlab: &GitLab, project: &Project) -> Result<(), ProvisionError> {
     let settings = [
         ("ci_allow_fork_pipelines_to_run_in_parent_project", project.ci_allow_fork_pipelines_to_run_in_parent_project),
         ("merge_pipelines_enabled", project.merge_pipelines_enabled),

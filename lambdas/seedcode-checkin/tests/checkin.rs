@@ -147,9 +147,18 @@ async fn group_namespace_and_masked_access_keys() {
 #[tokio::test]
 async fn project_paths_make_the_empty_projects_and_answer_their_main_pipelines_sub() {
     let stand = stand().await;
+    // A group whose Developers may push the first commit to a new project's default branch.
+    stand.gitlab.set_default_branch_protection(Some(BranchProtection::DEVELOPERS_PUSH));
     let paths = stand.invoke_project_paths("Create").await;
     assert_eq!(paths["Status"], "SUCCESS", "{paths}");
     assert_eq!(paths["PhysicalResourceId"], format!("gitlab-project-paths-{}", stand.project_id));
+    // Between this answer and the seed commit the projects are empty, and the CI role is made
+    // trusting their main: already nobody but a Maintainer may write it.
+    for path in [stand.build_path(), stand.deploy_path()] {
+        let project = stand.gitlab.project(&path).unwrap();
+        assert_eq!(project.protected_branches.get("main"), Some(&BranchProtection::MAINTAINERS), "{path}");
+        assert!(!project.fork_pipelines_in_parent, "{path}");
+    }
     let created = stand.invoke("Create", None).await;
     assert_eq!(created["Status"], "SUCCESS", "{created}");
     for (prefix, path) in [("Build", stand.build_path()), ("Deploy", stand.deploy_path())] {

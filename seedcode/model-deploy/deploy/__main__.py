@@ -161,6 +161,8 @@ def check_model_data(s3, package_arn: str, approved: dict[str, str]) -> None:
             )
     if approved:
         print(f"model files unchanged since the approval ({len(approved)} checked)", flush=True)
+    else:
+        print(f"{package_arn} names no model file (ModelDataUrl): nothing to check", flush=True)
 
 
 def test_endpoint(args, env, session) -> None:

@@ -38,6 +38,34 @@ fn a_studio_user_cannot_read_the_gitlab_secrets() {
     }
 }
 
+/// The token's readers: the two Lambda roles, and the rotator `cargo xtask rotate-token` runs as
+/// where bootstrap names one; an administrator whose own policy allows everything is refused
+/// unless it is that rotator.
+#[test]
+fn only_the_lambda_roles_and_a_named_rotator_read_the_token() {
+    let admin_policy = serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]});
+    let admin = role_arn("platform-admin");
+    let read = |bootstrap: &Stack, who: &str| {
+        let token_policy = json(bootstrap.property("GitLabTokenSecretPolicy", &["ResourcePolicy"]).unwrap());
+        let policies = Policies { identity: vec![&admin_policy], resource: Some(&token_policy), boundary: None };
+        let request =
+            Request::new(who, "secretsmanager:GetSecretValue", TOKEN_SECRET).with("aws:SecureTransport", &["true"]);
+        iam::evaluate(&policies, &request)
+    };
+    let unnamed = bootstrap_with(&[("GitLabTokenSecret", TOKEN_SECRET)]);
+    assert_eq!(read(&unnamed, &admin), Decision::ExplicitlyDenied("OnlyTheLambdasReadTheToken".into()));
+    let named = bootstrap_with(&[("GitLabTokenSecret", TOKEN_SECRET), ("TokenRotatorArn", &admin)]);
+    assert_eq!(read(&named, &admin), Decision::Allowed, "the rotator bootstrap names");
+    assert_eq!(
+        read(&named, &role_arn("someone-else")),
+        Decision::ExplicitlyDenied("OnlyTheLambdasReadTheToken".into())
+    );
+    assert_ne!(
+        StudioUser::new().decide(Request::new(STUDIO_ROLE, "secretsmanager:GetSecretValue", TOKEN_SECRET), None),
+        Decision::Allowed
+    );
+}
+
 #[test]
 fn a_studio_user_cannot_change_invoke_or_replace_the_project_functions() {
     let project = project();
@@ -75,13 +103,16 @@ fn code_a_studio_user_runs_as_a_template_role_cannot_read_the_token() {
     let token_policy = json(bootstrap.property("GitLabTokenSecretPolicy", &["ResourcePolicy"]).unwrap());
     let studio = StudioUser::new();
     let own_functions = ["CheckinFunction", "TriggerFunction"].map(|f| function_arn(&project, f));
+    // Names imitating the project's own, in each spelling the managed policies allow.
+    let imitations = ["p-sagemaker123", "p-sageMaker123", "p-SageMaker123", "p-Sagemaker123"];
     let candidates: Vec<String> = own_functions
         .iter()
-        .map(|arn| arn.replace(PROJECT_ID, "p-sagemaker123"))
+        .flat_map(|arn| imitations.map(|id| arn.replace(PROJECT_ID, id)))
         .chain([arn("lambda", "function:sagemaker-token-reader")])
         .filter(|function| studio.may("lambda:CreateFunction", function))
         .collect();
-    assert!(!candidates.is_empty(), "the premise: a Studio user may create a function");
+    // All but the two `Sagemaker` spellings, which the policies let a Studio user invoke only.
+    assert_eq!(candidates.len(), 7, "the premise: a Studio user may create these");
 
     let mut passable = Vec::new();
     for stack in [&bootstrap, &project] {
