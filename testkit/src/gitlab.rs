@@ -37,8 +37,8 @@ use axum::response::IntoResponse;
 use serde_json::Value;
 
 pub use self::state::{
-    BranchProtection, CommitState, FileState, PipelineState, PipelineVariablesDefault, ProjectState, Request, Role,
-    SubClaimComponents, TokenSpec, VariableState,
+    BranchProtection, CommitState, DEFAULT_SUB_CLAIM_COMPONENTS, FileState, PipelineState, PipelineVariablesDefault,
+    ProjectState, Request, Role, SubClaimComponents, TokenSpec, VariableState,
 };
 use self::state::{FaultKind, Inner, Shared, Token, User};
 
@@ -165,7 +165,7 @@ impl GitLabDouble {
             claims["environment"] = environment.into();
             claims["environment_protected"] = "false".into();
         }
-        let default = ["project_path", "ref_type", "ref"].map(String::from).to_vec();
+        let default = DEFAULT_SUB_CLAIM_COMPONENTS.map(String::from).to_vec();
         let components = project.as_ref().map_or(&default, |p| &p.sub_claim_components);
         claims["sub"] = id_token_sub(components, &claims).into();
         let encode = |value: &Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(value.to_string());

@@ -99,6 +99,16 @@ pub async fn gitlab_client(
     ca_bundle_secret: Option<&str>,
 ) -> Result<gitlab::GitLab, ClientError> {
     let token = secrets::read_gitlab_token(secrets, token_secret).await?;
+    gitlab_client_with(secrets, url, token, ca_bundle_secret).await
+}
+
+/// `gitlab_client` with a token its caller has read already.
+pub async fn gitlab_client_with(
+    secrets: &aws_sdk_secretsmanager::Client,
+    url: &str,
+    token: token::Token,
+    ca_bundle_secret: Option<&str>,
+) -> Result<gitlab::GitLab, ClientError> {
     let gitlab = gitlab::GitLab::new(url, token)?;
     let Some(secret) = ca_bundle_secret else { return Ok(gitlab) };
     let pem = secrets::read_string(secrets, secret).await?;

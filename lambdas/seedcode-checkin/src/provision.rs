@@ -168,28 +168,15 @@ pub async fn protect_main(gitlab: &GitLab, project: &Project) -> Result<(), Prov
 /// of a merge request from `main` into any branch. A setting the project does not list (another
 /// tier or an older GitLab) guards nothing there.
 pub async fn turn_off_pipelines_that_borrow_main(gitlab: &GitLab, project: &Project) -> Result<(), ProvisionError> {
-    let settings = [
-        ("ci_allow_fork_pipelines_to_run_in_parent_project", project.ci_allow_fork_pipelines_to_run_in_parent_project),
-        ("merge_pipelines_enabled", project.merge_pipelines_enabled),
-        ("merge_trains_enabled", project.merge_trains_enabled),
-    ];
-    let on: serde_json::Map<String, serde_json::Value> = settings
-        .iter()
-        .filter(|(_, value)| *value == Some(true))
-        .map(|(key, _)| ((*key).to_owned(), false.into()))
-        .collect();
+    let on = settings_on_that_borrow_main(project);
     if on.is_empty() {
         return Ok(());
     }
-    let operation =
-        format!("turning off {} of project {}", on.keys().cloned().collect::<Vec<_>>().join(", "), project.id);
-    let edited = gitlab.edit_project(project.id, &serde_json::Value::Object(on), &operation).await?;
-    let still_on = [
-        ("ci_allow_fork_pipelines_to_run_in_parent_project", edited.ci_allow_fork_pipelines_to_run_in_parent_project),
-        ("merge_pipelines_enabled", edited.merge_pipelines_enabled),
-        ("merge_trains_enabled", edited.merge_trains_enabled),
-    ];
-    let kept: Vec<&str> = still_on.iter().filter(|(_, value)| *value == Some(true)).map(|(key, _)| *key).collect();
+    let body: serde_json::Map<String, serde_json::Value> =
+        on.iter().map(|key| ((*key).to_owned(), false.into())).collect();
+    let operation = format!("turning off {} of project {}", on.join(", "), project.id);
+    let edited = gitlab.edit_project(project.id, &serde_json::Value::Object(body), &operation).await?;
+    let kept = settings_on_that_borrow_main(&edited);
     if !kept.is_empty() {
         return Err(ProvisionError::PipelinesBorrowMain {
             path: project.path_with_namespace.clone(),
@@ -242,6 +229,18 @@ pub async fn main_pipeline_subject(gitlab: &GitLab, project: &Project) -> Result
         parts.extend([component.as_str(), value]);
     }
     Ok(parts.join(":"))
+}
+
+/// The settings of `turn_off_pipelines_that_borrow_main` that `project` lists as on.
+fn settings_on_that_borrow_main(project: &Project) -> Vec<&'static str> {
+    [
+        ("ci_allow_fork_pipelines_to_run_in_parent_project", project.ci_allow_fork_pipelines_to_run_in_parent_project),
+        ("merge_pipelines_enabled", project.merge_pipelines_enabled),
+        ("merge_trains_enabled", project.merge_trains_enabled),
+    ]
+    .into_iter()
+    .filter_map(|(key, value)| (value == Some(true)).then_some(key))
+    .collect()
 }
 
 /// Lets Maintainers pass pipeline variables when the project says nobody (gitlab.com's default

@@ -163,18 +163,28 @@ async fn token_self(
     request_token: axum::http::HeaderMap,
 ) -> Json<Value> {
     let inner = lock(&inner);
-    let value = request_token.get("private-token").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    let token = inner.tokens.iter().find(|t| t.value == value).expect("authenticated by the middleware");
-    Json(json!({
+    let token = &inner.tokens[calling_token(&inner, &request_token)];
+    Json(token_json(token, inner.users[caller.0].id))
+}
+
+/// The index of the token a request authenticated with.
+fn calling_token(inner: &Inner, headers: &axum::http::HeaderMap) -> usize {
+    let value = headers.get("private-token").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    inner.tokens.iter().position(|t| t.value == value).expect("authenticated by the middleware")
+}
+
+/// The `PersonalAccessToken` entity (lib/api/entities/personal_access_token.rb).
+fn token_json(token: &Token, user_id: u64) -> Value {
+    json!({
         "id": token.id,
         "name": "sagemaker-projects",
         "revoked": token.revoked,
         "created_at": "2026-01-05T09:00:00.000Z",
         "scopes": token.scopes,
-        "user_id": inner.users[caller.0].id,
+        "user_id": user_id,
         "active": !token.revoked,
         "expires_at": token.expires_at.map(|d| d.to_string()),
-    }))
+    })
 }
 
 /// `POST /personal_access_tokens/self/rotate` (lib/api/personal_access_tokens.rb, GitLab 16.10+;
@@ -192,8 +202,7 @@ async fn rotate_token_self(
         None => today() + time::Duration::days(7),
     };
     let mut inner = lock(&inner);
-    let value = request_token.get("private-token").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
-    let i = inner.tokens.iter().position(|t| t.value == value).expect("authenticated by the middleware");
+    let i = calling_token(&inner, &request_token);
     inner.tokens[i].revoked = true;
     let id = inner.next_id();
     let new = Token {
@@ -204,10 +213,9 @@ async fn rotate_token_self(
         expires_at: Some(expires_at),
         revoked: false,
     };
-    let answer = json!({
-        "id": new.id, "name": "sagemaker-projects", "revoked": false, "active": true, "scopes": new.scopes,
-        "user_id": inner.users[new.user].id, "expires_at": expires_at.to_string(), "token": new.value,
-    });
+    let mut answer = token_json(&new, inner.users[new.user].id);
+    // Only the answer that makes a token shows its value.
+    answer["token"] = new.value.clone().into();
     inner.tokens.push(new);
     Ok(Json(answer))
 }

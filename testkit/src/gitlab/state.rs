@@ -61,6 +61,10 @@ pub enum PipelineVariablesDefault {
     Unsupported,
 }
 
+/// `ci_id_token_sub_claim_components` of a new project (`id_token_sub_claim_components`'s
+/// default in db/structure.sql), and all an older GitLab accepts.
+pub const DEFAULT_SUB_CLAIM_COMPONENTS: [&str; 3] = ["project_path", "ref_type", "ref"];
+
 /// Which `ci_id_token_sub_claim_components` a GitLab accepts (`ProjectCiCdSetting::
 /// ALLOWED_SUB_CLAIM_COMPONENTS` and `validate_sub_claim_components`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,7 +82,7 @@ impl SubClaimComponents {
     /// GitLab's validation errors for `components`, none when it accepts them.
     pub(crate) fn refusals(self, components: &[String]) -> Vec<String> {
         let (allowed, first): (&[&str], &[&str]) = match self {
-            SubClaimComponents::PathAndRef => (&["project_path", "ref_type", "ref"], &["project_path"]),
+            SubClaimComponents::PathAndRef => (&DEFAULT_SUB_CLAIM_COMPONENTS, &["project_path"]),
             SubClaimComponents::WithProjectIdAndProtection => (
                 &[
                     "project_path",
@@ -343,7 +347,7 @@ impl Inner {
             archived: false,
             pipeline_variables_role: self.new_project_pipeline_variables_role(),
             fork_pipelines_in_parent: true,
-            sub_claim_components: ["project_path", "ref_type", "ref"].map(String::from).to_vec(),
+            sub_claim_components: DEFAULT_SUB_CLAIM_COMPONENTS.map(String::from).to_vec(),
             merged_results_pipelines: premium,
             merge_trains: premium,
             members: BTreeMap::from([owner]),

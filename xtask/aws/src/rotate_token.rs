@@ -29,11 +29,14 @@ async fn rotate(args: &flags::RotateToken) -> anyhow::Result<()> {
     let secrets = Client::new(&aws.sdk);
     let secret = args.token_secret_name.as_str();
     let ca_bundle = Some(args.gitlab_ca_bundle_secret_name.as_str()).filter(|name| !name.is_empty());
-    let gitlab = lambda_common::gitlab_client(&secrets, &args.gitlab_server_url, secret, ca_bundle)
+    let reading = "reading the token: nothing was rotated (docs/gitlab.md#rotate-the-token)";
+    // Read once: the token to rotate, and the secret's value whose form its successor keeps.
+    let current = lambda_common::secrets::read_string(&secrets, secret).await.context(reading)?;
+    let token = lambda_common::token::token_from_secret(secret, current.expose_secret()).context(reading)?;
+    let gitlab = lambda_common::gitlab_client_with(&secrets, &args.gitlab_server_url, token, ca_bundle)
         .await
-        .context("reading the token: nothing was rotated (docs/gitlab.md#rotate-the-token)")?;
+        .context(reading)?;
     gitlab.check_token().await.context("the token does not work: nothing was rotated")?;
-    let current = lambda_common::secrets::read_string(&secrets, secret).await?;
     put(&secrets, secret, &current, Some(PENDING)).await.with_context(|| {
         format!("secret {secret} takes no write, so the new token could not be stored: nothing was rotated")
     })?;

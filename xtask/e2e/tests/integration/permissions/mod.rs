@@ -203,7 +203,7 @@ pub(crate) fn components() -> Vec<String> {
 
 /// GitLab's default sub claim components, all an older GitLab accepts.
 pub(crate) fn default_components() -> Vec<String> {
-    ["project_path", "ref_type", "ref"].map(String::from).to_vec()
+    testkit::gitlab::DEFAULT_SUB_CLAIM_COMPONENTS.map(String::from).to_vec()
 }
 
 /// The claims of a pipeline of project `project_path` (numeric ID `project_id`) as

@@ -22,6 +22,8 @@ fn bootstrap_with_secrets() -> Stack {
     ])
 }
 
+/// A function's ARN from the name the template gives it (not the fixture's attribute, which
+/// would not follow a renamed function).
 fn function_arn(project: &Stack, function: &str) -> String {
     let name = project.property(function, &["FunctionName"]).unwrap();
     arn("lambda", &format!("function:{}", name.as_str().unwrap()))
